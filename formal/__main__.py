@@ -1,0 +1,3 @@
+from formal.cli import entry
+
+entry()

@@ -1,0 +1,54 @@
+"""The `flushproof` command.  Exit status, for every subcommand: 0 holds, 1 violated,
+2 inconclusive, 3 bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from formal import machine, render, simulate, trace
+
+EXIT_HOLDS, EXIT_VIOLATED, EXIT_INCONCLUSIVE, EXIT_BAD_INPUT = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 by default; we say 3
+        self.print_usage(sys.stderr)
+        print(f"flushproof: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    try:
+        t = trace.load(args.trace)
+        t = trace.override(t, args.policy, args.config)
+        out = simulate.run(t)
+    except (trace.TraceError, simulate.NotModeled) as exc:
+        print(f"flushproof: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except machine.ModelError as exc:
+        print(f"flushproof: model error: {exc}", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
+    if args.json:
+        print(json.dumps(render.outcome_json(out), indent=1))
+    else:
+        print(render.outcome_text(out), end="")
+    return EXIT_VIOLATED if out.violated else EXIT_HOLDS
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _Parser(prog="flushproof", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    s = sub.add_parser("simulate", help="run a trace file on the model with concrete values")
+    s.add_argument("trace", help="trace file (format flushproof-trace/1)")
+    s.add_argument("--policy", help="run under this policy instead of the trace's")
+    s.add_argument("--config", help="run in this configuration instead of the trace's")
+    s.add_argument("--json", action="store_true", help="print the run as JSON")
+    s.set_defaults(func=_simulate)
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+def entry() -> None:
+    sys.exit(main())
