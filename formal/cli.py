@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from formal import machine, render, simulate, trace
+from formal import corpus, machine, render, simulate, trace
 
 EXIT_HOLDS, EXIT_VIOLATED, EXIT_INCONCLUSIVE, EXIT_BAD_INPUT = 0, 1, 2, 3
 
@@ -37,6 +38,24 @@ def _simulate(args: argparse.Namespace) -> int:
     return EXIT_VIOLATED if out.violated else EXIT_HOLDS
 
 
+def _corpus(args: argparse.Namespace) -> int:
+    try:
+        cells = corpus.run(Path(args.dir))
+    except (trace.TraceError, simulate.NotModeled) as exc:
+        print(f"flushproof: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except machine.ModelError as exc:
+        print(f"flushproof: model error: {exc}", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
+    for c in cells:
+        mark = "ok  " if c.ok else "FAIL"
+        extra = "" if c.ok else f" (expected {c.expected})"
+        print(f"{mark} {c.trace:32} {c.policy:24} {c.actual}{extra}")
+    bad = sum(not c.ok for c in cells)
+    print(f"{len(cells) - bad} passed, {bad} failed")
+    return EXIT_VIOLATED if bad else EXIT_HOLDS
+
+
 def main(argv: list[str] | None = None) -> int:
     p = _Parser(prog="flushproof", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
@@ -46,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--config", help="run in this configuration instead of the trace's")
     s.add_argument("--json", action="store_true", help="print the run as JSON")
     s.set_defaults(func=_simulate)
+    c = sub.add_parser("corpus", help="run the regression corpus against its expectations")
+    c.add_argument("dir", nargs="?", default="traces", help="directory of traces (traces/)")
+    c.set_defaults(func=_corpus)
     args = p.parse_args(argv)
     return args.func(args)
 

@@ -142,7 +142,10 @@ class Mechanism:
 
     # -- the architecture's invalidations applied to the ghost state --
 
-    def apply_invalidations(self, v: Vcpu, invals: tuple[Inval, ...]) -> None:
+    def apply_invalidations(self, v: Vcpu, invals: tuple[Inval, ...], native: bool) -> None:
+        """Mark what the architecture's invalidations make stale.  A natively executed
+        instruction (native) invalidated the hardware TLB itself: only KVM's shadow roots can
+        still hold what it covered."""
         linear_roots = [v.root_mmu.root] + v.root_mmu.prev_roots
         if not self.cfg.nested_tdp:
             linear_roots += [v.guest_mmu.root] + v.guest_mmu.prev_roots
@@ -155,6 +158,8 @@ class Mechanism:
             # An old translation of unknown tag (TDP: the hardware walked the guest's tables
             # under any PCID) is made stale by any covering invalidation: an over-approximation.
             for ctx, hw in enumerate(v.hw):
+                if native:
+                    continue
                 if hw.tag >= 0:
                     covered = inval.covers(hw.tag >> 12, hw.tag & 0xFFF)
                 else:

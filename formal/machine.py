@@ -52,7 +52,13 @@ class Machine:
         a = arch.step(cfg, v, e)
         if a.fault:
             return StepRecord(index, e, a.fault, [], [], v.clone())
-        self._track(index, lambda: self.policy.apply_invalidations(v, a.invals), a.invals)
+        if not self.policy.intercepted(v, e):
+            self._track(index, lambda: self.policy.apply_invalidations(v, a.invals, True),
+                        a.invals)
+            v.regs = a.regs
+            self.policy.note("executed by the hardware (not intercepted)")
+            return self._enter(index, e, None, before)
+        self._track(index, lambda: self.policy.apply_invalidations(v, a.invals, False), a.invals)
         self._track(index, lambda: self.policy.handle(v, e), ())
         if v.regs != a.regs:
             raise ModelError(

@@ -135,7 +135,7 @@ def tdp_root_role(smm: bool, guest_mode: bool, facts: RoleFacts) -> int:
     return role
 
 
-def nested_tdp_root_role(nested_pgd: int, smm: bool) -> int:
+def nested_tdp_root_role(smm: bool) -> int:
     """The guest_mmu's root role for L1's EPT/NPT tables (mmu.c kvm_calc_shadow_ept_root_page_role
     / kvm_init_shadow_npt_mmu): indirect, guest_mode=1, 4-level (EPTP[5:3] = 3 means 4 levels)."""
     role = (ACC_ALL << ACCESS_SHIFT) | GUEST_MODE | CR0_WP | EFER_NX | PT64_ROOT_4LEVEL

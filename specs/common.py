@@ -149,6 +149,17 @@ class Common(Mechanism):
 
     # -- the entry points events reach --
 
+    def intercepted(self, v: Vcpu, e: ev.Event) -> bool:
+        """Does KVM see the event, or does the hardware execute it?  With EPT/NPT, INVPCID
+        neither exits (VMX clears INVLPG exiting with EPT, vmx.c; SVM clears the INVPCID
+        intercept with NPT, svm.c) nor is emulated, so the hardware performs it.  MOV CR3 and
+        INVLPG stay modelled as KVM's: "MOV CR3 and INVPCID are usually not intercepted when
+        using TDP, but this is reachable when running EPT=1 and unrestricted_guest=0, and also
+        via the emulator" (x86.c kvm_invalidate_pcid)."""
+        if isinstance(e, ev.Invpcid):
+            return not (self.tdp_enabled and (not v.guest_mode or v.mmu_is_guest))
+        return True
+
     def handle(self, v: Vcpu, e: ev.Event) -> None:
         """Run KVM's handler for a (legal) event."""
         match e:

@@ -24,9 +24,12 @@ class V5_12(Common):
 
     # -- guest entry (x86.c v5.12 vcpu_enter_guest) --
 
+    # The request that drops roots at guest entry: KVM_REQ_MMU_RELOAD until v5.17.
+    root_request = Req.MMU_RELOAD
+
     def vcpu_enter_guest(self, v: Vcpu) -> None:
-        if self.kvm_check_request(v, Req.MMU_RELOAD):
-            self.kvm_mmu_unload(v)
+        if self.kvm_check_request(v, self.root_request):
+            self.service_root_request(v)
         if self.kvm_check_request(v, Req.MMU_SYNC):
             self.kvm_mmu_sync_roots(v)
         if self.kvm_check_request(v, Req.LOAD_MMU_PGD):
@@ -39,6 +42,10 @@ class V5_12(Common):
         if self.kvm_check_request(v, Req.TLB_FLUSH_GUEST):
             self.kvm_vcpu_flush_tlb_guest(v)
         self.kvm_mmu_reload(v)
+
+    def service_root_request(self, v: Vcpu) -> None:
+        """KVM_REQ_MMU_RELOAD: kvm_mmu_unload."""
+        self.kvm_mmu_unload(v)
 
     def kvm_vcpu_flush_tlb_guest(self, v: Vcpu) -> None:
         """x86.c v5.12: only the hardware context; shadow roots are not synced."""

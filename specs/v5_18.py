@@ -16,11 +16,12 @@ class V5_18(V5_17):
     # mmu.h v5.18 KVM_MMU_EFER_ROLE_BITS = EFER_LME | EFER_NX.
     efer_reset_bits = EFER_LME | EFER_NX
 
-    def vcpu_enter_guest(self, v: Vcpu) -> None:
-        """x86.c v5.18: KVM_REQ_MMU_RELOAD replaced by KVM_REQ_MMU_FREE_OBSOLETE_ROOTS (roots
-        made obsolete by a memslot change; the model has no memslot events, so none are)."""
-        self.kvm_check_request(v, Req.FREE_OBSOLETE_ROOTS)
-        super().vcpu_enter_guest(v)
+    # x86.c v5.18: KVM_REQ_MMU_RELOAD is replaced by KVM_REQ_MMU_FREE_OBSOLETE_ROOTS.
+    root_request = Req.FREE_OBSOLETE_ROOTS
+
+    def service_root_request(self, v: Vcpu) -> None:
+        """kvm_mmu_free_obsolete_roots: frees roots made obsolete by a memslot change; the
+        model has no memslot events, so no root is ever obsolete."""
 
     def kvm_post_set_cr0(self, v: Vcpu, old_cr0: int, cr0: int) -> None:
         """x86.c v5.18: "Clearing CR0.PG is defined to flush the TLB from the guest's

@@ -1,0 +1,82 @@
+"""The SDM's legality rules (DESIGN.md §2): an illegal value is a fault in the trace, never a
+crash, and leaves the state alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from formal import events as ev
+from formal.state import Regs
+from tests.conftest import LONG_MODE, machine
+
+PCID_ON = Regs(cr0=0x8001_0033, cr3=0x1001, cr4=0x20020, efer=0xD00)
+LEGACY_PAE = Regs(cr0=0x8001_0033, cr3=0x1000, cr4=0x20, efer=0x800)
+NO_PAGING = Regs(cr0=0x11, cr3=0x1000, cr4=0x0, efer=0x100)
+LA57_OFF = LONG_MODE
+
+CASES = [
+    ("pcide_needs_ia32e", LEGACY_PAE, ev.MovCr4(0x20020),
+     "#GP: setting CR4.PCIDE outside IA-32e mode"),
+    ("pcide_needs_cr3_pcid_zero", Regs(0x8001_0033, 0x1008, 0x20, 0xD00), ev.MovCr4(0x20020),
+     "#GP: setting CR4.PCIDE with CR3[11:0] != 0"),
+    ("clear_pg_with_pcide", PCID_ON, ev.MovCr0(0x0001_0033),
+     "#GP: clearing CR0.PG while CR4.PCIDE=1"),
+    ("cr3_noflush_without_pcide", LONG_MODE, ev.MovCr3(0x8000_0000_0000_2000),
+     "#GP: CR3 bit 63 is reserved while CR4.PCIDE=0"),
+    ("cr3_above_maxphyaddr", LONG_MODE, ev.MovCr3(0x0010_0000_0000_2000),
+     "#GP: CR3 bits above MAXPHYADDR set"),
+    ("clear_pae_in_long_mode", LONG_MODE, ev.MovCr4(0x0),
+     "#GP: clearing CR4.PAE in IA-32e mode"),
+    ("toggle_la57_in_long_mode", LA57_OFF, ev.MovCr4(0x1020),
+     "#GP: toggling CR4.LA57 in IA-32e mode"),
+    ("cr4_reserved", LONG_MODE, ev.MovCr4(0x20 | 1 << 30),
+     "#GP: reserved CR4 bits 0x40000000 set"),
+    ("cr0_high_bits", LONG_MODE, ev.MovCr0(1 << 32 | 0x8001_0033),
+     "#GP: CR0[63:32] are reserved"),
+    ("pg_without_pe", NO_PAGING, ev.MovCr0(0x8000_0010), "#GP: CR0.PG=1 requires CR0.PE=1"),
+    ("nw_without_cd", LONG_MODE, ev.MovCr0(0xA001_0033), "#GP: CR0.NW=1 requires CR0.CD=1"),
+    ("long_mode_needs_pae", NO_PAGING, ev.MovCr0(0x8000_0011),
+     "#GP: enabling paging with EFER.LME=1 needs CR4.PAE=1"),
+    ("lme_change_while_paging", LEGACY_PAE, ev.WrmsrEfer(0x900),
+     "#GP: changing EFER.LME while CR0.PG=1"),
+    ("efer_reserved", LONG_MODE, ev.WrmsrEfer(0xD00 | 1 << 20),
+     "#GP: reserved EFER bits 0x100000 set"),
+    ("invpcid_type_4", LONG_MODE, ev.Invpcid(4, 0, 0), "#GP: INVPCID type 4 is not 0-3"),
+    ("invpcid_pcid_without_pcide_type0", LONG_MODE, ev.Invpcid(0, 1, 0x400000),
+     "#GP: INVPCID with PCID != 0 while CR4.PCIDE=0"),
+    ("invpcid_pcid_without_pcide_type1", LONG_MODE, ev.Invpcid(1, 1, 0),
+     "#GP: INVPCID with PCID != 0 while CR4.PCIDE=0"),
+    ("invpcid_noncanonical", LONG_MODE, ev.Invpcid(0, 0, 0x0000_8000_0000_0000),
+     "#GP: INVPCID individual-address with a non-canonical address"),
+    ("invpcid_pcid_too_wide", PCID_ON, ev.Invpcid(1, 0x1000, 0),
+     "#GP: INVPCID descriptor bits 63:12 are reserved"),
+    ("rsm_outside_smm", LONG_MODE, ev.Rsm(), "#UD: RSM outside SMM"),
+    ("set_sregs_lma_mismatch", LONG_MODE, ev.SetSregs(0x8001_0033, 0x1000, 0x20, 0x900),
+     "-EINVAL: invalid: EFER.LMA must equal EFER.LME && CR0.PG"),
+]
+
+
+@pytest.mark.parametrize("name,regs,event,fault", CASES, ids=[c[0] for c in CASES])
+def test_illegal_event_faults_and_changes_nothing(policy_name, name, regs, event, fault):
+    m = machine(policy_name, regs=regs)
+    before = m.v.clone()
+    rec = m.step(0, event)
+    assert rec.fault == fault
+    assert rec.violations == [] and rec.actions == []
+    assert m.v == before
+
+
+@pytest.mark.parametrize("event", [ev.MovCr4(0x20), ev.MovCr3(0x8000_0000_0000_1001)])
+def test_legal_neighbours_of_the_rules_do_not_fault(event):
+    rec = machine("v6.6", regs=PCID_ON).step(0, event)
+    assert rec.fault is None
+
+
+def test_pcide_enable_is_legal_in_long_mode_with_pcid_zero():
+    rec = machine("v6.6").step(0, ev.MovCr4(0x20020))
+    assert rec.fault is None and rec.state.regs.cr4 == 0x20020
+
+
+def test_noncanonical_invlpg_is_a_nop_not_a_fault():
+    rec = machine("v6.6").step(0, ev.Invlpg(0x0000_8000_0000_0000))
+    assert rec.fault is None and rec.actions == []
