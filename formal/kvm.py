@@ -73,7 +73,7 @@ class Mechanism:
         self.note(f"free {where} pgd={root.pgd:#x}")
         if root.hw_old:
             # Freeing a root does not flush the hardware TLB; what it cached stays there.
-            self.hw_keeps(v.hw[root_ctx(root)], root.tag, root.stale)
+            self.hw_keeps(v.hw[root_ctx(root)], False, root.tag, root.stale)
         if slot < 0:
             mmu.root = invalid_root()
         else:
@@ -104,17 +104,18 @@ class Mechanism:
         """A hardware TLB flush of one guest context (vpid_sync_context / ASID flush): whatever
         the hardware cached of shadow roots or, with TDP, of the guest's page tables, is gone."""
         hw = v.hw[ctx]
-        hw.old = hw.stale = False
-        hw.tag = -1
+        hw.old = hw.stale = hw.any_tag = False
+        hw.tag = 0
         for root in v.all_roots():
             if root.valid and root_ctx(root) == ctx:
                 root.hw_old = False
                 root.stale = root.stale and root.unsync
 
     @staticmethod
-    def hw_keeps(hw: HwTlb, tag: int, stale: bool) -> None:
-        """Record that a hardware context may hold an old translation under tag (-1: any)."""
-        hw.tag = tag if not hw.old or hw.tag == tag else -1
+    def hw_keeps(hw: HwTlb, any_tag: bool, tag: int, stale: bool) -> None:
+        """Record that a hardware context may hold an old translation under tag (or any)."""
+        hw.any_tag = any_tag or hw.any_tag or (hw.old and hw.tag != tag)
+        hw.tag = tag
         hw.old = True
         hw.stale = hw.stale or stale
 
@@ -138,7 +139,7 @@ class Mechanism:
                 root.stale = root.stale or not root.live
         if self.cfg.tdp_enabled and not nested_tables:
             # The hardware walks the guest's tables itself and may cache the old translation.
-            self.hw_keeps(v.hw[self.current_ctx(v)], -1, False)
+            self.hw_keeps(v.hw[self.current_ctx(v)], True, 0, False)
 
     # -- the architecture's invalidations applied to the ghost state --
 
@@ -160,10 +161,10 @@ class Mechanism:
             for ctx, hw in enumerate(v.hw):
                 if native:
                     continue
-                if hw.tag >= 0:
-                    covered = inval.covers(hw.tag >> 12, hw.tag & 0xFFF)
-                else:
+                if hw.any_tag:
                     covered = inval.covers(v.vpid12 if ctx else 0, None)
+                else:
+                    covered = inval.covers(hw.tag >> 12, hw.tag & 0xFFF)
                 if hw.old and covered:
                     hw.stale = True
 

@@ -129,7 +129,8 @@ def _flatten(v: Vcpu) -> dict[str, object]:
             flat[f"{mname}.{slot}"] = _root(r)
     for ctx, h in enumerate(v.hw):
         flat[f"hw[{'L2' if ctx else 'L1'}]"] = (
-            f"old={int(h.old)} stale={int(h.stale)} tag={h.tag:#x}" if h.old else "clean")
+            f"old stale={int(h.stale)} tag={'any' if h.any_tag else hex(h.tag)}" if h.old
+            else "clean")
     return flat
 
 

@@ -79,7 +79,7 @@ def _freshness(v: Vcpu, root, causes: dict[object, StaleCause]) -> list[Violatio
                 f"{root.tag:#x}, under tag {cur:#x} where they were never cached"))]
     ctx = 1 if v.guest_mode else 0
     hw = v.hw[ctx]
-    if hw.stale and (hw.tag < 0 or hw.tag == cur):
+    if hw.stale and (hw.any_tag or hw.tag == cur):
         cause = causes.get(("hw", ctx))
         after = f" since {cause.why} at event {cause.event}" if cause else ""
         return [Violation("freshness", (

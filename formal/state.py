@@ -92,8 +92,10 @@ class HwTlb:
     old: bool = False
     # ...that the architecture required to be invalidated
     stale: bool = False
-    # ...under this tag (VPID << 12 | PCID), or -1: under any
-    tag: int = -1
+    # ...under this tag (VPID << 12 | PCID)
+    tag: int = 0
+    # ...or under any tag (TDP: the hardware walked the guest's tables under any PCID)
+    any_tag: bool = False
 
 
 @dataclass

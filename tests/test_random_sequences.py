@@ -7,13 +7,12 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import LONG_MODE
-
 from formal import events as ev
 from formal.machine import Machine
 from formal.simulate import _not_modeled
 from formal.state import CONFIGS
 from specs import POLICIES
+from tests.conftest import LONG_MODE
 
 PGDS = [0x1000, 0x2000, 0x3000]
 CR0S = [0x8001_0033, 0x8000_0033, 0x33, 0x1_0033, 0x8001_0031]
