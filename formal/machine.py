@@ -3,16 +3,23 @@ properties (DESIGN.md §5)."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from formal import arch, properties
 from formal import events as ev
-from formal.properties import StaleCause, Violation, root_key
+from formal.properties import ModelError, StaleCause, Violation, root_key
 from formal.state import Regs, Vcpu
+from formal.symbolic import is_symbolic
 
+if TYPE_CHECKING:
+    from formal.kvm import Mechanism
 
-class ModelError(Exception):
-    """The policy and the architecture disagree about registers: a bug in a spec."""
+# Runs one action of a step (applying invalidations, KVM's handler) with the invalidations
+# behind it, so that a caller can watch what the action changed.
+Tracker = Callable[[Callable[[], None], tuple[arch.Inval, ...]], None]
 
 
 @dataclass
@@ -28,10 +35,47 @@ class StepRecord:
     changed: list[str] = field(default_factory=list)
 
 
-class Machine:
-    """A vCPU under one policy in one configuration."""
+def execute(policy: Mechanism, v: Vcpu, e: ev.Event, props: tuple[str, ...],
+            track: Tracker | None = None,
+            causes: dict[object, StaleCause] | None = None) -> tuple[str | None, list[Violation]]:
+    """One event on v (mutated in place): the architecture's verdict, the invalidations it
+    requires applied to the ghost state, KVM's handler (or the hardware, for an instruction KVM
+    does not intercept), then guest entry and the properties.  Returns the fault, if any, and
+    the violated properties."""
+    a = arch.step(policy.cfg, v, e)
+    if a.fault:
+        return a.fault, []
+    run = track or (lambda action, invals: action())
+    if not policy.intercepted(v, e):
+        run(lambda: policy.apply_invalidations(v, a.invals, True), a.invals)
+        v.regs = copy.copy(a.regs)
+        if not is_symbolic():
+            policy.note("executed by the hardware (not intercepted)")
+    else:
+        run(lambda: policy.apply_invalidations(v, a.invals, False), a.invals)
+        run(lambda: policy.handle(v, e), ())
+        if v.regs != a.regs:
+            raise ModelError(
+                f"{policy.name} left registers {_regs(v.regs)} but the architecture gives "
+                f"{_regs(a.regs)}")
+    return None, enter(policy, v, props, causes)
 
-    def __init__(self, policy, initial: Regs,
+
+def enter(policy: Mechanism, v: Vcpu, props: tuple[str, ...],
+          causes: dict[object, StaleCause] | None) -> list[Violation]:
+    """Guest entry: KVM services its requests and reloads, the properties are checked, and the
+    guest runs on the active root."""
+    policy.vcpu_enter_guest(v)
+    violations = properties.check(policy, v, causes, props)
+    policy.mark_active(v)
+    return violations
+
+
+class Machine:
+    """A vCPU under one policy in one configuration, run on concrete values, remembering why
+    roots became stale so that a violation can say so."""
+
+    def __init__(self, policy: Mechanism, initial: Regs,
                  props: tuple[str, ...] = properties.PROPERTIES) -> None:
         self.policy = policy
         self.props = props
@@ -41,39 +85,27 @@ class Machine:
 
     def start(self) -> StepRecord:
         """Initial state: KVM's MMU set up for the registers, then the first guest entry."""
+        before = self.v.clone()
         self.policy.log = []
         self.policy.start(self.v)
-        return self._enter(-1, None, None, self.v.clone())
+        viol = enter(self.policy, self.v, self.props, self.causes)
+        return self._record(-1, None, None, viol, before)
 
     def step(self, index: int, e: ev.Event) -> StepRecord:
-        cfg, v = self.policy.cfg, self.v
-        before = v.clone()
+        before = self.v.clone()
         self.policy.log = []
-        a = arch.step(cfg, v, e)
-        if a.fault:
-            return StepRecord(index, e, a.fault, [], [], v.clone())
-        if not self.policy.intercepted(v, e):
-            self._track(index, lambda: self.policy.apply_invalidations(v, a.invals, True),
-                        a.invals)
-            v.regs = a.regs
-            self.policy.note("executed by the hardware (not intercepted)")
-            return self._enter(index, e, None, before)
-        self._track(index, lambda: self.policy.apply_invalidations(v, a.invals, False), a.invals)
-        self._track(index, lambda: self.policy.handle(v, e), ())
-        if v.regs != a.regs:
-            raise ModelError(
-                f"event {index} ({e.op}): {self.policy.name} left registers {_regs(v.regs)} "
-                f"but the architecture gives {_regs(a.regs)}")
-        return self._enter(index, e, None, before)
+        try:
+            fault, viol = execute(self.policy, self.v, e, self.props,
+                                  lambda action, invals: self._track(index, action, invals),
+                                  self.causes)
+        except ModelError as exc:
+            raise ModelError(f"event {index} ({e.op}): {exc}") from None
+        return self._record(index, e, fault, viol, before)
 
-    def _enter(self, index: int, e: ev.Event | None, fault: str | None,
-               before: Vcpu) -> StepRecord:
-        v = self.v
-        self.policy.vcpu_enter_guest(v)
-        violations = properties.check(self.policy, v, self.causes, self.props)
-        self.policy.mark_active(v)
-        return StepRecord(index, e, fault, list(self.policy.log), violations, v.clone(),
-                          changed=diff(before, v))
+    def _record(self, index: int, e: ev.Event | None, fault: str | None,
+                viol: list[Violation], before: Vcpu) -> StepRecord:
+        return StepRecord(index, e, fault, list(self.policy.log), viol, self.v.clone(),
+                          changed=diff(before, self.v))
 
     def _track(self, index: int, action, invals: tuple[arch.Inval, ...]) -> None:
         """Run action and remember why each root or hardware context it touched became stale,

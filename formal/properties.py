@@ -15,6 +15,11 @@ if TYPE_CHECKING:
 PROPERTIES = ("role", "pgd", "freshness", "metadata")
 
 
+class ModelError(Exception):
+    """The model contradicts itself (a policy spec and the architecture disagree, or KVM enters
+    the guest without a root): a bug in a spec or in the model, never a verdict."""
+
+
 @dataclass(frozen=True)
 class Violation:
     prop: str
@@ -29,14 +34,14 @@ class StaleCause:
     why: str
 
 
-def check(policy: Mechanism, v: Vcpu, causes: dict[object, StaleCause],
+def check(policy: Mechanism, v: Vcpu, causes: dict[object, StaleCause] | None,
           props: tuple[str, ...] = PROPERTIES) -> list[Violation]:
     """All violated properties at this guest entry, in PROPERTIES order."""
     out = []
     root = v.mmu.root
     which = "guest_mmu" if v.mmu_is_guest else "root_mmu"
     if not root.valid:
-        raise AssertionError("model error: no valid root after kvm_mmu_reload")
+        raise ModelError("no valid root after kvm_mmu_reload")
     if "role" in props:
         want = policy.calc_root_role(v)
         if root.role != want:
@@ -62,13 +67,13 @@ def check(policy: Mechanism, v: Vcpu, causes: dict[object, StaleCause],
     return out
 
 
-def _freshness(v: Vcpu, root, causes: dict[object, StaleCause]) -> list[Violation]:
+def _freshness(v: Vcpu, root, causes: dict[object, StaleCause] | None) -> list[Violation]:
     cur = arch.tag(v)
     wva = f"VA {arch.WATCHED_VA:#x}"
     if not roles.is_direct(root.role) and (root.unsync or root.hw_old):
         where = "its out-of-sync shadow entries" if root.unsync else \
             "the hardware TLB's copy of its old shadow entries"
-        cause = causes.get(root_key(root))
+        cause = causes.get(root_key(root)) if causes is not None else None
         if root.stale:
             since = f" since {cause.why} at event {cause.event}" if cause else ""
             return [Violation("freshness", (
@@ -80,7 +85,7 @@ def _freshness(v: Vcpu, root, causes: dict[object, StaleCause]) -> list[Violatio
     ctx = 1 if v.guest_mode else 0
     hw = v.hw[ctx]
     if hw.stale and (hw.any_tag or hw.tag == cur):
-        cause = causes.get(("hw", ctx))
+        cause = causes.get(("hw", ctx)) if causes is not None else None
         after = f" since {cause.why} at event {cause.event}" if cause else ""
         return [Violation("freshness", (
             f"the guest's hardware TLB context ({'L2' if ctx else 'L1'}) may still hold an old "
