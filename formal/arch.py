@@ -293,8 +293,12 @@ def _set_sregs(cfg: Config, v: Vcpu, e: ev.SetSregs) -> ArchStep:
     err = sregs_error(regs)
     if err:
         return _fault(v, f"-EINVAL: {err}")
-    # Userspace replaces the register state; the vCPU's TLB must not serve translations of the
-    # previous state (v6.6 commit 1c6b28c9 "KVM: x86: Flush guest TLB on KVM_SET_SREGS" hmm)
+    # Userspace replacing CR0/CR3/CR4/EFER stands for a new CPU state: the vCPU's TLB must not
+    # serve translations of the old one (DESIGN.md §4; the rule KVM adopted in 4346db6e6e7a
+    # "KVM: x86: Force TLB flush on userspace changes to special registers", v6.7).  Writing the
+    # same values back changes nothing.
+    if regs == v.regs:
+        return ArchStep(None, regs)
     return ArchStep(None, regs, (Inval("KVM_SET_SREGS", vpid(v)),))
 
 

@@ -11,7 +11,8 @@ from specs.v5_17 import V5_17
 from specs.v5_18 import V5_18
 from specs.v6_4 import V6_4
 from specs.v6_6 import V6_6
+from specs.v6_7 import V6_7
 
 POLICIES: dict[str, type[Mechanism]] = {
-    cls.name: cls for cls in (V5_12, V5_13, V5_17, Rfc2022_02, V5_18, V6_4, V6_6, NoPcideFree)
+    cls.name: cls for cls in (V5_12, V5_13, V5_17, Rfc2022_02, V5_18, V6_4, V6_6, V6_7, NoPcideFree)
 }

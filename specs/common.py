@@ -230,8 +230,10 @@ class Common(Mechanism):
         self.kvm_mmu_reset_context(v)
 
     def em_rsm(self, v: Vcpu) -> None:
-        """emulate.c em_rsm: leave 64-bit mode through kvm_set_cr4/cr0/efer, then
-        rsm_load_state_64 -> rsm_enter_protected_mode, then kvm_smm_changed(false)."""
+        """emulate.c em_rsm (v5.x) / smm.c emulator_leave_smm (v6.2+): kvm_smm_changed(false)
+        first (HF_SMM_MASK cleared, MMU reset), then leave 64-bit mode through kvm_set_cr4/cr0/
+        efer, then rsm_load_state_64 -> rsm_enter_protected_mode."""
+        self.kvm_smm_changed(v, False)
         if v.regs.cr4 & CR4_PCIDE:  # "Zero CR4.PCIDE before CR0.PG."
             self.kvm_set_cr4(v, v.regs.cr4 & ~CR4_PCIDE)
         if v.regs.cr0 & CR0_PE:
@@ -242,7 +244,6 @@ class Common(Mechanism):
         s = v.smram
         self.set_efer(v, s.efer & ~EFER_LMA)
         self.rsm_enter_protected_mode(v, s.cr0, s.cr3, s.cr4)
-        self.kvm_smm_changed(v, False)
 
     def rsm_enter_protected_mode(self, v: Vcpu, cr0: int, cr3: int, cr4: int) -> None:
         """emulate.c rsm_enter_protected_mode: CR3 without PCID, CR4 without PCIDE, CR0, then

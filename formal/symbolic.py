@@ -1,0 +1,410 @@
+"""Symbolic execution of the model's Python code (DESIGN.md §6: one policy text).
+
+Values are `Sym`: a pySMT term behind Python's operators.  Bit-vector state is 64 bits wide
+throughout, so masks and shifts mean what they mean on ints.  A Python branch on a symbolic
+condition (`if`, `and`, `or`, `not`, a conditional expression) asks the path `Oracle`; `explore`
+re-executes a function once per feasible decision sequence and returns every path with its path
+condition.  Infeasible branches are cut with a solver, so the paths of one run are exhaustive and
+mutually exclusive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from pysmt.fnode import FNode
+from pysmt.shortcuts import (
+    BV,
+    BVULE,
+    BVULT,
+    FALSE,
+    TRUE,
+    And,
+    Bool,
+    BVAdd,
+    BVAnd,
+    BVLShl,
+    BVLShr,
+    BVNot,
+    BVOr,
+    BVSub,
+    BVXor,
+    Equals,
+    Iff,
+    Ite,
+    Not,
+    Or,
+    Solver,
+    Symbol,
+)
+from pysmt.typing import BOOL, BVType
+
+WIDTH = 64
+BV64 = BVType(WIDTH)
+_MOD = 1 << WIDTH
+
+
+class SymbolicError(TypeError):
+    """Model code did something symbolic execution cannot follow (e.g. a symbolic index)."""
+
+
+class Infeasible(Exception):
+    """The oracle ran out of consistent decisions: the path is cut."""
+
+
+def const(value: Any) -> FNode:
+    """The pySMT term of a Python or symbolic value."""
+    if isinstance(value, Sym):
+        return value.node
+    if isinstance(value, bool):
+        return Bool(value)
+    if isinstance(value, int):
+        return BV(value % _MOD, WIDTH)
+    raise SymbolicError(f"cannot turn {type(value).__name__} into a term")
+
+
+def _bv(value: Any) -> FNode:
+    node = const(value)
+    if node.get_type().is_bool_type():
+        return Ite(node, BV(1, WIDTH), BV(0, WIDTH))
+    return node
+
+
+def _shift(amount: Any) -> FNode:
+    if isinstance(amount, Sym):
+        return _bv(amount)
+    return BV(amount, WIDTH)
+
+
+class Sym:
+    """A symbolic bit-vector or boolean."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: FNode) -> None:
+        self.node = node
+
+    @property
+    def is_bool(self) -> bool:
+        return self.node.get_type().is_bool_type()
+
+    # -- bit-vector and boolean operators --
+
+    def _bin(self, other: Any, bv_op, bool_op) -> Sym:
+        if self.is_bool and (isinstance(other, bool) or isinstance(other, Sym) and other.is_bool):
+            return Sym(bool_op(self.node, const(other)))
+        return Sym(bv_op(_bv(self), _bv(other)))
+
+    def __and__(self, other: Any) -> Sym:
+        return self._bin(other, BVAnd, And)
+
+    def __or__(self, other: Any) -> Sym:
+        return self._bin(other, BVOr, Or)
+
+    def __xor__(self, other: Any) -> Sym:
+        return self._bin(other, BVXor, lambda a, b: Not(Iff(a, b)))
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+
+    def __invert__(self) -> Sym:
+        return Sym(BVNot(_bv(self)))
+
+    def __lshift__(self, amount: Any) -> Sym:
+        return Sym(BVLShl(_bv(self), _shift(amount)))
+
+    def __rshift__(self, amount: Any) -> Sym:
+        return Sym(BVLShr(_bv(self), _shift(amount)))
+
+    def __rlshift__(self, other: Any) -> Sym:
+        return Sym(BVLShl(_bv(other), _bv(self)))
+
+    def __add__(self, other: Any) -> Sym:
+        return Sym(BVAdd(_bv(self), _bv(other)))
+
+    __radd__ = __add__
+
+    def __sub__(self, other: Any) -> Sym:
+        return Sym(BVSub(_bv(self), _bv(other)))
+
+    def __rsub__(self, other: Any) -> Sym:
+        return Sym(BVSub(_bv(other), _bv(self)))
+
+    # -- comparisons (unsigned: the model has no negative numbers) --
+
+    def __eq__(self, other: Any) -> Sym:  # type: ignore[override]
+        if other is None:
+            return Sym(FALSE())
+        if self.is_bool and (isinstance(other, bool) or isinstance(other, Sym) and other.is_bool):
+            return Sym(Iff(self.node, const(other)))
+        return Sym(Equals(_bv(self), _bv(other)))
+
+    def __ne__(self, other: Any) -> Sym:  # type: ignore[override]
+        return Sym(Not((self == other).node))
+
+    def __lt__(self, other: Any) -> Sym:
+        return Sym(BVULT(_bv(self), _bv(other)))
+
+    def __le__(self, other: Any) -> Sym:
+        return Sym(BVULE(_bv(self), _bv(other)))
+
+    def __gt__(self, other: Any) -> Sym:
+        return Sym(BVULT(_bv(other), _bv(self)))
+
+    def __ge__(self, other: Any) -> Sym:
+        return Sym(BVULE(_bv(other), _bv(self)))
+
+    # -- the branch --
+
+    def __bool__(self) -> bool:
+        cond = self.node if self.is_bool else Not(Equals(self.node, BV(0, WIDTH)))
+        oracle = _ORACLE.get()
+        if oracle is None:
+            raise SymbolicError("a symbolic condition was tested outside symbolic execution")
+        return oracle.decide(cond)
+
+    # -- what symbolic values cannot do --
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __index__(self) -> int:
+        raise SymbolicError("a symbolic value was used as an index")
+
+    def __deepcopy__(self, memo: dict) -> Sym:
+        return self  # terms are immutable
+
+    def __copy__(self) -> Sym:
+        return self
+
+    def __format__(self, spec: str) -> str:
+        return "<sym>"
+
+    def __repr__(self) -> str:
+        return f"Sym({self.node})"
+
+
+def fresh(name: str, kind: str) -> Sym:
+    """A free variable: kind "bool" or "bv"."""
+    return Sym(Symbol(name, BOOL if kind == "bool" else BV64))
+
+
+class Oracle:
+    """Decides branches: replays a prefix of decisions, then takes True first; a decision with
+    only one feasible outcome is forced and leaves no alternative."""
+
+    def __init__(self, prefix: list[bool], assumption: FNode, solver: Solver) -> None:
+        self.prefix = prefix
+        self.solver = solver
+        self.conds: list[FNode] = [assumption]
+        self.decisions: list[bool] = []
+        self.open: list[int] = []  # indexes of decisions whose other outcome is feasible
+
+    def decide(self, cond: FNode) -> bool:
+        cond = cond.simplify()
+        if cond.is_true() or cond.is_false():
+            return cond.is_true()
+        i = len(self.decisions)
+        if i < len(self.prefix):
+            take = self.prefix[i]
+        else:
+            can_true = self._sat(cond)
+            can_false = self._sat(Not(cond))
+            if not (can_true or can_false):
+                raise Infeasible
+            take = can_true
+            if can_true and can_false:
+                self.open.append(i)
+        self.decisions.append(take)
+        self.conds.append(cond if take else Not(cond))
+        return take
+
+    def _sat(self, extra: FNode) -> bool:
+        return self.solver.is_sat(And(*self.conds, extra))
+
+    @property
+    def path_condition(self) -> FNode:
+        return And(self.conds).simplify()
+
+
+_ORACLE: ContextVar[Oracle | None] = ContextVar("oracle", default=None)
+
+
+@dataclass
+class Path:
+    condition: FNode
+    result: Any
+
+
+def explore(fn: Callable[[], Any], assumption: FNode | None = None,
+            solver_name: str = "z3") -> list[Path]:
+    """Run fn once per feasible path; each run must build its own fresh state."""
+    paths: list[Path] = []
+    stack: list[list[bool]] = [[]]
+    with Solver(name=solver_name, logic="QF_BV") as solver:
+        while stack:
+            prefix = stack.pop()
+            oracle = Oracle(prefix, TRUE() if assumption is None else assumption, solver)
+            token = _ORACLE.set(oracle)
+            try:
+                result = fn()
+            except Infeasible:
+                continue
+            finally:
+                _ORACLE.reset(token)
+            paths.append(Path(oracle.path_condition, result))
+            for j in oracle.open:
+                if j >= len(prefix):
+                    stack.append(oracle.decisions[:j] + [not oracle.decisions[j]])
+    return paths
+
+
+def merge(paths: list[Path], value: Callable[[Any], Any]) -> FNode:
+    """ite(pc_1, v_1, ite(pc_2, v_2, ... v_n)) of value(result) over exhaustive paths."""
+    if not paths:
+        raise SymbolicError("no feasible path to merge")
+    terms = [(p.condition, const(value(p.result))) for p in paths]
+    out = terms[-1][1]
+    for cond, term in reversed(terms[:-1]):
+        out = Ite(cond, term, out)
+    return out
+
+
+def any_of(conds: list[FNode]) -> FNode:
+    return Or(conds) if conds else FALSE()
+
+
+def is_symbolic() -> bool:
+    """Is a symbolic execution running (model code may skip its human-readable notes)?"""
+    return _ORACLE.get() is not None
+
+
+# -- state trees: dataclasses of ints and bools, with lists of dataclasses --
+
+def leaves(obj: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(name, owner, key) for every int/bool/Sym leaf of a dataclass tree."""
+    out: list[tuple[str, Any, Any]] = []
+    if hasattr(obj, "__dataclass_fields__"):
+        items = [(f, getattr(obj, f), obj, f) for f in obj.__dataclass_fields__]
+    elif isinstance(obj, list):
+        items = [(str(i), x, obj, i) for i, x in enumerate(obj)]
+    else:
+        raise SymbolicError(f"not a state tree: {type(obj).__name__}")
+    for name, val, owner, key in items:
+        full = f"{prefix}{name}"
+        if isinstance(val, (bool, int, Sym)):
+            out.append((full, owner, key))
+        else:
+            out += leaves(val, full + ".")
+    return out
+
+
+def get_leaf(owner: Any, key: Any) -> Any:
+    return owner[key] if isinstance(owner, list) else getattr(owner, key)
+
+
+def set_leaf(owner: Any, key: Any, value: Any) -> None:
+    if isinstance(owner, list):
+        owner[key] = value
+    else:
+        setattr(owner, key, value)
+
+
+def _paths_of(obj: Any, path: tuple = ()) -> dict[int, tuple]:
+    """id -> access path of every dataclass/list node of a tree."""
+    found = {id(obj): path}
+    if hasattr(obj, "__dataclass_fields__"):
+        children = [(f, getattr(obj, f)) for f in obj.__dataclass_fields__]
+    elif isinstance(obj, list):
+        children = list(enumerate(obj))
+    else:
+        return found
+    for key, val in children:
+        if hasattr(val, "__dataclass_fields__") or isinstance(val, list):
+            found.update(_paths_of(val, path + (key,)))
+    return found
+
+
+def _follow(obj: Any, path: tuple) -> Any:
+    for key in path:
+        obj = obj[key] if isinstance(obj, list) else getattr(obj, key)
+    return obj
+
+
+def ite(cond: Any, a: Any, b: Any) -> Any:
+    """a if cond else b, without a branch when cond is symbolic."""
+    if isinstance(cond, Sym):
+        if isinstance(a, Sym) or isinstance(b, Sym) or a != b:
+            na, nb = const(a), const(b)
+            if na.get_type() != nb.get_type():
+                na, nb = _bv(a), _bv(b)
+            return Sym(Ite(cond.node, na, nb).simplify())
+        return a
+    return a if cond else b
+
+
+def merged(fn: Callable) -> Callable:
+    """Model functions f(self, v, *args) that mutate the state tree v: under symbolic execution,
+    explore f's paths on copies of v and write the merged (if-then-else) leaves back into v, so
+    that the branches of f do not multiply with those of its callers.  Arguments that are parts of
+    v are followed into each copy.  A bool/int return value is merged too."""
+    import copy
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, v: Any, *args: Any) -> Any:
+        outer = _ORACLE.get()
+        if outer is None:
+            return fn(self, v, *args)
+        where = _paths_of(v)
+        snapshot = copy.deepcopy(v)
+
+        def run() -> tuple[Any, Any]:
+            w = copy.deepcopy(snapshot)
+            mapped = [_follow(w, where[id(a)]) if id(a) in where else a for a in args]
+            return w, fn(self, w, *mapped)
+
+        inner = explore_within(outer, run)
+        names = leaves(v)
+        results = [(p.condition, leaves(p.result[0]), p.result[1]) for p in inner]
+        for i, (_, owner, key) in enumerate(names):
+            vals = [(c, get_leaf(o, k)) for c, lv, _ in results for (_, o, k) in [lv[i]]]
+            set_leaf(owner, key, _merge_values(vals))
+        rets = [(c, r) for c, _, r in results]
+        if all(r is None for _, r in rets):
+            return None
+        return _merge_values(rets)
+
+    return wrapper
+
+
+def _merge_values(vals: list[tuple[FNode, Any]]) -> Any:
+    out = vals[-1][1]
+    for cond, val in reversed(vals[:-1]):
+        out = ite(Sym(cond), val, out)
+    return out
+
+
+def explore_within(outer: Oracle, fn: Callable[[], Any]) -> list[Path]:
+    """Paths of fn under the outer path condition; conditions are relative to it."""
+    base = And(outer.conds)
+    paths: list[Path] = []
+    stack: list[list[bool]] = [[]]
+    while stack:
+        prefix = stack.pop()
+        oracle = Oracle(prefix, base, outer.solver)
+        token = _ORACLE.set(oracle)
+        try:
+            result = fn()
+        except Infeasible:
+            continue
+        finally:
+            _ORACLE.reset(token)
+        paths.append(Path(And(oracle.conds[1:]).simplify(), result))
+        for j in oracle.open:
+            if j >= len(prefix):
+                stack.append(oracle.decisions[:j] + [not oracle.decisions[j]])
+    if not paths:
+        raise Infeasible
+    return paths
