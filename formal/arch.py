@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from formal import bits
 from formal import events as ev
 from formal.state import Config, Regs, Vcpu
+from formal.symbolic import ite, on, truth
 
 # The one guest virtual page the abstract model watches: a user, non-global 4 KiB page.
 # Invalidations of other pages leave it alone; guest_pte_write edits its leaf PTE.
@@ -40,14 +41,18 @@ class Inval:
     all_but_vpid0: bool = False
 
     def covers(self, vpid: int, pcid: int | None) -> bool:
-        """Does it cover the watched page under tag (vpid, pcid); pcid None = under any PCID."""
-        if self.vpid is not None and self.vpid != vpid:
-            return False
-        if self.all_but_vpid0 and vpid == 0:
-            return False
-        if self.pcid is not None and pcid is not None and self.pcid != pcid:
-            return False
-        return self.va is None or self.va & PAGE_MASK == WATCHED_VA
+        """Does it cover the watched page under tag (vpid, pcid); pcid None = under any PCID.
+        A condition, not a branch: symbolic tags give one term."""
+        hit = True
+        if self.vpid is not None:
+            hit = hit & (self.vpid == vpid)
+        if self.all_but_vpid0:
+            hit = hit & (vpid != 0)
+        if self.pcid is not None and pcid is not None:
+            hit = hit & (self.pcid == pcid)
+        if self.va is not None:
+            hit = hit & (self.va & PAGE_MASK == WATCHED_VA)
+        return hit
 
 
 @dataclass(frozen=True)
@@ -61,12 +66,12 @@ class ArchStep:
 
 def pcid(regs: Regs) -> int:
     """SDM §4.10.1: the current PCID is CR3[11:0] with CR4.PCIDE=1, else 0."""
-    return regs.cr3 & bits.CR3_PCID_MASK if regs.cr4 & bits.CR4_PCIDE else 0
+    return ite(regs.cr4 & bits.CR4_PCIDE, regs.cr3 & bits.CR3_PCID_MASK, 0)
 
 
 def vpid(v: Vcpu) -> int:
     """The VPID of the running guest in L1's view: 0 for L1, vmcs12's VPID for L2."""
-    return v.vpid12 if v.guest_mode else 0
+    return ite(v.guest_mode, v.vpid12, 0)
 
 
 def tag(v: Vcpu) -> int:
@@ -119,10 +124,8 @@ def efer_error(efer: int) -> str | None:
 
 def with_lma(cr0: int, efer: int) -> int:
     """SDM §9.8.5: IA32_EFER.LMA = LME && CR0.PG; software cannot write LMA."""
-    efer &= ~bits.EFER_LMA
-    if efer & bits.EFER_LME and cr0 & bits.CR0_PG:
-        efer |= bits.EFER_LMA
-    return efer
+    return efer & ~bits.EFER_LMA \
+        | on(truth(efer & bits.EFER_LME) & truth(cr0 & bits.CR0_PG), bits.EFER_LMA)
 
 
 def sregs_error(regs: Regs) -> str | None:
@@ -243,22 +246,24 @@ INVPCID_NAMES = {0: "individual-address", 1: "single-context", 2: "all-context i
 
 
 def _invpcid(cfg: Config, v: Vcpu, e: ev.Invpcid) -> ArchStep:
-    if e.type not in INVPCID_NAMES:
+    if e.type > 3:
         return _fault(v, f"#GP: INVPCID type {e.type} is not 0-3")
-    if e.type in (0, 1):
+    if e.type < 2:
         if e.pcid > bits.CR3_PCID_MASK:
             return _fault(v, "#GP: INVPCID descriptor bits 63:12 are reserved")
         if e.pcid and not v.regs.cr4 & bits.CR4_PCIDE:
             return _fault(v, "#GP: INVPCID with PCID != 0 while CR4.PCIDE=0")
-    if e.type == 0 and not canonical(e.va):
-        return _fault(v, "#GP: INVPCID individual-address with a non-canonical address")
-    why = f"INVPCID {INVPCID_NAMES[e.type]}"
     if e.type == 0:
-        inval = Inval(f"{why} PCID {e.pcid:#x} {e.va:#x}", vpid(v), e.pcid, e.va)
+        if not canonical(e.va):
+            return _fault(v, "#GP: INVPCID individual-address with a non-canonical address")
+        inval = Inval(f"INVPCID individual-address PCID {e.pcid:#x} {e.va:#x}", vpid(v),
+                      e.pcid, e.va)
     elif e.type == 1:
-        inval = Inval(f"{why} PCID {e.pcid:#x}", vpid(v), e.pcid)
+        inval = Inval(f"INVPCID single-context PCID {e.pcid:#x}", vpid(v), e.pcid)
+    elif e.type == 2:
+        inval = Inval("INVPCID all-context incl. globals", vpid(v))
     else:
-        inval = Inval(why, vpid(v))
+        inval = Inval("INVPCID all-context", vpid(v))
     return ArchStep(None, v.regs, (inval,))
 
 
@@ -297,7 +302,7 @@ def _set_sregs(cfg: Config, v: Vcpu, e: ev.SetSregs) -> ArchStep:
     # serve translations of the old one (DESIGN.md §4; the rule KVM adopted in 4346db6e6e7a
     # "KVM: x86: Force TLB flush on userspace changes to special registers", v6.7).  Writing the
     # same values back changes nothing.
-    if regs == v.regs:
+    if regs.same(v.regs):
         return ArchStep(None, regs)
     return ArchStep(None, regs, (Inval("KVM_SET_SREGS", vpid(v)),))
 

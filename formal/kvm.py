@@ -8,10 +8,13 @@ watched page, and what the hardware TLB contexts may still hold.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from formal import arch, roles
 from formal.arch import Inval
 from formal.bits import CR3_ADDR_MASK
 from formal.state import Config, HwTlb, Mmu, Req, Root, Vcpu, invalid_root
+from formal.symbolic import Sym, is_symbolic, ite, neg, truth
 
 # kvm_host.h: KVM_MMU_ROOT_CURRENT, KVM_MMU_ROOT_PREVIOUS(i), KVM_MMU_ROOTS_ALL.
 ROOT_CURRENT = 1
@@ -24,13 +27,26 @@ def ROOT_PREVIOUS(i: int) -> int:  # noqa: N802 - the kernel's macro name
 ROOTS_ALL = 0xF
 
 
-def root_ctx(root: Root) -> int:
-    """Which hardware TLB context a shadow root's translations live in: L1's or L2's VPID."""
-    return 1 if root.role & roles.GUEST_MODE else 0
+def root_in_l2(root: Root) -> bool:
+    """Whether a shadow root's translations live in L2's hardware TLB context (its VPID), not
+    L1's."""
+    return root.role & roles.GUEST_MODE != 0
+
+
+def select_root(cond: object, a: Root, b: Root) -> Root:
+    """a if cond else b, field by field when cond is symbolic."""
+    if not isinstance(cond, Sym):
+        return a if cond else b
+    return Root(**{f.name: ite(cond, getattr(a, f.name), getattr(b, f.name))
+                   for f in fields(Root)})
 
 
 class Mechanism:
-    """Primitives shared by every policy version; subclasses are the versions' policies."""
+    """Primitives shared by every policy version; subclasses are the versions' policies.
+
+    The primitives are written without branches on state (`ite`, `&`, `|`, `neg`): under
+    symbolic execution a loop over the root slots then gives one term per field instead of a
+    path per slot.  The human-readable notes are only taken on concrete runs."""
 
     name = ""
 
@@ -38,13 +54,18 @@ class Mechanism:
         self.cfg = cfg
         self.log: list[str] = []
 
+    @property
+    def concrete(self) -> bool:
+        return not is_symbolic()
+
     def note(self, text: str) -> None:
-        self.log.append(text)
+        if self.concrete:
+            self.log.append(text)
 
     # -- requests (kvm_host.h kvm_make_request / kvm_check_request) --
 
     def kvm_make_request(self, v: Vcpu, req: Req) -> None:
-        if not v.requests & req:
+        if self.concrete and not v.requests & req:
             self.note(f"request {req.name}")
         v.requests |= req
 
@@ -64,60 +85,64 @@ class Mechanism:
     def tdp_enabled(self) -> bool:
         return self.cfg.tdp_enabled
 
-    def free_root(self, v: Vcpu, mmu: Mmu, slot: int) -> None:
-        """mmu_free_root_page: slot -1 is the current root, 0..2 the previous ones."""
+    def free_root(self, v: Vcpu, mmu: Mmu, slot: int, when: object = True) -> None:
+        """mmu_free_root_page if when holds: slot -1 is the current root, 0..2 the previous
+        ones."""
         root = mmu.root if slot < 0 else mmu.prev_roots[slot]
-        if not root.valid:
-            return
-        where = "current root" if slot < 0 else f"prev_roots[{slot}]"
-        self.note(f"free {where} pgd={root.pgd:#x}")
-        if root.hw_old:
-            # Freeing a root does not flush the hardware TLB; what it cached stays there.
-            self.hw_keeps(v.hw[root_ctx(root)], False, root.tag, root.stale)
+        if self.concrete:
+            if not (when and root.valid):
+                return
+            where = "current root" if slot < 0 else f"prev_roots[{slot}]"
+            self.note(f"free {where} pgd={root.pgd:#x}")
+        # Freeing a root does not flush the hardware TLB; what it cached stays there.
+        kept = when & root.valid & root.hw_old
+        in_l2 = root_in_l2(root)
+        self.hw_keeps(v.hw[0], kept & neg(in_l2), False, root.tag, root.stale)
+        self.hw_keeps(v.hw[1], kept & in_l2, False, root.tag, root.stale)
+        freed = select_root(when, invalid_root(), root)
         if slot < 0:
-            mmu.root = invalid_root()
+            mmu.root = freed
         else:
-            mmu.prev_roots[slot] = invalid_root()
+            mmu.prev_roots[slot] = freed
 
     def alloc_root(self, v: Vcpu, mmu: Mmu, pgd: int) -> None:
         """mmu_alloc_roots: a new root for pgd with the MMU's root role.  Shadow pages are found
         again by (gfn, role), but kvm_mmu_load syncs the new root before use, so it starts
         fresh; its translations were never in the TLB."""
         mmu.root = Root(valid=True, pgd=pgd, role=mmu.root_role, tag=arch.tag(v))
-        self.note(f"load new root pgd={pgd:#x} role={roles.describe(mmu.root_role)}")
+        if self.concrete:
+            self.note(f"load new root pgd={pgd:#x} role={roles.describe(mmu.root_role)}")
 
-    def sync_root(self, v: Vcpu, root: Root) -> None:
-        """mmu_sync_children on a root: every unsync leaf below it is brought up to date with
-        the guest's PTEs.  Shadow pages are shared by (gfn, role), so every cached root with the
-        same page-table address and role sees the sync."""
-        if not root.valid or roles.is_direct(root.role):
-            return
+    def sync_root(self, v: Vcpu, root: Root, when: object = True) -> None:
+        """mmu_sync_children on a root, if when holds: every unsync leaf below it is brought up
+        to date with the guest's PTEs.  Shadow pages are shared by (gfn, role), so every cached
+        root with the same page-table address and role sees the sync."""
+        indirect = when & root.valid & neg(roles.is_direct(root.role))
         for other in v.all_roots():
-            if other.valid and other.role == root.role \
-                    and other.pgd & CR3_ADDR_MASK == root.pgd & CR3_ADDR_MASK:
-                if other.unsync:
-                    self.note(f"sync root pgd={other.pgd:#x}")
-                other.unsync = False
-                other.stale = other.stale and other.hw_old
+            same = indirect & other.valid & (other.role == root.role) \
+                & ((other.pgd ^ root.pgd) & CR3_ADDR_MASK == 0)
+            if self.concrete and same and other.unsync:
+                self.note(f"sync root pgd={other.pgd:#x}")
+            other.stale = ite(same, other.stale & other.hw_old, other.stale)
+            other.unsync = other.unsync & neg(same)
 
     def flush_hw_context(self, v: Vcpu, ctx: int) -> None:
         """A hardware TLB flush of one guest context (vpid_sync_context / ASID flush): whatever
         the hardware cached of shadow roots or, with TDP, of the guest's page tables, is gone."""
-        hw = v.hw[ctx]
-        hw.old = hw.stale = hw.any_tag = False
-        hw.tag = 0
+        v.hw[ctx] = HwTlb()
         for root in v.all_roots():
-            if root.valid and root_ctx(root) == ctx:
-                root.hw_old = False
-                root.stale = root.stale and root.unsync
+            here = root.valid & (root_in_l2(root) if ctx else neg(root_in_l2(root)))
+            root.hw_old = root.hw_old & neg(here)
+            root.stale = ite(here, root.stale & root.unsync, root.stale)
 
     @staticmethod
-    def hw_keeps(hw: HwTlb, any_tag: bool, tag: int, stale: bool) -> None:
-        """Record that a hardware context may hold an old translation under tag (or any)."""
-        hw.any_tag = any_tag or hw.any_tag or (hw.old and hw.tag != tag)
-        hw.tag = tag
-        hw.old = True
-        hw.stale = hw.stale or stale
+    def hw_keeps(hw: HwTlb, when: object, any_tag: object, tag: int, stale: object) -> None:
+        """If when: record that a hardware context may hold an old translation under tag (or
+        under any tag)."""
+        hw.any_tag = ite(when, any_tag | hw.any_tag | (hw.old & (hw.tag != tag)), hw.any_tag)
+        hw.tag = ite(when, tag, hw.tag)
+        hw.old = hw.old | when
+        hw.stale = hw.stale | (when & stale)
 
     def current_ctx(self, v: Vcpu) -> int:
         return 1 if v.guest_mode else 0
@@ -129,17 +154,20 @@ class Mechanism:
         the leaf shadow page is write-protected; KVM lets it go unsync and the guest's write
         lands, so every root shadowing those tables keeps the old translation until synced."""
         addr = pgd & CR3_ADDR_MASK
-        nested_tables = self.cfg.nested_tdp and addr == v.nested_pgd & CR3_ADDR_MASK
         for root in v.all_roots():
-            if root.valid and not roles.is_direct(root.role) \
-                    and root.pgd & CR3_ADDR_MASK == addr and not root.unsync:
+            hit = root.valid & neg(roles.is_direct(root.role)) \
+                & (root.pgd & CR3_ADDR_MASK == addr) & neg(root.unsync)
+            if self.concrete and hit:
                 self.note(f"root pgd={root.pgd:#x} goes unsync")
-                root.unsync = True
-                # Not cached since its tag's last flush: the old translation was never allowed.
-                root.stale = root.stale or not root.live
-        if self.cfg.tdp_enabled and not nested_tables:
-            # The hardware walks the guest's tables itself and may cache the old translation.
-            self.hw_keeps(v.hw[self.current_ctx(v)], True, 0, False)
+            # Not cached since its tag's last flush: the old translation was never allowed.
+            root.stale = root.stale | (hit & neg(root.live))
+            root.unsync = root.unsync | hit
+        if self.cfg.tdp_enabled:
+            # The hardware walks the guest's tables itself and may cache the old translation;
+            # L1's EPT/NPT tables are walked by KVM (guest_mmu), not cached as guest tables.
+            walked = neg(addr == v.nested_pgd & CR3_ADDR_MASK) if self.cfg.nested_tdp else True
+            self.hw_keeps(v.hw[0], walked & neg(v.guest_mode), True, 0, False)
+            self.hw_keeps(v.hw[1], walked & truth(v.guest_mode), True, 0, False)
 
     # -- the architecture's invalidations applied to the ghost state --
 
@@ -152,27 +180,22 @@ class Mechanism:
             linear_roots += [v.guest_mmu.root] + v.guest_mmu.prev_roots
         for inval in invals:
             for root in linear_roots:
-                if root.valid and inval.covers(root.tag >> 12, root.tag & 0xFFF):
-                    root.live = False
-                    if root.unsync or root.hw_old:
-                        root.stale = True
+                hit = root.valid & inval.covers(root.tag >> 12, root.tag & 0xFFF)
+                root.live = root.live & neg(hit)
+                root.stale = root.stale | (hit & (root.unsync | root.hw_old))
+            if native:
+                continue
             # An old translation of unknown tag (TDP: the hardware walked the guest's tables
             # under any PCID) is made stale by any covering invalidation: an over-approximation.
             for ctx, hw in enumerate(v.hw):
-                if native:
-                    continue
-                if hw.any_tag:
-                    covered = inval.covers(v.vpid12 if ctx else 0, None)
-                else:
-                    covered = inval.covers(hw.tag >> 12, hw.tag & 0xFFF)
-                if hw.old and covered:
-                    hw.stale = True
+                covered = ite(hw.any_tag, inval.covers(v.vpid12 if ctx else 0, None),
+                              inval.covers(hw.tag >> 12, hw.tag & 0xFFF))
+                hw.stale = hw.stale | (hw.old & covered)
 
     def mark_active(self, v: Vcpu) -> None:
         """The guest runs on the active root: the hardware may now cache its translations."""
         root = v.mmu.root
-        if root.valid and not roles.is_direct(root.role):
-            root.tag = arch.tag(v)
-            root.live = True
-            if root.unsync:
-                root.hw_old = True
+        active = root.valid & neg(roles.is_direct(root.role))
+        root.tag = ite(active, arch.tag(v), root.tag)
+        root.live = root.live | active
+        root.hw_old = root.hw_old | (active & root.unsync)

@@ -54,7 +54,7 @@ def execute(policy: Mechanism, v: Vcpu, e: ev.Event, props: tuple[str, ...],
     else:
         run(lambda: policy.apply_invalidations(v, a.invals, False), a.invals)
         run(lambda: policy.handle(v, e), ())
-        if v.regs != a.regs:
+        if not v.regs.same(a.regs):
             raise ModelError(
                 f"{policy.name} left registers {_regs(v.regs)} but the architecture gives "
                 f"{_regs(a.regs)}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from formal import arch, roles
+from formal.symbolic import is_symbolic, neg, truth
 
 if TYPE_CHECKING:
     from formal.kvm import Mechanism
@@ -22,8 +23,12 @@ class ModelError(Exception):
 
 @dataclass(frozen=True)
 class Violation:
+    """A violated property.  Under symbolic execution every checked property is returned with
+    `when`, the condition under which it is violated, and no message."""
+
     prop: str
     message: str
+    when: object = True
 
 
 @dataclass(frozen=True)
@@ -34,63 +39,89 @@ class StaleCause:
     why: str
 
 
+def conditions(policy: Mechanism, v: Vcpu) -> dict[str, object]:
+    """Per property, whether this guest entry violates it: one definition for both the
+    concrete simulator (bools) and symbolic execution (terms), written without branches."""
+    root = v.mmu.root
+    indirect = neg(roles.is_direct(root.role))
+    want_pgd = v.nested_pgd if v.mmu_is_guest else v.regs.cr3
+    return {
+        "role": root.role != policy.calc_root_role(v),
+        "pgd": indirect & (root.pgd != want_pgd),
+        "freshness": _stale_root(v) | _stale_hw(v, 0) | _stale_hw(v, 1),
+        "metadata": v.walk_cpu_role != policy.calc_cpu_role(v),
+    }
+
+
+def _stale_root(v: Vcpu) -> object:
+    """The active root serves an old translation that is stale, or that was cached under
+    another tag than the current one."""
+    root = v.mmu.root
+    old = neg(roles.is_direct(root.role)) & (root.unsync | root.hw_old)
+    return old & (root.stale | (root.tag != arch.tag(v)))
+
+
+def _stale_hw(v: Vcpu, ctx: int) -> object:
+    """The running context's hardware TLB may hold a stale translation under the current tag."""
+    hw = v.hw[ctx]
+    running = truth(v.guest_mode) if ctx else neg(v.guest_mode)
+    return running & hw.stale & (hw.any_tag | (hw.tag == arch.tag(v)))
+
+
 def check(policy: Mechanism, v: Vcpu, causes: dict[object, StaleCause] | None,
           props: tuple[str, ...] = PROPERTIES) -> list[Violation]:
     """All violated properties at this guest entry, in PROPERTIES order."""
+    if not v.mmu.root.valid:
+        raise ModelError("no valid root after kvm_mmu_reload")
+    cond = conditions(policy, v)
+    if is_symbolic():
+        return [Violation(prop, "", cond[prop]) for prop in props]
     out = []
     root = v.mmu.root
     which = "guest_mmu" if v.mmu_is_guest else "root_mmu"
-    if not root.valid:
-        raise ModelError("no valid root after kvm_mmu_reload")
-    if "role" in props:
+    if "role" in props and cond["role"]:
         want = policy.calc_root_role(v)
-        if root.role != want:
-            out.append(Violation("role", (
-                f"{which} root pgd={root.pgd:#x} has role {roles.describe(root.role)} but the "
-                f"registers need {roles.describe(want)}")))
-    if "pgd" in props and not roles.is_direct(root.role):
+        out.append(Violation("role", (
+            f"{which} root pgd={root.pgd:#x} has role {roles.describe(root.role)} but the "
+            f"registers need {roles.describe(want)}")))
+    if "pgd" in props and cond["pgd"]:
         want_pgd = v.nested_pgd if v.mmu_is_guest else v.regs.cr3
-        if root.pgd != want_pgd:
-            out.append(Violation("pgd", (
-                f"{which} root pgd={root.pgd:#x} is active but the guest's "
-                f"{'EPTP/nCR3' if v.mmu_is_guest else 'CR3'} is {want_pgd:#x}")))
-    if "freshness" in props:
-        out += _freshness(v, root, causes)
-    if "metadata" in props:
+        out.append(Violation("pgd", (
+            f"{which} root pgd={root.pgd:#x} is active but the guest's "
+            f"{'EPTP/nCR3' if v.mmu_is_guest else 'CR3'} is {want_pgd:#x}")))
+    if "freshness" in props and cond["freshness"]:
+        out.append(_freshness(v, root, causes))
+    if "metadata" in props and cond["metadata"]:
         want = policy.calc_cpu_role(v)
         have = v.walk_cpu_role
-        if have != want:
-            out.append(Violation("metadata", (
-                f"KVM walks guest tables with cpu_role {roles.describe(have)} "
-                f"(ext {have >> 32:#x}) but the registers give {roles.describe(want)} "
-                f"(ext {want >> 32:#x})")))
+        out.append(Violation("metadata", (
+            f"KVM walks guest tables with cpu_role {roles.describe(have)} "
+            f"(ext {have >> 32:#x}) but the registers give {roles.describe(want)} "
+            f"(ext {want >> 32:#x})")))
     return out
 
 
-def _freshness(v: Vcpu, root, causes: dict[object, StaleCause] | None) -> list[Violation]:
+def _freshness(v: Vcpu, root, causes: dict[object, StaleCause] | None) -> Violation:
+    """The message for a freshness violation (conditions() decided there is one)."""
     cur = arch.tag(v)
     wva = f"VA {arch.WATCHED_VA:#x}"
-    if not roles.is_direct(root.role) and (root.unsync or root.hw_old):
+    if _stale_root(v):
         where = "its out-of-sync shadow entries" if root.unsync else \
             "the hardware TLB's copy of its old shadow entries"
         cause = causes.get(root_key(root)) if causes is not None else None
         if root.stale:
             since = f" since {cause.why} at event {cause.event}" if cause else ""
-            return [Violation("freshness", (
-                f"root pgd={root.pgd:#x} reused: {where} for {wva} are stale{since}"))]
-        if root.tag != cur:
-            return [Violation("freshness", (
-                f"root pgd={root.pgd:#x} serves {where} for {wva}, cached under tag "
-                f"{root.tag:#x}, under tag {cur:#x} where they were never cached"))]
+            return Violation("freshness", (
+                f"root pgd={root.pgd:#x} reused: {where} for {wva} are stale{since}"))
+        return Violation("freshness", (
+            f"root pgd={root.pgd:#x} serves {where} for {wva}, cached under tag "
+            f"{root.tag:#x}, under tag {cur:#x} where they were never cached"))
     ctx = 1 if v.guest_mode else 0
-    hw = v.hw[ctx]
-    if hw.stale and (hw.any_tag or hw.tag == cur):
-        cause = causes.get(("hw", ctx)) if causes is not None else None
-        after = f" since {cause.why} at event {cause.event}" if cause else ""
-        return [Violation("freshness", (
-            f"the guest's hardware TLB context ({'L2' if ctx else 'L1'}) may still hold an old "
-            f"translation of {wva}{after}: KVM did not flush it"))]
-    return []
+    cause = causes.get(("hw", ctx)) if causes is not None else None
+    after = f" since {cause.why} at event {cause.event}" if cause else ""
+    return Violation("freshness", (
+        f"the guest's hardware TLB context ({'L2' if ctx else 'L1'}) may still hold an old "
+        f"translation of {wva}{after}: KVM did not flush it"))
 
 
 def root_key(root) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from formal import bits
+from formal.symbolic import ite, neg, on
 
 # union kvm_mmu_page_role (kvm_host.h): level:4 has_4_byte_gpte:1 quadrant:2 direct:1 access:3
 # invalid:1 efer_nx:1 cr0_wp:1 smep_andnot_wp:1 smap_andnot_wp:1 ad_disabled:1 guest_mode:1
@@ -69,48 +70,26 @@ def is_direct(role: int) -> bool:
 
 def calc_cpu_role(cr0: int, cr4: int, efer: int, smm: bool, guest_mode: bool) -> int:
     """What the guest's paging looks like: mmu.c kvm_calc_cpu_role (v5.19+), equivalently
-    kvm_calc_mmu_role_common + kvm_calc_shadow_root_page_role_common (v5.17/v5.18)."""
-    role = (ACC_ALL << ACCESS_SHIFT) | EXT_VALID
-    if smm:
-        role |= 1 << SMM_SHIFT
-    if guest_mode:
-        role |= GUEST_MODE
-    if cr0 & bits.CR0_PG == 0:
-        # Non-paging: direct and nothing else (kvm_calc_cpu_role, "if (!____is_cr0_pg(regs))").
-        return role | DIRECT
+    kvm_calc_mmu_role_common + kvm_calc_shadow_root_page_role_common (v5.17/v5.18).  Written
+    without branches (`on`/`ite`) so that symbolic registers give one term, not a path each."""
+    role = (ACC_ALL << ACCESS_SHIFT) | EXT_VALID | on(smm, 1 << SMM_SHIFT) \
+        | on(guest_mode, GUEST_MODE)
     wp = cr0 & bits.CR0_WP != 0
     lma = efer & bits.EFER_LMA != 0
-    if efer & bits.EFER_NX:
-        role |= EFER_NX
-    if wp:
-        role |= CR0_WP
-    if cr4 & bits.CR4_SMEP and not wp:
-        role |= SMEP_ANDNOT_WP
-    if cr4 & bits.CR4_SMAP and not wp:
-        role |= SMAP_ANDNOT_WP
-    if cr4 & bits.CR4_PAE == 0:
-        role |= HAS_4_BYTE_GPTE
-    if lma:
-        lvl = 5 if cr4 & bits.CR4_LA57 else PT64_ROOT_4LEVEL
-    elif cr4 & bits.CR4_PAE:
-        lvl = PT32E_ROOT_LEVEL
-    else:
-        lvl = PT32_ROOT_LEVEL
-    role |= lvl << LEVEL_SHIFT
-    if cr4 & bits.CR4_PSE:
-        role |= EXT_CR4_PSE
-    if cr4 & bits.CR4_SMEP:
-        role |= EXT_CR4_SMEP
-    if cr4 & bits.CR4_SMAP:
-        role |= EXT_CR4_SMAP
-    if lma:
-        # ext.cr4_pke / cr4_la57 only describe 64-bit paging (kvm_calc_cpu_role).
-        role |= EXT_EFER_LMA
-        if cr4 & bits.CR4_PKE:
-            role |= EXT_CR4_PKE
-        if cr4 & bits.CR4_LA57:
-            role |= EXT_CR4_LA57
-    return role
+    pae = cr4 & bits.CR4_PAE != 0
+    lvl = ite(lma, ite(cr4 & bits.CR4_LA57 != 0, 5, PT64_ROOT_4LEVEL),
+              ite(pae, PT32E_ROOT_LEVEL, PT32_ROOT_LEVEL))
+    paging = role | on(efer & bits.EFER_NX, EFER_NX) | on(wp, CR0_WP) \
+        | on(cr4 & bits.CR4_SMEP, on(neg(wp), SMEP_ANDNOT_WP)) \
+        | on(cr4 & bits.CR4_SMAP, on(neg(wp), SMAP_ANDNOT_WP)) \
+        | on(neg(pae), HAS_4_BYTE_GPTE) | lvl << LEVEL_SHIFT \
+        | on(cr4 & bits.CR4_PSE, EXT_CR4_PSE) | on(cr4 & bits.CR4_SMEP, EXT_CR4_SMEP) \
+        | on(cr4 & bits.CR4_SMAP, EXT_CR4_SMAP) \
+        | on(lma, EXT_EFER_LMA | on(cr4 & bits.CR4_PKE, EXT_CR4_PKE)
+             | on(cr4 & bits.CR4_LA57, EXT_CR4_LA57))
+    # ext.cr4_pke / cr4_la57 only describe 64-bit paging (kvm_calc_cpu_role, the lma terms).
+    # Non-paging: direct and nothing else (kvm_calc_cpu_role, "if (!____is_cr0_pg(regs))").
+    return ite(cr0 & bits.CR0_PG != 0, paging, role | DIRECT)
 
 
 def shadow_root_role(cpu_role: int, facts: RoleFacts) -> int:
@@ -118,8 +97,7 @@ def shadow_root_role(cpu_role: int, facts: RoleFacts) -> int:
     kvm_calc_shadow_mmu_root_page_role): the guest's page role, at least PAE-level."""
     role = cpu_role & BASE_MASK
     # "KVM uses PAE paging whenever the guest isn't using 64-bit paging."
-    if level(role) < PT32E_ROOT_LEVEL:
-        role = (role & ~LEVEL_MASK) | PT32E_ROOT_LEVEL
+    role = ite(level(role) < PT32E_ROOT_LEVEL, (role & ~LEVEL_MASK) | PT32E_ROOT_LEVEL, role)
     if facts.shadow_root_forces_nx:
         role |= EFER_NX
     return role
@@ -127,21 +105,15 @@ def shadow_root_role(cpu_role: int, facts: RoleFacts) -> int:
 
 def tdp_root_role(smm: bool, guest_mode: bool, facts: RoleFacts) -> int:
     """mmu.c kvm_calc_tdp_mmu_root_page_role: invariant under guest CR0/CR4/EFER changes."""
-    role = (ACC_ALL << ACCESS_SHIFT) | DIRECT | CR0_WP | EFER_NX | facts.tdp_level
-    if smm:
-        role |= 1 << SMM_SHIFT
-    if guest_mode:
-        role |= GUEST_MODE
-    return role
+    return (ACC_ALL << ACCESS_SHIFT) | DIRECT | CR0_WP | EFER_NX | facts.tdp_level \
+        | on(smm, 1 << SMM_SHIFT) | on(guest_mode, GUEST_MODE)
 
 
 def nested_tdp_root_role(smm: bool) -> int:
     """The guest_mmu's root role for L1's EPT/NPT tables (mmu.c kvm_calc_shadow_ept_root_page_role
     / kvm_init_shadow_npt_mmu): indirect, guest_mode=1, 4-level (EPTP[5:3] = 3 means 4 levels)."""
-    role = (ACC_ALL << ACCESS_SHIFT) | GUEST_MODE | CR0_WP | EFER_NX | PT64_ROOT_4LEVEL
-    if smm:
-        role |= 1 << SMM_SHIFT
-    return role
+    return (ACC_ALL << ACCESS_SHIFT) | GUEST_MODE | CR0_WP | EFER_NX | PT64_ROOT_4LEVEL \
+        | on(smm, 1 << SMM_SHIFT)
 
 
 def describe(role: int) -> str:

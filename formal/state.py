@@ -38,6 +38,12 @@ class Regs:
     cr4: int
     efer: int
 
+    def same(self, other: Regs) -> bool:
+        """All four registers equal: one condition (a term under symbolic execution), where
+        `==` would test them one by one."""
+        return (self.cr0 == other.cr0) & (self.cr3 == other.cr3) & (self.cr4 == other.cr4) \
+            & (self.efer == other.efer)
+
 
 @dataclass
 class Root:

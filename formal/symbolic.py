@@ -21,7 +21,6 @@ from pysmt.shortcuts import (
     BVULE,
     BVULT,
     FALSE,
-    TRUE,
     And,
     Bool,
     BVAdd,
@@ -49,10 +48,6 @@ _MOD = 1 << WIDTH
 
 class SymbolicError(TypeError):
     """Model code did something symbolic execution cannot follow (e.g. a symbolic index)."""
-
-
-class Infeasible(Exception):
-    """The oracle ran out of consistent decisions: the path is cut."""
 
 
 def const(value: Any) -> FNode:
@@ -192,36 +187,41 @@ def fresh(name: str, kind: str) -> Sym:
 
 class Oracle:
     """Decides branches: replays a prefix of decisions, then takes True first; a decision with
-    only one feasible outcome is forced and leaves no alternative."""
+    only one feasible outcome is forced and leaves no alternative.  The solver holds the path
+    condition incrementally (one push per run); a condition already decided on this path is
+    answered from memory, without a decision or a solver call."""
 
-    def __init__(self, prefix: list[bool], assumption: FNode, solver: Solver) -> None:
+    def __init__(self, prefix: list[bool], solver: Solver,
+                 known: dict[FNode, bool] | None = None) -> None:
         self.prefix = prefix
         self.solver = solver
-        self.conds: list[FNode] = [assumption]
+        self.conds: list[FNode] = []
         self.decisions: list[bool] = []
         self.open: list[int] = []  # indexes of decisions whose other outcome is feasible
+        self.known: dict[FNode, bool] = dict(known or {})
 
     def decide(self, cond: FNode) -> bool:
         cond = cond.simplify()
         if cond.is_true() or cond.is_false():
             return cond.is_true()
+        if cond in self.known:
+            return self.known[cond]
         i = len(self.decisions)
         if i < len(self.prefix):
             take = self.prefix[i]
         else:
-            can_true = self._sat(cond)
-            can_false = self._sat(Not(cond))
-            if not (can_true or can_false):
-                raise Infeasible
-            take = can_true
-            if can_true and can_false:
+            take = self.solver.solve([cond])
+            # The path so far is feasible, so if cond cannot hold its negation must.
+            if take and self.solver.solve([Not(cond)]):
                 self.open.append(i)
         self.decisions.append(take)
-        self.conds.append(cond if take else Not(cond))
+        taken = cond if take else Not(cond)
+        self.conds.append(taken)
+        self.solver.add_assertion(taken)
+        self.known[cond] = take
+        if cond.is_not():
+            self.known[cond.arg(0)] = not take
         return take
-
-    def _sat(self, extra: FNode) -> bool:
-        return self.solver.is_sat(And(*self.conds, extra))
 
     @property
     def path_condition(self) -> FNode:
@@ -240,23 +240,33 @@ class Path:
 def explore(fn: Callable[[], Any], assumption: FNode | None = None,
             solver_name: str = "z3") -> list[Path]:
     """Run fn once per feasible path; each run must build its own fresh state."""
+    with Solver(name=solver_name, logic="QF_BV") as solver:
+        if assumption is not None:
+            solver.add_assertion(assumption)
+        if not solver.solve():
+            return []
+        return _explore(fn, solver, {})
+
+
+def _explore(fn: Callable[[], Any], solver: Solver, known: dict[FNode, bool]) -> list[Path]:
+    """The paths of fn under the solver's current assertions; conditions are relative to
+    them."""
     paths: list[Path] = []
     stack: list[list[bool]] = [[]]
-    with Solver(name=solver_name, logic="QF_BV") as solver:
-        while stack:
-            prefix = stack.pop()
-            oracle = Oracle(prefix, TRUE() if assumption is None else assumption, solver)
-            token = _ORACLE.set(oracle)
-            try:
-                result = fn()
-            except Infeasible:
-                continue
-            finally:
-                _ORACLE.reset(token)
-            paths.append(Path(oracle.path_condition, result))
-            for j in oracle.open:
-                if j >= len(prefix):
-                    stack.append(oracle.decisions[:j] + [not oracle.decisions[j]])
+    while stack:
+        prefix = stack.pop()
+        oracle = Oracle(prefix, solver, known)
+        token = _ORACLE.set(oracle)
+        solver.push()
+        try:
+            result = fn()
+        finally:
+            solver.pop()
+            _ORACLE.reset(token)
+        paths.append(Path(oracle.path_condition, result))
+        for j in oracle.open:
+            if j >= len(prefix):
+                stack.append(oracle.decisions[:j] + [not oracle.decisions[j]])
     return paths
 
 
@@ -332,16 +342,39 @@ def _follow(obj: Any, path: tuple) -> Any:
     return obj
 
 
+def _cond(cond: Sym) -> FNode:
+    return cond.node if cond.is_bool else Not(Equals(cond.node, BV(0, WIDTH)))
+
+
 def ite(cond: Any, a: Any, b: Any) -> Any:
-    """a if cond else b, without a branch when cond is symbolic."""
+    """a if cond else b, without a branch when cond is symbolic (a nonzero bit-vector is true)."""
     if isinstance(cond, Sym):
         if isinstance(a, Sym) or isinstance(b, Sym) or a != b:
             na, nb = const(a), const(b)
             if na.get_type() != nb.get_type():
                 na, nb = _bv(a), _bv(b)
-            return Sym(Ite(cond.node, na, nb).simplify())
+            return Sym(Ite(_cond(cond), na, nb).simplify())
         return a
     return a if cond else b
+
+
+def on(cond: Any, value: Any) -> Any:
+    """value if cond else 0: a flag's contribution to a bit word."""
+    return ite(cond, value, 0)
+
+
+def neg(cond: Any) -> Any:
+    """Logical not, without a branch on a symbolic condition."""
+    if isinstance(cond, Sym):
+        return Sym(Not(_cond(cond)))
+    return not cond
+
+
+def truth(cond: Any) -> Any:
+    """A bool (or symbolic bool) from a bool, an int or a symbolic value."""
+    if isinstance(cond, Sym):
+        return Sym(_cond(cond))
+    return bool(cond)
 
 
 def merged(fn: Callable) -> Callable:
@@ -388,23 +421,4 @@ def _merge_values(vals: list[tuple[FNode, Any]]) -> Any:
 
 def explore_within(outer: Oracle, fn: Callable[[], Any]) -> list[Path]:
     """Paths of fn under the outer path condition; conditions are relative to it."""
-    base = And(outer.conds)
-    paths: list[Path] = []
-    stack: list[list[bool]] = [[]]
-    while stack:
-        prefix = stack.pop()
-        oracle = Oracle(prefix, base, outer.solver)
-        token = _ORACLE.set(oracle)
-        try:
-            result = fn()
-        except Infeasible:
-            continue
-        finally:
-            _ORACLE.reset(token)
-        paths.append(Path(And(oracle.conds[1:]).simplify(), result))
-        for j in oracle.open:
-            if j >= len(prefix):
-                stack.append(oracle.decisions[:j] + [not oracle.decisions[j]])
-    if not paths:
-        raise Infeasible
-    return paths
+    return _explore(fn, outer.solver, outer.known)

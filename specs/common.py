@@ -13,6 +13,7 @@ from formal.bits import CR0_EM, CR0_PE, CR0_PG, CR0_TS, CR3_PCID_MASK, CR4_PAE, 
 from formal.kvm import ROOT_CURRENT, ROOT_PREVIOUS, ROOTS_ALL, Mechanism
 from formal.roles import RoleFacts
 from formal.state import KVM_MMU_NUM_PREV_ROOTS, Mmu, Req, Root, Vcpu
+from formal.symbolic import ite, truth
 
 
 class Unsupported(Exception):
@@ -55,7 +56,7 @@ class Common(Mechanism):
 
     def kvm_get_pcid(self, v: Vcpu, cr3: int) -> int:
         """x86.h kvm_get_pcid: CR3[11:0] with CR4.PCIDE, else 0."""
-        return cr3 & CR3_PCID_MASK if v.regs.cr4 & CR4_PCIDE else 0
+        return ite(v.regs.cr4 & CR4_PCIDE, cr3 & CR3_PCID_MASK, 0)
 
     def kvm_get_active_pcid(self, v: Vcpu) -> int:
         return self.kvm_get_pcid(v, v.regs.cr3)
@@ -71,14 +72,12 @@ class Common(Mechanism):
     @staticmethod
     def is_root_usable(root: Root, pgd: int, role: int) -> bool:
         """mmu.c is_root_usable: valid, same pgd unless direct, same role word."""
-        return root.valid and (roles.is_direct(role) or pgd == root.pgd) and role == root.role
+        return root.valid & (roles.is_direct(role) | (pgd == root.pgd)) & (role == root.role)
 
     def kvm_mmu_free_roots(self, v: Vcpu, mmu: Mmu, roots_to_free: int) -> None:
         for i in range(KVM_MMU_NUM_PREV_ROOTS):
-            if roots_to_free & ROOT_PREVIOUS(i):
-                self.free_root(v, mmu, i)
-        if roots_to_free & ROOT_CURRENT:
-            self.free_root(v, mmu, -1)
+            self.free_root(v, mmu, i, truth(roots_to_free & ROOT_PREVIOUS(i)))
+        self.free_root(v, mmu, -1, truth(roots_to_free & ROOT_CURRENT))
 
     def kvm_mmu_unload(self, v: Vcpu) -> None:
         """mmu.c kvm_mmu_unload: free every root of root_mmu and guest_mmu."""
@@ -100,7 +99,7 @@ class Common(Mechanism):
         """mmu.c kvm_mmu_load: allocate the root, sync it, load it and flush the current
         context ("the provenance of the root is unknown")."""
         mmu = v.mmu
-        pgd = 0 if roles.is_direct(mmu.root_role) else self.get_guest_pgd(v)
+        pgd = ite(roles.is_direct(mmu.root_role), 0, self.get_guest_pgd(v))
         self.alloc_root(v, mmu, pgd)
         self.kvm_mmu_sync_roots(v)
         self.kvm_vcpu_flush_tlb_current(v)
@@ -129,10 +128,10 @@ class Common(Mechanism):
         if gva & arch.PAGE_MASK == arch.WATCHED_VA:
             self.flush_hw_context(v, self.current_ctx(v))
 
-    def invlpg_root(self, v: Vcpu, root: Root, gva: int) -> None:
-        """mmu->invlpg (paging_tmpl.h FNAME(invlpg)): resync the gva's leaf SPTE under root."""
-        if gva & arch.PAGE_MASK == arch.WATCHED_VA:
-            self.sync_root(v, root)
+    def invlpg_root(self, v: Vcpu, root: Root, gva: int, when: object = True) -> None:
+        """mmu->invlpg (paging_tmpl.h FNAME(invlpg)) if when holds: resync the gva's leaf SPTE
+        under root."""
+        self.sync_root(v, root, when & (gva & arch.PAGE_MASK == arch.WATCHED_VA))
 
     # -- register writes the vendor module does (vmx.c / svm.c set_cr0, set_cr4, set_efer) --
 

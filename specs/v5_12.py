@@ -159,8 +159,7 @@ class V5_12(Common):
         if not v.mmu_is_guest and not roles.is_direct(mmu.root_role):
             self.invlpg_root(v, mmu.root, gva)
             for prev in mmu.prev_roots:
-                if prev.valid:
-                    self.invlpg_root(v, prev, gva)
+                self.invlpg_root(v, prev, gva, prev.valid)
         self.vendor_flush_tlb_gva(v, gva)
 
     def kvm_mmu_invpcid_gva(self, v: Vcpu, gva: int, pcid: int) -> None:
@@ -172,9 +171,9 @@ class V5_12(Common):
                 self.invlpg_root(v, mmu.root, gva)
             tlb_flush = True
         for prev in mmu.prev_roots:
-            if prev.valid and pcid == self.kvm_get_pcid(v, prev.pgd):
-                self.invlpg_root(v, prev, gva)
-                tlb_flush = True
+            hit = prev.valid & (pcid == self.kvm_get_pcid(v, prev.pgd))
+            self.invlpg_root(v, prev, gva, hit)
+            tlb_flush = tlb_flush | hit
         if tlb_flush:
             self.vendor_flush_tlb_gva(v, gva)
 

@@ -10,6 +10,7 @@ from formal import bits
 from formal.bits import CR3_NOFLUSH, CR4_PCIDE, CR4_PGE
 from formal.kvm import ROOT_CURRENT, ROOT_PREVIOUS
 from formal.state import KVM_MMU_NUM_PREV_ROOTS, Req, Vcpu
+from formal.symbolic import on
 from specs.v5_13 import V5_13
 
 
@@ -33,8 +34,7 @@ class V5_17(V5_13):
         valid prev root that is_unsync_root."""
         roots_to_free = 0
         for i, prev in enumerate(v.mmu.prev_roots):
-            if prev.valid and prev.unsync:
-                roots_to_free |= ROOT_PREVIOUS(i)
+            roots_to_free |= on(prev.valid & prev.unsync, ROOT_PREVIOUS(i))
         self.kvm_mmu_free_roots(v, v.mmu, roots_to_free)
 
     def kvm_post_set_cr4(self, v: Vcpu, old_cr4: int, cr4: int) -> None:
@@ -99,8 +99,8 @@ class V5_17(V5_13):
             return
         roots_to_free = 0
         for i in range(KVM_MMU_NUM_PREV_ROOTS):
-            if self.kvm_get_pcid(v, mmu.prev_roots[i].pgd) == pcid:
-                roots_to_free |= ROOT_PREVIOUS(i)
+            roots_to_free |= on(self.kvm_get_pcid(v, mmu.prev_roots[i].pgd) == pcid,
+                                ROOT_PREVIOUS(i))
         self.kvm_mmu_free_roots(v, mmu, roots_to_free)
 
     def kvm_handle_invpcid(self, v: Vcpu, type_: int, pcid: int, gva: int) -> None:

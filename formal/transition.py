@@ -1,0 +1,270 @@
+"""The transition relation: the model's step, executed symbolically once per event kind and
+merged into one term per state field (issue #3, DESIGN.md §6).  No second encoding of any
+policy exists: this runs the same `formal.machine.execute` the simulator runs, on a state whose
+leaves are SMT variables, with the event's operands free.
+
+What is held concrete, and why (each is checked on every path, not assumed):
+- `requests`: every step ends with vcpu_enter_guest, which services every request, so between
+  events no request is pending.  A path that leaves one pending is a model error.
+- in configurations without nested virtualization, the L2 state (guest_mode, the L1 registers,
+  nested_pgd, VPID12, guest_mmu, the L2 hardware context): no event of such a configuration
+  can reach it.  A path that changes it is a model error.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import time
+from dataclasses import dataclass, field, fields
+
+from pysmt.fnode import FNode
+from pysmt.shortcuts import FALSE, TRUE, And, Not, Or
+
+from formal import arch, properties
+from formal import events as ev
+from formal.kvm import Mechanism
+from formal.machine import enter, execute
+from formal.properties import PROPERTIES, ModelError
+from formal.simulate import _not_modeled
+from formal.state import Config, Regs, Vcpu
+from formal.symbolic import (
+    Path,
+    Sym,
+    const,
+    explore,
+    fresh,
+    get_leaf,
+    leaves,
+    merged,
+    set_leaf,
+)
+
+# Fields outside the L1 state: fixed in configurations without nested virtualization.
+L2_FIELDS = ("smram.", "l1.", "guest_mode", "nested_pgd", "vpid12", "last_vpid",
+             "guest_mmu.", "mmu_is_guest", "nested_cpu_role", "hw.1.")
+
+
+def state_template() -> Vcpu:
+    """The state every symbolic state starts from: a vCPU before its first entry."""
+    return Vcpu(regs=Regs(0, 0, 0, 0))
+
+
+def is_fixed(cfg: Config, name: str) -> bool:
+    """Is this state leaf held concrete in cfg (see the module docstring)?"""
+    if name == "requests":
+        return True
+    return cfg.nested is None and name.startswith(L2_FIELDS) and not name.startswith("smram.")
+
+
+def state_names(cfg: Config) -> list[str]:
+    """The symbolic state variables of cfg, in leaf order."""
+    return [n for n, _, _ in leaves(state_template()) if not is_fixed(cfg, n)]
+
+
+def symbolic_state(cfg: Config, prefix: str) -> tuple[Vcpu, dict[str, Sym]]:
+    """A state whose every non-fixed leaf is a fresh variable named prefix + its path."""
+    v = state_template()
+    names: dict[str, Sym] = {}
+    for name, owner, key in leaves(v):
+        if is_fixed(cfg, name):
+            continue
+        kind = "bool" if isinstance(get_leaf(owner, key), bool) else "bv"
+        var = fresh(prefix + name, kind)
+        set_leaf(owner, key, var)
+        names[name] = var
+    return v, names
+
+
+def event_kinds(cfg: Config) -> list[type[ev.Event]]:
+    """The events a configuration has: nested ones only with nested virtualization, INVVPID
+    on VMX, INVLPGA on SVM."""
+    out = []
+    for kind in ev.EVENT_TYPES.values():
+        if kind.op in ev.NESTED_OPS:
+            if cfg.nested is None or (kind is ev.Invvpid and cfg.nested != "vmx") \
+                    or (kind is ev.Invlpga and cfg.nested != "svm"):
+                continue
+        out.append(kind)
+    return out
+
+
+def operands(kind: type[ev.Event], prefix: str) -> dict[str, Sym]:
+    return {f.name: fresh(f"{prefix}{kind.op}.{f.name}", "bv") for f in fields(kind)}
+
+
+@dataclass
+class EventRelation:
+    """What one event kind does, as terms over the pre-state and the event's operands."""
+
+    kind: type[ev.Event]
+    ops: dict[str, Sym]
+    paths: int
+    # the event is modelled in the pre-state and does not fault: it changes the state
+    steps: FNode
+    # the event is not modelled in the pre-state (formal.simulate._not_modeled)
+    not_modeled: FNode
+    # must be unsatisfiable: the model contradicts itself on some path
+    model_error: FNode
+    post: dict[str, FNode]  # next value of every state variable (meaningful where `steps`)
+    violated: dict[str, FNode]  # per property: violated at the following guest entry
+    seconds: float = 0.0
+
+
+@dataclass
+class Relation:
+    """The transition system of one policy in one configuration."""
+
+    policy: str
+    config: str
+    names: list[str]
+    pre: dict[str, Sym]
+    init_paths: int
+    init: FNode  # over the pre-state variables: the states after the first guest entry
+    init_violated: dict[str, FNode]  # properties violated at the first guest entry
+    init_error: FNode
+    events: list[EventRelation] = field(default_factory=list)
+
+
+# Functions whose paths are merged into if-then-else terms where they return, so that their
+# branches add to, rather than multiply, the paths of their callers (formal.symbolic.merged).
+# The choice changes the cost of symbolic execution, never its result.
+MERGE_POINTS = ("kvm_set_cr0", "kvm_set_cr3", "kvm_set_cr4", "set_efer", "kvm_mmu_reset_context",
+                "kvm_mmu_new_pgd", "vcpu_enter_guest")
+
+
+def symbolic_policy(policy_cls: type[Mechanism], cfg: Config) -> Mechanism:
+    """An instance of the policy whose MERGE_POINTS merge their paths."""
+    policy = policy_cls(cfg)
+    for name in MERGE_POINTS:
+        if hasattr(policy, name):
+            setattr(policy, name, functools.partial(merged(getattr(policy_cls, name)), policy))
+    return policy
+
+
+class _Fixed(ModelError):
+    pass
+
+
+def _finish(cfg: Config, v: Vcpu) -> None:
+    """The checks behind the concrete fields (module docstring)."""
+    ref = state_template()
+    for (name, owner, key), (_, o0, k0) in zip(leaves(v), leaves(ref), strict=True):
+        if is_fixed(cfg, name):
+            val = get_leaf(owner, key)
+            if isinstance(val, Sym) or val != get_leaf(o0, k0):
+                raise _Fixed(f"{name} is held fixed but became {val!r}")
+
+
+def event_relation(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu,
+                   kind: type[ev.Event], prefix: str,
+                   props: tuple[str, ...] = PROPERTIES) -> EventRelation:
+    ops = operands(kind, prefix)
+    start = time.perf_counter()
+
+    def run():
+        v = copy.deepcopy(pre_state)
+        policy = symbolic_policy(policy_cls, cfg)
+        e = kind(**ops)
+        if _not_modeled(v, e):
+            return "not-modeled", v, []
+        try:
+            fault, viol = execute(policy, v, e, props)
+            _finish(cfg, v)
+        except ModelError as exc:
+            return "model-error", v, str(exc)
+        return ("fault" if fault else "ok"), v, viol
+
+    paths = explore(run)
+    ok = [p for p in paths if p.result[0] == "ok"]
+    return EventRelation(
+        kind=kind, ops=ops, paths=len(paths),
+        steps=_any(ok),
+        not_modeled=_any([p for p in paths if p.result[0] == "not-modeled"]),
+        model_error=_any([p for p in paths if p.result[0] == "model-error"]),
+        post=_merge_state(cfg, ok),
+        violated=_violations(ok, props),
+        seconds=time.perf_counter() - start)
+
+
+def _violations(paths: list[Path], props: tuple[str, ...]) -> dict[str, FNode]:
+    out = {}
+    for prop in props:
+        out[prop] = Or([And(p.condition, _when(p.result[2], prop)) for p in paths]).simplify() \
+            if paths else FALSE()
+    return out
+
+
+def _when(viol: list[properties.Violation], prop: str) -> FNode:
+    for x in viol:
+        if x.prop == prop:
+            return const(x.when)
+    return FALSE()
+
+
+def _any(paths: list[Path]) -> FNode:
+    return Or([p.condition for p in paths]).simplify() if paths else FALSE()
+
+
+def _merge_state(cfg: Config, paths: list[Path]) -> dict[str, FNode]:
+    """Per state variable, ite(pc_1, value_1, ite(pc_2, ...)) over the paths (the last path's
+    value is the default: the paths are exhaustive under `steps`)."""
+    post: dict[str, FNode] = {}
+    if not paths:
+        return post
+    per_path = [{n: get_leaf(o, k) for n, o, k in leaves(p.result[1])} for p in paths]
+    for name in state_names(cfg):
+        out = const(per_path[-1][name])
+        for p, vals in zip(reversed(paths[:-1]), reversed(per_path[:-1]), strict=True):
+            from pysmt.shortcuts import Ite
+            out = Ite(p.condition, const(vals[name]), out)
+        post[name] = out.simplify()
+    return post
+
+
+def initial_relation(policy_cls: type[Mechanism], cfg: Config, pre: dict[str, Sym],
+                     props: tuple[str, ...] = PROPERTIES) -> tuple[int, FNode, dict, FNode]:
+    """The initial states: any legal register state (KVM_SET_SREGS's checks, in L1, outside
+    SMM), KVM's MMU set up for it and the first guest entry made (Machine.start)."""
+    regs = {r: fresh(f"init.{r}", "bv") for r in ("cr0", "cr3", "cr4", "efer")}
+
+    def run():
+        v = state_template()
+        v.regs = Regs(**regs)
+        if arch.sregs_error(v.regs):
+            return "illegal", v, []
+        policy = symbolic_policy(policy_cls, cfg)
+        try:
+            policy.start(v)
+            viol = enter(policy, v, props, None)
+            _finish(cfg, v)
+        except ModelError as exc:
+            return "model-error", v, str(exc)
+        return "ok", v, viol
+
+    paths = explore(run)
+    ok = [p for p in paths if p.result[0] == "ok"]
+    post = _merge_state(cfg, ok)
+    init = And([_any(ok)] + [Equals_(pre[n], post[n]) for n in state_names(cfg)])
+    return len(paths), init, _violations(ok, props), \
+        _any([p for p in paths if p.result[0] == "model-error"])
+
+
+def Equals_(var: Sym, term: FNode) -> FNode:  # noqa: N802
+    from pysmt.shortcuts import EqualsOrIff
+    return EqualsOrIff(var.node, term)
+
+
+def build(policy_cls: type[Mechanism], cfg: Config,
+          kinds: list[type[ev.Event]] | None = None,
+          props: tuple[str, ...] = PROPERTIES) -> Relation:
+    pre_state, pre = symbolic_state(cfg, "s.")
+    n, init, init_viol, init_err = initial_relation(policy_cls, cfg, pre, props)
+    rel = Relation(policy_cls.name, cfg.name, state_names(cfg), pre, n, init, init_viol,
+                   init_err)
+    for kind in kinds if kinds is not None else event_kinds(cfg):
+        rel.events.append(event_relation(policy_cls, cfg, pre_state, kind, "e.", props))
+    return rel
+
+
+__all__ = ["Not", "TRUE", "build", "event_relation", "symbolic_state"]
