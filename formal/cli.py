@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from formal import corpus, machine, render, simulate, trace
+from formal import corpus, machine, render, replay, simulate, trace
 
 EXIT_HOLDS, EXIT_VIOLATED, EXIT_INCONCLUSIVE, EXIT_BAD_INPUT = 0, 1, 2, 3
 
@@ -56,6 +56,27 @@ def _corpus(args: argparse.Namespace) -> int:
     return EXIT_VIOLATED if bad else EXIT_HOLDS
 
 
+def _replay(args: argparse.Namespace) -> int:
+    try:
+        t = trace.load(args.trace)
+        t = trace.override(t, args.policy, args.config)
+        out = replay.replay(t)
+    except (trace.TraceError, simulate.NotModeled) as exc:
+        print(f"flushproof: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except machine.ModelError as exc:
+        print(f"flushproof: model error: {exc}", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
+    if args.json:
+        print(json.dumps(replay.outcome_json(out), indent=1))
+    elif out.violated:
+        print(f"FORBIDDEN: {out.message}")
+    else:
+        print(f"PASS: no forbidden access in {out.events_run} events "
+              f"(policy {t.policy}, config {t.config})")
+    return EXIT_VIOLATED if out.violated else EXIT_HOLDS
+
+
 def main(argv: list[str] | None = None) -> int:
     p = _Parser(prog="flushproof", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
@@ -68,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("corpus", help="run the regression corpus against its expectations")
     c.add_argument("dir", nargs="?", default="traces", help="directory of traces (traces/)")
     c.set_defaults(func=_corpus)
+    r = sub.add_parser("replay", help="replay a trace on the concrete shadow MMU and report the "
+                       "first access the architecture forbids")
+    r.add_argument("trace", help="trace file (format flushproof-trace/1)")
+    r.add_argument("--policy", help="replay under this policy instead of the trace's")
+    r.add_argument("--config", help="replay in this configuration instead of the trace's")
+    r.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    r.set_defaults(func=_replay)
     args = p.parse_args(argv)
     return args.func(args)
 

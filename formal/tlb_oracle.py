@@ -259,6 +259,34 @@ class TlbOracle:
     def rsm(self, regs: Regs) -> None:
         self._switch_regs(regs, "RSM")
 
+    def flush(self, why: str) -> None:
+        """Every entry of this context, globals included: a guest TLB flush KVM performs on the
+        guest's behalf (the PV TLB flush, KVM_VCPU_FLUSH_TLB in steal time), or a VM entry/exit
+        without VPIDs for VPID 0 (SDM Vol. 3C §28.3.3.1)."""
+        self._flush_all()
+        self._saturate(why)
+
+    def invalidate_page(self, va: int, why: str) -> None:
+        """Every entry for the page of va in every PCID, globals included: INVVPID
+        individual-address (SDM Vol. 3C §30.3, INVVPID type 0) or INVLPGA (AMD APM Vol. 3)."""
+        self._invalidate(lambda e: not e.covers(va))
+        self._saturate(why)
+
+    def load(self, regs: Regs, why: str, flush: bool) -> None:
+        """All four registers replaced at once (KVM_SET_SREGS, or L2's state at a VM entry);
+        with flush, every entry goes (DESIGN.md §4: userspace replacing the registers stands for
+        a new CPU state)."""
+        if flush:
+            self._flush_all()
+        self.regs = replace(regs)
+        self._load_pdptes()
+        self._saturate(why)
+
+    def refill(self, why: str) -> None:
+        """The context runs again: the watched addresses may be cached under the current
+        registers (e.g. L1 after a VM exit, when L2 wrote L1's tables meanwhile)."""
+        self._saturate(why)
+
     def init(self) -> None:
         """INIT: everything (SDM Vol. 3A §10.1), and the registers of Table 10-1."""
         self._flush_all()

@@ -324,3 +324,31 @@ def test_pae_pdpte_registers_are_reloaded_only_by_the_listed_cr_writes(operation
     assert (oracle.fresh(VA_A) is None) == reloads
     if reloads:
         assert "no valid translation (P=0 in the PDPTE)" in oracle.explain(VA_A)
+
+
+# Operations the replay adds (formal.replay): whole-context flushes, one page in every PCID,
+# register images, refilling a context that runs again.
+
+def test_flush_and_invalidate_page_cover_every_pcid_and_globals():
+    oracle, _, _ = four_entries()
+    oracle.invalidate_page(VA_G, "INVVPID individual-address")
+    assert tags(oracle) == {(1, VA_A, False), (2, VA_A, False)}
+    oracle.flush("PV TLB flush")
+    assert tags(oracle) == set()
+
+
+@pytest.mark.parametrize("flush,left", [(False, ALL), (True, set())])
+def test_load_replaces_the_registers_and_flushes_only_when_told(flush, left):
+    oracle, root1, _ = four_entries()
+    regs = Regs(cr0=CR0, cr3=root1.cr3(1), cr4=oracle.regs.cr4, efer=EFER)
+    oracle.load(regs, "KVM_SET_SREGS", flush=flush)
+    assert oracle.regs == regs and tags(oracle) == left
+
+
+def test_refill_caches_the_watched_address_under_the_current_registers():
+    mem, root1, _ = two_roots()
+    oracle = TlbOracle(mem, Regs(cr0=CR0, cr3=root1.cr3(), cr4=CR4, efer=EFER))
+    oracle.watched.add(VA_A)
+    assert oracle.entries == {}
+    oracle.refill("VM exit")
+    assert [(e.frame, why) for e, why in oracle.entries.items()] == [(A1, "VM exit")]

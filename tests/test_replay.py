@@ -1,0 +1,105 @@
+"""`flushproof replay` and formal.replay: the corpus's stale accesses observed on the concrete
+shadow MMU, pinned to the addresses the concretization chooses (formal.shadow.GuestWorld: data
+pages from 0x2000000 in the order the trace names the pgds, a fresh page per PTE write)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from formal import trace
+from formal.cli import main
+from formal.replay import replay
+from formal.shadow import GuestWorld
+from formal.tlb_oracle import TlbOracle
+from specs import POLICIES
+from tests.conftest import LONG_MODE, TRACES
+
+EXPECTED = json.loads((TRACES / "expected.json").read_text())
+
+
+def replay_file(name: str, policy: str | None = None, config: str | None = None):
+    return replay(trace.override(trace.load(TRACES / name), policy, config))
+
+
+def test_lai_sequence_shows_the_old_page_through_the_reused_unsync_root():
+    # pgd b=0x2000 (initial CR3) maps 0x2000000, a=0x1000 maps 0x2001000; the PTE write at
+    # event 1 points b at 0x2002000.  At event 4 KVM reuses b's unsync root: the guest reads
+    # b's old page, which PCID 0 lost at the flushing MOV CR3 of event 0.
+    out = replay_file("lai-jiangshan.json", "509bfe3-no-pcide-free")
+    assert out.violated and out.event == 4
+    assert out.observed == 0x200_0000
+    assert out.allowed == (0x200_2000, 0x200_1000)  # b's fresh walk; a's entry kept by NOFLUSH
+    assert out.message == (
+        "event 4, L1 user read of VA 0x400000 returned GPA 0x2000000 (via root pgd=0x2000 "
+        "role=level=4,nx,wp); the architecture allows only GPA 0x2002000 or 0x2001000 since "
+        "MOV CR3 with CR4.PCIDE=0 at event 0")
+
+
+def test_prev_root_of_same_pcid_on_v5_12():
+    out = replay_file("prev-root-same-pcid.json", "v5.12")
+    assert (out.event, out.observed, out.allowed) == (3, 0x200_0000, (0x200_2000, 0x200_1000))
+    assert out.message.endswith("since MOV CR3 (PCID 0x1) at event 2")
+    assert "via root pgd=0x3001" in out.message
+
+
+def test_pv_tlb_flush_on_v5_12():
+    out = replay_file("pv-tlb-flush.json", "v5.12")
+    assert (out.event, out.observed, out.allowed) == (1, 0x200_0000, (0x200_1000,))
+    assert out.message.endswith("since PV TLB flush (KVM_VCPU_FLUSH_TLB) at event 1")
+
+
+CELLS = [(name, policy) for name in sorted(EXPECTED) for policy in POLICIES]
+
+
+@pytest.mark.parametrize("name,policy", CELLS, ids=[f"{n}-{p}" for n, p in CELLS])
+def test_corpus_replays_to_its_verdict(name, policy):
+    """A trace that holds replays with no forbidden access; a violated one shows the forbidden
+    access at the event the model names."""
+    out = replay_file(name, policy)
+    want = EXPECTED[name][policy]
+    if want == "holds":
+        assert not out.violated, out.message
+    else:
+        assert out.event == int(want.split("@")[1])
+
+
+def test_cli_replay_exit_codes_and_json(capsys):
+    assert main(["replay", str(TRACES / "lai-jiangshan.json")]) == 1
+    assert capsys.readouterr().out.startswith("FORBIDDEN: event 4, L1 user read")
+    for name in EXPECTED:
+        if all(v == "holds" for v in EXPECTED[name].values()):
+            assert main(["replay", str(TRACES / name)]) == 0
+    assert main(["replay", str(TRACES / "pv-tlb-flush.json"), "--policy", "v5.13"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("PASS: no forbidden access")
+    assert main(["replay", str(TRACES / "pv-tlb-flush.json"), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["verdict"], doc["event"], doc["observed"], doc["allowed"]) == \
+        ("forbidden", 1, "0x2000000", ["0x2001000"])
+
+
+def test_cli_replay_bad_input_exits_3(tmp_path, capsys):
+    assert main(["replay", "/nonexistent.json"]) == 3
+    bad = tmp_path / "t.json"
+    bad.write_text(json.dumps({"format": "flushproof-trace/1", "policy": "v5.18",
+                               "config": "shadow", "initial": {"cr0": "0x80010033"},
+                               "events": []}))
+    assert main(["replay", str(bad)]) == 3
+    assert "initial: missing field 'cr3'" in capsys.readouterr().err
+
+
+def test_root_frame_serves_every_paging_mode():
+    """One pgd's tables give the same data page in 4-level, PAE and 32-bit paging once the root
+    frame is laid out for the mode (formal.shadow.GuestWorld.format_root)."""
+    from formal.paging import Mode
+    from formal.state import Regs
+
+    world = GuestWorld()
+    world.add_pgd(0x1000)
+    page = world.read_leaf(0x1000) & ~0xFFF
+    for mode, regs in [(Mode.LEVEL4, LONG_MODE), (Mode.PAE, Regs(0x8000_0033, 0x1000, 0x20, 0)),
+                       (Mode.BITS32, Regs(0x8000_0033, 0x1000, 0x0, 0))]:
+        world.format_root(0x1000, mode)
+        fresh = TlbOracle(world.mem, regs).fresh(0x40_0000)
+        assert fresh is not None and fresh.paddr == page, mode
