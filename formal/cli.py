@@ -8,7 +8,10 @@ import json
 import sys
 from pathlib import Path
 
-from formal import corpus, machine, render, replay, simulate, trace
+from formal import corpus, engines, machine, prove, render, replay, simulate, suite, trace
+from formal.properties import PROPERTIES
+from formal.state import CONFIGS
+from specs import POLICIES
 
 EXIT_HOLDS, EXIT_VIOLATED, EXIT_INCONCLUSIVE, EXIT_BAD_INPUT = 0, 1, 2, 3
 
@@ -77,6 +80,44 @@ def _replay(args: argparse.Namespace) -> int:
     return EXIT_VIOLATED if out.violated else EXIT_HOLDS
 
 
+def _prove(args: argparse.Namespace) -> int:
+    props = tuple(args.property) if args.property else PROPERTIES
+    try:
+        proof = prove.run(args.policy, args.config, props, args.engine, args.bound,
+                          args.timeout, Path(args.dump_smt) if args.dump_smt else None)
+    except prove.ObligationError as exc:
+        print(f"flushproof: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    r = proof.result
+    cex_path = None
+    if r.trace is not None:
+        cex_path = Path(args.cex or f"flushproof-cex-{args.policy}-{args.config}.json")
+        cex_path.write_text(trace.dumps(r.trace))
+    if args.json:
+        print(json.dumps(render.proof_json(proof, cex_path), indent=1))
+    else:
+        print(render.proof_text(proof, cex_path), end="")
+    return {"proved": EXIT_HOLDS, "refuted": EXIT_VIOLATED}.get(r.verdict, EXIT_INCONCLUSIVE)
+
+
+def _suite(args: argparse.Namespace) -> int:
+    try:
+        obligations = suite.load(Path(args.file))
+    except suite.SuiteError as exc:
+        print(f"flushproof: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    bad = 0
+    for ob in obligations:
+        got = suite.run_one(ob)
+        ok = got.label == ob.expect
+        bad += not ok
+        mark = "ok  " if ok else "FAIL"
+        extra = "" if ok else f" (expected {ob.expect})"
+        print(f"{mark} {ob.name:44} {got.label:12} {got.detail}{extra}", flush=True)
+    print(f"{len(obligations) - bad} passed, {bad} failed")
+    return EXIT_VIOLATED if bad else EXIT_HOLDS
+
+
 def main(argv: list[str] | None = None) -> int:
     p = _Parser(prog="flushproof", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
@@ -96,7 +137,25 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--config", help="replay in this configuration instead of the trace's")
     r.add_argument("--json", action="store_true", help="print the outcome as JSON")
     r.set_defaults(func=_replay)
+    v = sub.add_parser("prove", help="prove or refute a policy's properties in a configuration")
+    v.add_argument("--policy", required=True, help=f"one of {', '.join(POLICIES)}")
+    v.add_argument("--config", required=True, help=f"one of {', '.join(CONFIGS)}")
+    v.add_argument("--property", action="append", choices=PROPERTIES,
+                   help="a property to check (repeatable; default: all four)")
+    v.add_argument("--engine", default="auto", choices=engines.ENGINES)
+    v.add_argument("--bound", type=int, default=prove.DEFAULT_BOUND,
+                   help="events explored by bmc, or the largest k of kind")
+    v.add_argument("--timeout", type=float, help="seconds for the solver queries")
+    v.add_argument("--dump-smt", metavar="DIR", help="write every query as an SMT-LIB 2 file")
+    v.add_argument("--cex", metavar="FILE", help="where to write a counterexample trace")
+    v.add_argument("--json", action="store_true", help="print the result as JSON")
+    v.set_defaults(func=_prove)
+    u = sub.add_parser("suite", help="run the proof obligations of a proof script")
+    u.add_argument("file", nargs="?", default="proofs/suite.json", help="proofs/suite.json")
+    u.set_defaults(func=_suite)
     args = p.parse_args(argv)
+    if getattr(args, "bound", 0) < 0:
+        p.error(f"--bound must be >= 0, got {args.bound}")
     return args.func(args)
 
 

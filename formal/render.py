@@ -64,3 +64,62 @@ def outcome_json(out: Outcome) -> dict[str, object]:
         idx, viol = out.violation
         res["violation"] = {"event": idx, "property": viol.prop, "message": viol.message}
     return res
+
+
+def proof_text(proof, cex_path) -> str:
+    """A prove result for a kernel developer: the obligation, what symbolic execution and the
+    vacuity checks found, the verdict, and for a refutation the counterexample as a trace run."""
+    from formal import simulate
+
+    r = proof.result
+    lines = [f"flushproof prove: policy {proof.policy}, config {proof.config}, properties "
+             f"{', '.join(proof.props)}, engine {proof.engine}"]
+    paths = ", ".join(f"{k} {n}" for k, n in proof.paths.items())
+    lines.append(f"symbolic execution: paths per handler: {paths}")
+    if proof.vacuity:
+        lines.append("vacuity: FAILED: " + "; ".join(proof.vacuity))
+    elif "vacuity" in proof.times:
+        lines.append("vacuity: ok (initial states exist, every event is enabled within the "
+                     "bound, every property can be violated in some state)")
+    if r.verdict == "refuted":
+        index, prop, message = r.violation
+        lines.append(f"verdict: REFUTED by {r.engine}: {prop} violated at event {index}, "
+                     f"{r.bound} events (bmc found none shorter)")
+        lines.append(f"  {message}")
+    elif r.verdict == "proved":
+        lines.append(f"verdict: PROVED by {r.engine}: {r.certificate}")
+    elif r.verdict == "bounded":
+        lines.append(f"verdict: bounded({r.bound}): no violation within {r.bound} events; "
+                     f"NOT a proof{': ' + r.reason if r.reason else ''}")
+    else:
+        lines.append(f"verdict: UNKNOWN: {r.reason}")
+    if r.trace is not None:
+        lines.append("")
+        lines.append(outcome_text(simulate.run(r.trace)).rstrip("\n"))
+        lines.append("")
+        lines.append(f"counterexample written to {cex_path} "
+                     f"(flushproof simulate {cex_path} replays it)")
+    if proof.replay:
+        lines.append(f"concrete replay: {proof.replay}")
+    lines.append("times: " + ", ".join(f"{k} {v:.1f}s" for k, v in proof.times.items()))
+    return "\n".join(lines) + "\n"
+
+
+def proof_json(proof, cex_path) -> dict[str, object]:
+    import json
+
+    from formal import engines, trace
+
+    r = proof.result
+    return {
+        "policy": proof.policy, "config": proof.config, "properties": list(proof.props),
+        "verdict": r.label, "engine": r.engine, "bound": r.bound, "reason": r.reason,
+        "violation": None if r.violation is None else {
+            "event": r.violation[0], "property": r.violation[1], "message": r.violation[2]},
+        "certificate": r.certificate or None,
+        "vacuity": {"ok": not proof.vacuity, "failures": proof.vacuity},
+        "paths": proof.paths, "times": proof.times, "solvers": engines.solver_versions(),
+        "trace": None if r.trace is None else json.loads(trace.dumps(r.trace)),
+        "trace_file": None if cex_path is None else str(cex_path),
+        "replay": proof.replay or None,
+    }

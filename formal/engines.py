@@ -1,0 +1,463 @@
+"""Proof engines over the transition system (issue #3, DESIGN.md §6): bmc, kind, pdr, auto.
+
+Verdicts:
+- `refuted`: a counterexample trace that the concrete simulator replays to the same violation;
+- `proved`: only with a certificate that an independent solver (cvc5) re-checked;
+- `bounded(N)`: no violation within N events, nothing more;
+- `unknown`: anything else (timeout, solver `unknown`, a failed re-check, a reachable model
+  error, a counterexample the simulator does not confirm), always with its cause.
+
+The property is checked at the guest entry that ends each step, so "bad" is a predicate of a
+step (formal.unroll); a model error (a spec contradicting the architecture) counts as bad too:
+nothing is proved about a model that contradicts itself.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pysmt.exceptions import SolverReturnedUnknownResultError
+from pysmt.fnode import FNode
+from pysmt.shortcuts import (
+    BV,
+    FALSE,
+    And,
+    BVAnd,
+    EqualsOrIff,
+    Iff,
+    Implies,
+    Not,
+    Or,
+    Solver,
+    Symbol,
+)
+from pysmt.smtlib.script import smtlibscript_from_formula
+
+from formal import simulate
+from formal.bits import CR4_LA57
+from formal.state import Regs
+from formal.trace import Trace
+from formal.transition import Relation
+from formal.unroll import Unroller
+
+ENGINES = ("auto", "bmc", "kind", "houdini", "pdr")
+
+
+@dataclass
+class Result:
+    verdict: str  # "refuted", "proved", "bounded", "unknown"
+    engine: str
+    bound: int = 0  # events explored (bmc), k (kind)
+    reason: str = ""
+    trace: Trace | None = None
+    violation: tuple[int, str, str] | None = None  # (event index, property, message)
+    certificate: str = ""  # what was re-checked, in words, and where it was written
+    times: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"bounded({self.bound})" if self.verdict == "bounded" else self.verdict
+
+
+class Inconclusive(Exception):
+    """The solver could not answer: the verdict is `unknown` with this cause."""
+
+
+class Checker:
+    """One-shot satisfiability queries with a deadline, each optionally written out as an
+    SMT-LIB 2 file (--dump-smt DIR)."""
+
+    def __init__(self, solver_name: str = "z3", timeout: float | None = None,
+                 dump_dir: Path | None = None) -> None:
+        self.solver_name = solver_name
+        self.deadline = time.monotonic() + timeout if timeout else None
+        self.dump_dir = dump_dir
+        self.count = 0
+        if dump_dir is not None:
+            dump_dir.mkdir(parents=True, exist_ok=True)
+
+    def remaining(self) -> float | None:
+        if self.deadline is None:
+            return None
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise Inconclusive("timeout")
+        return left
+
+    def dump(self, name: str, formula: FNode) -> Path | None:
+        if self.dump_dir is None:
+            return None
+        self.count += 1
+        path = self.dump_dir / f"{self.count:03d}-{name}.smt2"
+        with path.open("w") as out:
+            smtlibscript_from_formula(formula, logic="QF_BV").serialize(out, daggify=True)
+        return path
+
+    def sat(self, name: str, formula: FNode, model_of: list[FNode] | None = None):
+        """Is formula satisfiable?  Returns None if not, else a dict of the values of
+        model_of (or True when none are asked for)."""
+        self.dump(name, formula)
+        left = self.remaining()
+        opts = {"timeout": max(1, int(left * 1000))} if left and self.solver_name == "z3" \
+            else {}
+        try:
+            with Solver(name=self.solver_name, logic="QF_BV", solver_options=opts) as s:
+                s.add_assertion(formula)
+                if not s.solve():
+                    return None
+                if not model_of:
+                    return True
+                return {n: s.get_value(n).constant_value() for n in model_of}
+        except SolverReturnedUnknownResultError:
+            self.remaining()
+            raise Inconclusive(f"{self.solver_name} returned unknown on {name}") from None
+
+
+def solver_versions() -> dict[str, str]:
+    import cvc5
+    import pysmt
+    import z3
+    return {"z3": z3.get_version_string(), "cvc5": getattr(cvc5, "__version__", "?"),
+            "pysmt": pysmt.__version__}
+
+
+# -- counterexamples --
+
+def _cex_vars(un: Unroller, depth: int) -> list[FNode]:
+    s0 = un.state(0)
+    out = [s0[f"regs.{r}"] for r in ("cr0", "cr3", "cr4", "efer")]
+    for i in range(1, depth + 1):
+        out.append(un.sel(i))
+        for er in un.kinds:
+            out += list(un.ops(i, er).values())
+    return out
+
+
+# Operands that hold guest addresses or page-table pointers, and those that hold CR4.
+_ADDRESSES = {("mov_cr3", "value"), ("guest_pte_write", "pgd"), ("invlpg", "va"),
+              ("invpcid", "va"), ("set_sregs", "cr3"), ("vmentry", "cr3"),
+              ("vmentry", "nested_pgd"), ("invvpid", "va"), ("invlpga", "va")}
+_CR4S = {("mov_cr4", "value"), ("set_sregs", "cr4"), ("vmentry", "cr4")}
+
+
+def _preferences(un: Unroller, depth: int) -> list[FNode]:
+    """What makes a counterexample readable (and replayable on the concrete MMU), tried as one
+    extra constraint and kept if still satisfiable: addresses below 16 MiB (CR3's bit 63,
+    NOFLUSH, left free) and no 5-level paging."""
+    s0 = un.state(0)
+    addrs = [s0[n] for n in ("regs.cr3",) if n in s0]
+    cr4s = [s0[n] for n in ("regs.cr4",) if n in s0]
+    for i in range(1, depth + 1):
+        for er in un.kinds:
+            for f, var in un.ops(i, er).items():
+                if (er.kind.op, f) in _ADDRESSES:
+                    addrs.append(var)
+                elif (er.kind.op, f) in _CR4S:
+                    cr4s.append(var)
+    zero = BV(0, 64)
+    small = [EqualsOrIff(BVAnd(a, BV(0x7FFF_FFFF_FF00_0000, 64)), zero) for a in addrs]
+    no_la57 = [EqualsOrIff(BVAnd(c, BV(CR4_LA57, 64)), zero) for c in cr4s]
+    return [And(small + no_la57)]
+
+
+def extract_trace(rel: Relation, un: Unroller, values: dict, depth: int, how: str) -> Trace:
+    """The events and initial registers the solver chose, as a trace file."""
+    s0 = un.state(0)
+    regs = Regs(*(values[s0[f"regs.{r}"]] for r in ("cr0", "cr3", "cr4", "efer")))
+    events = []
+    for i in range(1, depth + 1):
+        er = un.kinds[values[un.sel(i)]]
+        events.append(er.kind(**{f: values[var] for f, var in un.ops(i, er).items()}))
+    return Trace(rel.policy, rel.config, regs, tuple(events), how)
+
+
+# -- bmc --
+
+def bmc(rel: Relation, props: tuple[str, ...], bound: int, checker: Checker | None = None,
+        start_depth: int = 0, confirm_with_simulator: bool = True) -> Result:
+    """Iterative deepening from depth start_depth (0 = the first guest entry).  Depth d asks
+    for a violation (or a model error) at its last step only: every shallower depth was
+    unsatisfiable, so the first counterexample found is a shortest one."""
+    ck = checker or Checker()
+    un = Unroller(rel)
+    t0 = time.perf_counter()
+    path = [un.init()]
+    try:
+        for d in range(bound + 1):
+            if d:
+                path.append(un.trans(d))
+            if d < start_depth:
+                continue
+            bad = un.init_bad(props) if d == 0 else un.bad(d, props)
+            err = FALSE() if d == 0 else un.error(d)
+            is_err = Symbol(f"model_error{d}")
+            query = And(path + [Or(bad, err), Iff(is_err, err)])
+            if not ck.sat(f"bmc-{d}", query):
+                continue
+            values = _solve_nicely(ck, un, query, d, [is_err])
+            times = {"bmc": time.perf_counter() - t0}
+            if values[is_err]:
+                return Result("unknown", "bmc", d, times=times, trace=extract_trace(
+                    rel, un, values, d, f"model error reached by flushproof bmc ({d} events)"),
+                    reason=(f"model error reachable in {d} events: a policy spec and the "
+                            "architecture disagree (a bug in the model, not a verdict)"))
+            t = extract_trace(rel, un, values, d,
+                              f"shortest counterexample found by flushproof bmc ({d} events)")
+            if not confirm_with_simulator:
+                return Result("refuted", "bmc", d, trace=t, times=times)
+            return confirm(t, d, props, times)
+    except Inconclusive as exc:
+        return Result("unknown", "bmc", reason=str(exc), times={"bmc": time.perf_counter() - t0})
+    return Result("bounded", "bmc", bound, times={"bmc": time.perf_counter() - t0})
+
+
+def _solve_nicely(ck: Checker, un: Unroller, query: FNode, depth: int,
+                  extra: list[FNode]) -> dict:
+    """A model of query, with the readability preferences if they are satisfiable too."""
+    want = _cex_vars(un, depth) + extra
+    for pref in _preferences(un, depth):
+        values = ck.sat("bmc-prefer", And(query, pref), want)
+        if values:
+            return values
+    values = ck.sat("bmc-model", query, want)
+    assert isinstance(values, dict)
+    return values
+
+
+def confirm(t: Trace, depth: int, props: tuple[str, ...], times: dict[str, float]) -> Result:
+    """Replay a counterexample on the concrete simulator: it must violate one of props at the
+    same event, or symbolic and concrete execution disagree (a bug, never a verdict)."""
+    out = simulate.run(t)
+    want = depth - 1  # the initial entry is index -1
+    if out.violation is None or out.violation[0] != want:
+        got = "no violation" if out.violation is None else f"a violation at {out.violation[0]}"
+        return Result("unknown", "bmc", depth, trace=t, times=times, reason=(
+            f"the solver's counterexample ({depth} events) gives {got} on the concrete "
+            "simulator: symbolic and concrete execution disagree"))
+    mine = [x for x in out.records[-1].violations if x.prop in props]
+    if not mine:
+        return Result("unknown", "bmc", depth, trace=t, times=times, reason=(
+            f"the concrete simulator violates {out.violation[1].prop}, not "
+            f"{', '.join(props)}: symbolic and concrete execution disagree"))
+    return Result("refuted", "bmc", depth, trace=t, times=times,
+                  violation=(want, mine[0].prop, mine[0].message))
+
+
+# -- k-induction --
+
+def _distinct(a: dict[str, FNode], b: dict[str, FNode]) -> FNode:
+    return Or([Not(EqualsOrIff(a[n], b[n])) for n in a])
+
+
+def step_query(un: Unroller, props: tuple[str, ...], k: int) -> FNode:
+    """The induction step of depth k: from any state, k good steps along a simple path, then a
+    bad step (or a model error).  Unsatisfiable means: k good steps are always followed by a
+    good one."""
+    steps = [un.trans(i) for i in range(1, k + 1)]
+    good = [Not(Or(un.bad(i, props), un.error(i))) for i in range(1, k + 1)]
+    states = [un.state(i) for i in range(k + 1)]
+    simple = [_distinct(states[i], states[j]) for i in range(k + 1) for j in range(i + 1, k + 1)]
+    last = Or(un.bad(k + 1, props), un.error(k + 1))
+    return And(steps + good + simple + [last])
+
+
+def kind(rel: Relation, props: tuple[str, ...], max_k: int, checker: Checker | None = None,
+         recheck: bool = True, confirm_with_simulator: bool = True) -> Result:
+    """k-induction with simple-path constraints, k = 1 .. max_k.  The base case is bmc to
+    depth k; a proof is re-checked by cvc5 (base and step queries, one-shot)."""
+    ck = checker or Checker()
+    un = Unroller(rel)
+    t0 = time.perf_counter()
+    try:
+        for k in range(1, max_k + 1):
+            base = bmc(rel, props, k, ck, 0 if k == 1 else k, confirm_with_simulator)
+            if base.verdict != "bounded":
+                base.engine = "kind"
+                return base
+            if ck.sat(f"kind-step-{k}", step_query(un, props, k)):
+                continue
+            times = {"kind": time.perf_counter() - t0}
+            if not recheck:
+                return Result("proved", "kind", k, times=times,
+                              certificate=f"{k}-induction (not re-checked)")
+            return _recheck_kind(rel, un, props, k, ck, times)
+    except Inconclusive as exc:
+        return Result("unknown", "kind", reason=str(exc),
+                      times={"kind": time.perf_counter() - t0})
+    return Result("unknown", "kind", max_k, times={"kind": time.perf_counter() - t0},
+                  reason=f"not {max_k}-inductive: the property needs strengthening")
+
+
+def _recheck_kind(rel: Relation, un: Unroller, props: tuple[str, ...], k: int, ck: Checker,
+                  times: dict[str, float]) -> Result:
+    """The k-inductive argument, re-checked one-shot by cvc5: no violation within k events
+    from the initial states, and the induction step."""
+    t0 = time.perf_counter()
+    cv = Checker("cvc5", None, ck.dump_dir)
+    path = [un.init()]
+    queries = [("base-0", And(path + [un.init_bad(props)]))]
+    for d in range(1, k + 1):
+        path.append(un.trans(d))
+        queries.append((f"base-{d}", And(path + [Or(un.bad(d, props), un.error(d))])))
+    queries.append(("step", step_query(un, props, k)))
+    for name, q in queries:
+        if cv.sat(f"recheck-kind-{name}", q):
+            times["recheck"] = time.perf_counter() - t0
+            return Result("unknown", "kind", k, times=times, reason=(
+                f"cvc5 does not confirm the {k}-induction certificate: query {name} is "
+                "satisfiable"))
+    times["recheck"] = time.perf_counter() - t0
+    return Result("proved", "kind", k, times=times, certificate=(
+        f"{k}-induction: base (depths 0..{k}) and step re-checked by cvc5"))
+
+
+# -- pdr (z3 Spacer on a CHC encoding) --
+
+def pdr(rel: Relation, props: tuple[str, ...], checker: Checker | None = None,
+        recheck: bool = True) -> Result:
+    """IC3/PDR by z3's Spacer on the constrained Horn clauses
+        Inv(s) <- Init(s);  Inv(s') <- Inv(s), T(s, e, s');  false <- Inv(s), Bad(s, e)
+    (and false <- Init(s), InitBad(s)).  Spacer's answer for Inv is the inductive invariant;
+    it counts only after cvc5 re-checks it (formal.engines.recheck_invariant)."""
+    import z3
+
+    ck = checker or Checker()
+    un = Unroller(rel)
+    t0 = time.perf_counter()
+    conv = Solver(name="z3").converter
+    s0, s1 = un.state(0), un.state(1)
+    names = list(s0)
+    v0 = [conv.convert(s0[n]) for n in names]
+    v1 = [conv.convert(s1[n]) for n in names]
+    inv = z3.Function("Inv", *[v.sort() for v in v0], z3.BoolSort())
+    bad = Or(un.bad(1, props), un.error(1))
+    init, init_bad, trans = un.init(), un.init_bad(props), un.trans(1)
+
+    def all_vars(*fs: FNode) -> list:
+        return [conv.convert(x) for f in fs for x in f.get_free_variables()]
+
+    hs = z3.SolverFor("HORN")
+    try:
+        left = ck.remaining()
+    except Inconclusive as exc:
+        return Result("unknown", "pdr", reason=str(exc))
+    if left:
+        hs.set("timeout", max(1, int(left * 1000)))
+    hs.add(z3.ForAll(all_vars(init) or v0, z3.Implies(conv.convert(init), inv(*v0))))
+    hs.add(z3.ForAll(all_vars(init, init_bad) or v0,
+                     z3.Not(z3.And(conv.convert(init), conv.convert(init_bad)))))
+    tv = list({str(x): x for x in all_vars(trans) + v0 + v1}.values())
+    hs.add(z3.ForAll(tv, z3.Implies(z3.And(inv(*v0), conv.convert(trans)), inv(*v1))))
+    bv = list({str(x): x for x in all_vars(bad) + v0}.values())
+    hs.add(z3.ForAll(bv, z3.Implies(z3.And(inv(*v0), conv.convert(bad)), False)))
+    answer = hs.check()
+    times = {"pdr": time.perf_counter() - t0}
+    if answer == z3.unknown:
+        return Result("unknown", "pdr", times=times,
+                      reason=f"spacer returned unknown ({hs.reason_unknown()})")
+    if answer == z3.unsat:
+        # A reachable violation: let bmc find the shortest one.
+        return Result("unknown", "pdr", times=times, reason=(
+            "spacer found the property violated; run bmc for a shortest counterexample"))
+    body = hs.model().eval(inv(*v0), model_completion=True)
+    invariant = conv.back(body)
+    if not recheck:
+        return Result("proved", "pdr", times=times, certificate=invariant.serialize())
+    return recheck_invariant(rel, props, invariant, ck, times, "pdr")
+
+
+def recheck_invariant(rel: Relation, props: tuple[str, ...], invariant: FNode, ck: Checker,
+                      times: dict[str, float], engine: str) -> Result:
+    """The three one-shot cvc5 queries of a certificate, over s0 (and s1 for the step):
+    the initial states satisfy it (and violate nothing at the first entry), every event
+    preserves it, and no event from a state satisfying it violates a property."""
+    t0 = time.perf_counter()
+    un = Unroller(rel)
+    inv1 = invariant.substitute({un.state(0)[n]: un.state(1)[n] for n in un.state(0)})
+    path = ck.dump("certificate-invariant", invariant)
+    cv = Checker("cvc5", None, ck.dump_dir)
+    queries = [
+        ("initiation", Or(And(un.init(), Not(invariant)), And(un.init(), un.init_bad(props)))),
+        ("consecution", And(invariant, un.trans(1), Not(inv1))),
+        ("safety", And(invariant, Or(un.bad(1, props), un.error(1)))),
+    ]
+    for name, q in queries:
+        if cv.sat(f"recheck-{name}", q):
+            times["recheck"] = time.perf_counter() - t0
+            return Result("unknown", engine, times=times, reason=(
+                f"cvc5 rejects the invariant's certificate: the {name} query is satisfiable"))
+    times["recheck"] = time.perf_counter() - t0
+    where = f" (written to {path})" if path else ""
+    return Result("proved", engine, times=times, certificate=(
+        f"inductive invariant re-checked by cvc5 (initiation, consecution, safety){where}: "
+        f"{_short(invariant)}"))
+
+
+def _short(f: FNode) -> str:
+    text = f.serialize()
+    return text if len(text) <= 400 else text[:400] + " ..."
+
+
+# -- houdini: the strongest conjunction of candidate lemmas that is inductive --
+
+def candidates(state: dict[str, FNode]) -> list[FNode]:
+    """Lemma templates over one state: each boolean fixed either way, implications between
+    the booleans of one record (a root, a hardware context), each bit-vector bit fixed either
+    way."""
+    out: list[FNode] = []
+    groups: dict[str, list[FNode]] = {}
+    for name, var in state.items():
+        if var.symbol_type().is_bool_type():
+            out += [var, Not(var)]
+            groups.setdefault(name.rsplit(".", 1)[0], []).append(var)
+        else:
+            width = var.symbol_type().width
+            for i in range(width):
+                bit = BVAnd(var, BV(1 << i, width))
+                out += [EqualsOrIff(bit, BV(0, width)), Not(EqualsOrIff(bit, BV(0, width)))]
+    for group in groups.values():
+        out += [Implies(a, b) for a in group for b in group if a is not b]
+    return out
+
+
+def houdini(rel: Relation, props: tuple[str, ...], checker: Checker | None = None,
+            recheck: bool = True, lemmas: list[FNode] | None = None) -> Result:
+    """Houdini (Flanagan & Leino, FME 2001): start from every candidate lemma, drop those some
+    initial state falsifies, then repeatedly drop those some step from a state satisfying all
+    of them falsifies; what remains is inductive.  If it excludes every violation it is the
+    certificate (re-checked by cvc5)."""
+    ck = checker or Checker()
+    un = Unroller(rel)
+    t0 = time.perf_counter()
+    s0, s1 = un.state(0), un.state(1)
+    to_s1 = {s0[n]: s1[n] for n in s0}
+    cands = list(lemmas if lemmas is not None else candidates(s0))
+    try:
+        init = un.init()
+        while cands:
+            vals = ck.sat("houdini-init", And(init, Not(And(cands))), cands)
+            if not vals:
+                break
+            cands = [c for c in cands if vals[c]]
+        trans = un.trans(1)
+        while cands:
+            nxt = [c.substitute(to_s1) for c in cands]
+            vals = ck.sat("houdini-step", And([*cands, trans, Not(And(nxt))]), nxt)
+            if not vals:
+                break
+            cands = [c for c, n in zip(cands, nxt, strict=True) if vals[n]]
+        invariant = And(cands)
+        times = {"houdini": time.perf_counter() - t0}
+        if ck.sat("houdini-safety", And(invariant, Or(un.bad(1, props), un.error(1)))) or \
+                ck.sat("houdini-initial-entry", And(init, un.init_bad(props))):
+            return Result("unknown", "houdini", times=times, reason=(
+                f"the strongest inductive conjunction of the candidate lemmas ({len(cands)} "
+                "lemmas) does not exclude every violation"))
+    except Inconclusive as exc:
+        return Result("unknown", "houdini", reason=str(exc),
+                      times={"houdini": time.perf_counter() - t0})
+    if not recheck:
+        return Result("proved", "houdini", times=times, certificate=_short(invariant))
+    return recheck_invariant(rel, props, invariant, ck, times, "houdini")

@@ -1,0 +1,105 @@
+"""The transition system as SMT formulas over numbered copies of the state (DESIGN.md §6).
+
+Step i (i >= 1) takes state s{i-1} to s{i} by the event whose index is sel{i}, with that event's
+operands e{i}.<op>.<field>.  A property is checked at the guest entry that ends a step, so a
+violation is a predicate of the step (bad(i)), and of the initial state for the first entry
+(init_bad).
+"""
+
+from __future__ import annotations
+
+from pysmt.fnode import FNode
+from pysmt.shortcuts import BV, FALSE, And, EqualsOrIff, Ite, Or, Symbol
+from pysmt.typing import BVType
+
+from formal.symbolic import Sym
+from formal.transition import EventRelation, Relation
+
+SEL_WIDTH = 8
+
+
+class Unroller:
+    """Instantiates a Relation at each step."""
+
+    def __init__(self, rel: Relation) -> None:
+        self.rel = rel
+        self.kinds = [e for e in rel.events]
+        self._pre = {name: var.node for name, var in rel.pre.items()}
+
+    # -- variables --
+
+    def state(self, i: int) -> dict[str, FNode]:
+        return {name: Symbol(f"s{i}.{name}", node.symbol_type())
+                for name, node in self._pre.items()}
+
+    def sel(self, i: int) -> FNode:
+        return Symbol(f"sel{i}", BVType(SEL_WIDTH))
+
+    def ops(self, i: int, er: EventRelation) -> dict[str, FNode]:
+        return {f: Symbol(f"e{i}.{er.kind.op}.{f}", s.node.symbol_type())
+                for f, s in er.ops.items()}
+
+    def _subst(self, i: int, er: EventRelation | None) -> dict[FNode, FNode]:
+        """Pre-state variables -> s{i-1}, operands -> step i's."""
+        m: dict[FNode, FNode] = {}
+        for name, var in self.state(i - 1).items():
+            m[self._pre[name]] = var
+        if er is not None:
+            for f, var in self.ops(i, er).items():
+                m[er.ops[f].node] = var
+        return m
+
+    def is_kind(self, i: int, k: int) -> FNode:
+        return EqualsOrIff(self.sel(i), BV(k, SEL_WIDTH))
+
+    # -- formulas --
+
+    def init(self) -> FNode:
+        """The initial states, over s0."""
+        return self.rel.init.substitute(self._subst(1, None))
+
+    def init_bad(self, props: tuple[str, ...]) -> FNode:
+        m = self._subst(1, None)
+        return Or([self.rel.init_violated[p].substitute(m) for p in props]).simplify()
+
+    def trans(self, i: int) -> FNode:
+        """Step i: some event whose guard holds, and s{i} its successor."""
+        enabled, nxt = [], self.state(i)
+        posts: dict[str, FNode | None] = {name: None for name in nxt}
+        for k, er in reversed(list(enumerate(self.kinds))):
+            if not er.post:
+                continue
+            m = self._subst(i, er)
+            enabled.append(And(self.is_kind(i, k), er.steps.substitute(m)))
+            for name in nxt:
+                term = er.post[name].substitute(m)
+                prev = posts[name]
+                posts[name] = term if prev is None else Ite(self.is_kind(i, k), term, prev)
+        eqs = [EqualsOrIff(nxt[n], t) for n, t in posts.items() if t is not None]
+        return And([Or(enabled)] + eqs)
+
+    def bad(self, i: int, props: tuple[str, ...]) -> FNode:
+        """Step i violates one of props."""
+        return Or([self.bad_kind(i, k, props) for k in range(len(self.kinds))]).simplify()
+
+    def bad_kind(self, i: int, k: int, props: tuple[str, ...]) -> FNode:
+        er = self.kinds[k]
+        m = self._subst(i, er)
+        return And(self.is_kind(i, k), er.steps.substitute(m),
+                   Or([er.violated[p].substitute(m) for p in props]))
+
+    def error(self, i: int) -> FNode:
+        """Step i reaches a model error (a spec and the architecture disagree)."""
+        out = []
+        for k, er in enumerate(self.kinds):
+            if er.model_error.is_false():
+                continue
+            out.append(And(self.is_kind(i, k), er.model_error.substitute(self._subst(i, er))))
+        return Or(out) if out else FALSE()
+
+    def value_of(self, model, node: FNode) -> int:
+        return model.get_value(node).constant_value()
+
+
+def sym_node(x: Sym | FNode) -> FNode:
+    return x.node if isinstance(x, Sym) else x

@@ -1,0 +1,99 @@
+"""The engines on small obligations whose answers are known (issue #3): a hand-built counter
+system, and KVM obligations restricted to the events that matter."""
+
+from __future__ import annotations
+
+import pytest
+from pysmt.shortcuts import BV, FALSE, TRUE, And, BVAdd, BVAnd, EqualsOrIff
+
+from formal import engines
+from formal import events as ev
+from formal.state import CONFIGS
+from formal.symbolic import fresh
+from formal.transition import EventRelation, Relation, build
+from specs import POLICIES
+
+PROP = ("freshness",)
+
+
+def counter(step: int, bad_at: int) -> Relation:
+    """x := 0; each event adds `step`; the property is violated by an event taken when
+    x == bad_at.  With step 2 and an odd bad_at it holds, but not k-inductively: the chain of
+    odd values below bad_at is unreachable and as long as the bit-vector allows."""
+    regs = {f"regs.{r}": fresh(f"s.regs.{r}", "bv") for r in ("cr0", "cr3", "cr4", "efer")}
+    x = regs["regs.cr0"]
+    post = {n: v.node for n, v in regs.items()} | {"regs.cr0": BVAdd(x.node, BV(step, 64))}
+    er = EventRelation(kind=ev.MovCr3, ops={"value": fresh("e.mov_cr3.value", "bv")}, paths=1,
+                       steps=TRUE(), not_modeled=FALSE(), model_error=FALSE(), post=post,
+                       violated={"freshness": EqualsOrIff(x.node, BV(bad_at % 2**64, 64))})
+    init = And([EqualsOrIff(v.node, BV(0, 64)) for v in regs.values()])
+    return Relation("toy", "toy", list(regs), regs, 1, init, {"freshness": FALSE()}, FALSE(),
+                    [er])
+
+
+def test_bmc_finds_the_shortest_counterexample_of_an_unsafe_counter():
+    r = engines.bmc(counter(2, 6), PROP, 8, confirm_with_simulator=False)
+    assert (r.verdict, r.bound) == ("refuted", 4)  # x = 0, 2, 4, 6: the 4th event is bad
+
+
+def test_bmc_reports_bounded_never_proved_on_a_safe_counter():
+    r = engines.bmc(counter(2, -1), PROP, 5, confirm_with_simulator=False)
+    assert (r.verdict, r.label) == ("bounded", "bounded(5)")
+
+
+def test_kind_proves_a_one_inductive_property_with_a_cvc5_checked_certificate():
+    r = engines.kind(counter(0, 1), PROP, 2)
+    assert (r.verdict, r.bound) == ("proved", 1)
+    assert "re-checked by cvc5" in r.certificate
+
+
+def test_kind_fails_without_strengthening_where_houdini_proves():
+    toy = counter(2, -1)
+    assert engines.kind(toy, PROP, 3).verdict == "unknown"
+    r = engines.houdini(toy, PROP)
+    assert r.verdict == "proved"
+    assert "((s0.regs.cr0 & 1_64) = 0_64)" in r.certificate  # x stays even
+
+
+def test_kind_and_houdini_refute_nothing_and_prove_nothing_on_an_unsafe_counter():
+    r = engines.kind(counter(2, 6), PROP, 4, confirm_with_simulator=False)
+    assert (r.verdict, r.bound) == ("refuted", 4)
+    assert engines.houdini(counter(2, 6), PROP).verdict == "unknown"
+
+
+@pytest.mark.parametrize("bit,verdict", [(0, "proved"), (1, "unknown")])
+def test_a_corrupted_invariant_fails_the_cvc5_recheck(bit, verdict):
+    toy = counter(2, -1)
+    s0 = engines.Unroller(toy).state(0)["regs.cr0"]
+    inv = EqualsOrIff(BVAnd(s0, BV(1 << bit, 64)), BV(0, 64))  # bit 1 is not preserved
+    r = engines.recheck_invariant(toy, PROP, inv, engines.Checker(), {}, "test")
+    assert r.verdict == verdict
+    if verdict == "unknown":
+        assert "consecution" in r.reason
+
+
+def test_pdr_never_claims_a_proof_it_could_not_finish():
+    r = engines.pdr(counter(2, -1), PROP, engines.Checker(timeout=2))
+    assert r.verdict in ("proved", "unknown")
+    if r.verdict == "proved":
+        assert "re-checked by cvc5" in r.certificate
+    else:
+        assert r.reason
+
+
+LAI_EVENTS = [ev.MovCr3, ev.Invlpg, ev.Invpcid, ev.GuestPteWrite, ev.MovCr4]
+
+
+@pytest.fixture(scope="module")
+def no_pcide_free():
+    return build(POLICIES["509bfe3-no-pcide-free"], CONFIGS["shadow"], LAI_EVENTS, PROP)
+
+
+def test_bmc_refutes_the_hypothetical_patch_with_a_replayed_shortest_counterexample(
+        no_pcide_free):
+    r = engines.bmc(no_pcide_free, PROP, 5)
+    assert (r.verdict, r.bound) == ("refuted", 4)
+    index, prop, message = r.violation
+    assert (index, prop) == (3, "freshness")
+    assert "reused" in message
+    assert r.trace is not None and len(r.trace.events) == 4
