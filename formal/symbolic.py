@@ -68,6 +68,15 @@ def _bv(value: Any) -> FNode:
     return node
 
 
+def _distribute(op, node: FNode, k: FNode) -> FNode:
+    """op(node, k) for a constant k, pushed through the if-then-else tree of node so that a
+    tree of constants folds (requests serviced on every merged path become a plain 0)."""
+    if node.is_ite():
+        c, a, b = node.args()
+        return Ite(c, _distribute(op, a, k), _distribute(op, b, k)).simplify()
+    return op(node, k).simplify()
+
+
 def _shift(amount: Any) -> FNode:
     if isinstance(amount, Sym):
         return _bv(amount)
@@ -90,13 +99,20 @@ class Sym:
 
     def _bin(self, other: Any, bv_op, bool_op) -> Sym:
         if self.is_bool and (isinstance(other, bool) or isinstance(other, Sym) and other.is_bool):
-            return Sym(bool_op(self.node, const(other)))
-        return Sym(bv_op(_bv(self), _bv(other)))
+            return Sym(bool_op(self.node, const(other)).simplify())
+        other_node = _bv(other)
+        if other_node.is_constant():
+            return Sym(_distribute(bv_op, _bv(self), other_node))
+        return Sym(bv_op(_bv(self), other_node).simplify())
 
-    def __and__(self, other: Any) -> Sym:
+    def __and__(self, other: Any) -> Any:
+        if self.is_bool and (other is False or other is True):  # keep decided values concrete
+            return False if other is False else self
         return self._bin(other, BVAnd, And)
 
-    def __or__(self, other: Any) -> Sym:
+    def __or__(self, other: Any) -> Any:
+        if self.is_bool and (other is False or other is True):
+            return True if other is True else self
         return self._bin(other, BVOr, Or)
 
     def __xor__(self, other: Any) -> Sym:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field, fields
 
 from pysmt.fnode import FNode
-from pysmt.shortcuts import FALSE, TRUE, And, Not, Or
+from pysmt.shortcuts import FALSE, And, EqualsOrIff, Ite, Or, Solver
 
 from formal import arch, properties
 from formal import events as ev
@@ -221,7 +221,6 @@ def _merge_state(cfg: Config, paths: list[Path]) -> dict[str, FNode]:
     for name in state_names(cfg):
         out = const(per_path[-1][name])
         for p, vals in zip(reversed(paths[:-1]), reversed(per_path[:-1]), strict=True):
-            from pysmt.shortcuts import Ite
             out = Ite(p.condition, const(vals[name]), out)
         post[name] = out.simplify()
     return post
@@ -250,14 +249,9 @@ def initial_relation(policy_cls: type[Mechanism], cfg: Config, pre: dict[str, Sy
     paths = explore(run)
     ok = [p for p in paths if p.result[0] == "ok"]
     post = _merge_state(cfg, ok)
-    init = And([_any(ok)] + [Equals_(pre[n], post[n]) for n in state_names(cfg)])
+    init = And([_any(ok)] + [EqualsOrIff(pre[n].node, post[n]) for n in state_names(cfg)])
     return len(paths), init, _violations(ok, props), \
         _any([p for p in paths if p.result[0] == "model-error"])
-
-
-def Equals_(var: Sym, term: FNode) -> FNode:  # noqa: N802
-    from pysmt.shortcuts import EqualsOrIff
-    return EqualsOrIff(var.node, term)
 
 
 def build(policy_cls: type[Mechanism], cfg: Config,
@@ -272,7 +266,6 @@ def build(policy_cls: type[Mechanism], cfg: Config,
     return rel
 
 
-__all__ = ["Not", "TRUE", "build", "event_relation", "symbolic_state"]
 
 
 def evaluate(rel: Relation, v: Vcpu, e: ev.Event) -> tuple[bool, dict[str, object],
@@ -285,9 +278,14 @@ def evaluate(rel: Relation, v: Vcpu, e: ev.Event) -> tuple[bool, dict[str, objec
     for f, var in er.ops.items():
         m[var.node] = const(getattr(e, f))
 
-    def val(term: FNode) -> object:
-        return term.substitute(m).simplify().constant_value()
+    with Solver(name="z3", logic="QF_BV") as s:
+        s.add_assertion(And([EqualsOrIff(var, value) for var, value in m.items()]))
+        if not s.solve():
+            raise ModelError("the relation's variables cannot take the concrete values")
 
-    steps = bool(val(er.steps))
-    post = {n: val(t) for n, t in er.post.items()} if steps else {}
-    return steps, post, {p: bool(val(t)) for p, t in er.violated.items()}
+        def val(term: FNode) -> object:
+            return s.get_value(term).constant_value()
+
+        steps = bool(val(er.steps))
+        post = {n: val(t) for n, t in er.post.items()} if steps else {}
+        return steps, post, {p: bool(val(t)) for p, t in er.violated.items()}
