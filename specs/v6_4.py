@@ -1,16 +1,22 @@
 """KVM as of v6.4.  Since v5.18: separate cpu_role/root_role and NX always on for shadow roots
-(v5.19), the root cache rewritten as cached_root_find_and_keep_current /
-cached_root_find_without_current with special (PAE) roots never cached (v6.0), and the CR0.WP
-fast path (v6.4, "KVM: x86: Do not unload MMU roots when only toggling CR0.WP with TDP
-enabled")."""
+(v5.19), and the CR0.WP fast path (v6.4, "KVM: x86: Do not unload MMU roots when only toggling
+CR0.WP with TDP enabled").
+
+The root cache (fast_pgd_switch, cached_root_find_and_keep_current,
+cached_root_find_without_current, kvm_mmu_new_pgd) is inherited from V5_18, where it was
+introduced.  What later list patches show of it -- mmu->root_role instead of mmu_role.base
+(v5.19), the comments "Limit reuse to 64-bit hosts+VMs without 'special' roots" and "Return
+immediately if no usable root was found, kvm_mmu_reload() will establish a valid root prior to
+the next VM-Enter", root_to_sp() with a WARN -- renames and comments only, no change in what is
+kept, freed or requested.  No v6.4 mmu.c blob was available to the research
+(/work/research/rfc_2022_02.md §B, "v6.4 -- NOT found in the index"), so that v6.4's root cache
+equals v5.18's is an assumption, not a reading of the v6.4 tree."""
 
 from __future__ import annotations
 
-from formal import roles
 from formal.bits import CR0_PG, CR0_WP
-from formal.kvm import ROOT_CURRENT
 from formal.roles import RoleFacts
-from formal.state import KVM_MMU_NUM_PREV_ROOTS, Req, Vcpu, invalid_root
+from formal.state import Vcpu
 from specs.v5_18 import V5_18
 
 
@@ -31,48 +37,3 @@ class V6_4(V5_18):
                 self.kvm_init_mmu(v)
                 return
         super().kvm_post_set_cr0(v, old_cr0, cr0)
-
-    def _kvm_mmu_new_pgd(self, v: Vcpu, new_pgd: int, new_role: int) -> None:
-        """mmu.c v6.x kvm_mmu_new_pgd: "Return immediately if no usable root was found,
-        kvm_mmu_reload() will establish a valid root prior to the next VM-Enter."""
-        if not self.fast_pgd_switch(v, new_pgd, new_role):
-            return
-        self.kvm_make_request(v, Req.LOAD_MMU_PGD)
-
-    def fast_pgd_switch(self, v: Vcpu, new_pgd: int, new_role: int) -> bool:
-        """mmu.c v6.x fast_pgd_switch: "Limit reuse to 64-bit hosts+VMs without 'special'
-        roots"; a special (PAE) root is freed first."""
-        mmu = v.mmu
-        if mmu.root.valid and roles.level(mmu.root.role) < roles.PT64_ROOT_4LEVEL:
-            self.kvm_mmu_free_roots(v, mmu, ROOT_CURRENT)
-        if mmu.root.valid:
-            return self.cached_root_find_and_keep_current(v, new_pgd, new_role)
-        return self.cached_root_find_without_current(v, new_pgd, new_role)
-
-    def cached_root_find_and_keep_current(self, v: Vcpu, new_pgd: int, new_role: int) -> bool:
-        """mmu.c: rotate C 0 1 2 -> hit on prev i leaves [C, 0 .. i-1, rest]; a miss leaves
-        [C, 0, 1] and frees the old prev_roots[2]."""
-        mmu = v.mmu
-        if self.is_root_usable(mmu.root, new_pgd, new_role):
-            self.note(f"keep current root pgd={mmu.root.pgd:#x}")
-            return True
-        for i in range(KVM_MMU_NUM_PREV_ROOTS):
-            mmu.root, mmu.prev_roots[i] = mmu.prev_roots[i], mmu.root
-            if self.is_root_usable(mmu.root, new_pgd, new_role):
-                self.note(f"switch to cached prev_roots[{i}] pgd={mmu.root.pgd:#x}")
-                return True
-        self.kvm_mmu_free_roots(v, mmu, ROOT_CURRENT)
-        return False
-
-    def cached_root_find_without_current(self, v: Vcpu, new_pgd: int, new_role: int) -> bool:
-        """mmu.c: take the first usable prev root and "bubble up the remaining roots"."""
-        mmu = v.mmu
-        for i in range(KVM_MMU_NUM_PREV_ROOTS):
-            if self.is_root_usable(mmu.prev_roots[i], new_pgd, new_role):
-                self.note(f"switch to cached prev_roots[{i}] pgd={mmu.prev_roots[i].pgd:#x}")
-                mmu.root, mmu.prev_roots[i] = mmu.prev_roots[i], mmu.root
-                for j in range(i, KVM_MMU_NUM_PREV_ROOTS - 1):
-                    mmu.prev_roots[j] = mmu.prev_roots[j + 1]
-                mmu.prev_roots[KVM_MMU_NUM_PREV_ROOTS - 1] = invalid_root()
-                return True
-        return False

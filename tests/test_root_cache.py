@@ -81,8 +81,11 @@ def test_role_mismatch_is_a_miss(policy):
 @pytest.mark.parametrize("policy,want", [
     # v5.17 and earlier swap through the invalid current root like any other.
     ("v5.12", (P1, [None, P0, P2])), ("v5.17", (P1, [None, P0, P2])),
-    ("v5.18", (P1, [None, P0, P2])),
-    # v6.x cached_root_find_without_current: "Bubble up the remaining roots".
+    # v5.18 already has cached_root_find_without_current ("KVM: x86/mmu: look for a cached PGD
+    # when going from 32-bit to 64-bit", v1 9/12, merged for 5.18; read in mmu.c at
+    # b28cb0cd2c5e): "Bubble up the remaining roots".  So do the later versions and the RFC,
+    # which carries patch 9 as posted (the same code under the name find_and_replace).
+    ("v5.18", (P1, [P0, P2, None])), ("rfc-2022-02", (P1, [P0, P2, None])),
     ("v6.4", (P1, [P0, P2, None])), ("v6.6", (P1, [P0, P2, None])),
 ])
 def test_switch_without_a_current_root(policy, want):
