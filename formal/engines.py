@@ -433,7 +433,9 @@ def houdini(rel: Relation, props: tuple[str, ...], checker: Checker | None = Non
     t0 = time.perf_counter()
     s0, s1 = un.state(0), un.state(1)
     to_s1 = {s0[n]: s1[n] for n in s0}
-    cands = list(lemmas if lemmas is not None else candidates(s0))
+    to_s0 = un._subst(1, None)
+    cands = list(lemmas if lemmas is not None else
+                 candidates(s0) + [lemma.substitute(to_s0) for lemma in rel.lemmas])
     try:
         init = un.init()
         while cands:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field, fields
 
 from pysmt.fnode import FNode
-from pysmt.shortcuts import FALSE, And, EqualsOrIff, Ite, Or, Solver
+from pysmt.shortcuts import FALSE, And, EqualsOrIff, Ite, Not, Or, Solver
 
 from formal import arch, properties
 from formal import events as ev
@@ -124,6 +124,9 @@ class Relation:
     init_violated: dict[str, FNode]  # properties violated at the first guest entry
     init_error: FNode
     events: list[EventRelation] = field(default_factory=list)
+    # Candidate lemmas over the pre-state for invariant inference (formal.engines.houdini):
+    # "a guest entry now would violate nothing", per property.
+    lemmas: list[FNode] = field(default_factory=list)
 
 
 # Functions whose paths are merged into if-then-else terms where they return, so that their
@@ -263,7 +266,27 @@ def build(policy_cls: type[Mechanism], cfg: Config,
                    init_err)
     for kind in kinds if kinds is not None else event_kinds(cfg):
         rel.events.append(event_relation(policy_cls, cfg, pre_state, kind, "e.", props))
+    rel.lemmas = entry_lemmas(policy_cls, cfg, pre_state)
     return rel
+
+
+def entry_lemmas(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) -> list[FNode]:
+    """Per property, "the active root is valid and a guest entry now violates nothing": the
+    properties' own conditions (formal.properties.conditions) on the pre-state."""
+    def run():
+        v = copy.deepcopy(pre_state)
+        if not v.mmu.root.valid:
+            return None
+        return properties.conditions(symbolic_policy(policy_cls, cfg), v)
+
+    paths = explore(run)
+    out = []
+    for prop in PROPERTIES:
+        bad = [Or(Not(p.condition), Not(const(p.result[prop])))
+               for p in paths if p.result is not None]
+        invalid = [Not(p.condition) for p in paths if p.result is None]
+        out.append(And(bad + invalid).simplify())
+    return out
 
 
 

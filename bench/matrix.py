@@ -1,0 +1,72 @@
+"""The verdict matrix of issue #3: every policy x configuration x property, with the engine that
+decided each cell and its wall time.  Not run by CI (it takes tens of minutes on 2 cores).
+
+    python bench/matrix.py [--bound N] [--timeout S] [--jobs J] [--policy P ...] [--out FILE]
+
+Per (policy, configuration) the relation is built once; per property, bmc to the bound, then,
+if nothing was found, houdini and k-induction for an unbounded proof."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+from formal import engines
+from formal.properties import PROPERTIES
+from formal.prove import vacuity
+from formal.state import CONFIGS
+from formal.transition import build
+from specs import POLICIES
+
+
+def cell(policy: str, config: str, bound: int, timeout: float) -> list[dict]:
+    t0 = time.perf_counter()
+    rel = build(POLICIES[policy], CONFIGS[config])
+    built = time.perf_counter() - t0
+    vac = vacuity(rel, PROPERTIES, bound, engines.Checker(timeout=timeout))
+    rows = []
+    for prop in PROPERTIES:
+        t1 = time.perf_counter()
+        r = engines.bmc(rel, (prop,), bound, engines.Checker(timeout=timeout))
+        if r.verdict == "bounded":
+            for attempt in (engines.houdini, lambda rl, ps, ck: engines.kind(rl, ps, 1, ck)):
+                u = attempt(rel, (prop,), engines.Checker(timeout=timeout))
+                if u.verdict in ("proved", "refuted"):
+                    r = u
+                    break
+        rows.append({"policy": policy, "config": config, "property": prop,
+                     "verdict": r.label, "engine": r.engine,
+                     "length": r.bound if r.verdict == "refuted" else None,
+                     "event": r.violation[0] if r.violation else None,
+                     "reason": r.reason, "seconds": round(time.perf_counter() - t1, 1),
+                     "build_seconds": round(built, 1), "vacuity": vac})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bound", type=int, default=4)
+    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--policy", action="append")
+    ap.add_argument("--config", action="append")
+    ap.add_argument("--out", default="bench/matrix.json")
+    a = ap.parse_args()
+    policies = a.policy or list(POLICIES)
+    configs = a.config or list(CONFIGS)
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(a.jobs) as pool:
+        futs = [pool.submit(cell, p, c, a.bound, a.timeout) for p in policies for c in configs]
+        rows = [row for f in futs for row in f.result()]
+    wall = time.perf_counter() - t0
+    with open(a.out, "w") as out:
+        json.dump({"bound": a.bound, "timeout": a.timeout, "jobs": a.jobs,
+                   "wall_seconds": round(wall, 1), "cells": rows}, out, indent=1)
+    print(f"wall time {wall:.0f}s for {len(rows)} cells")
+
+
+if __name__ == "__main__":
+    main()
