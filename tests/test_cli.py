@@ -122,4 +122,39 @@ def test_usage_error_exit_3(capsys):
 def test_corpus_command_passes(capsys, monkeypatch):
     assert main(["corpus", str(TRACES)]) == 0
     last = capsys.readouterr().out.splitlines()[-1]
-    assert last == "36 passed, 0 failed"
+    assert last == "63 passed, 0 failed"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["prove", "--policy", "v9.9", "--config", "shadow"], "unknown policy 'v9.9'"),
+    (["prove", "--policy", "v6.6", "--config", "ept"], "unknown config 'ept'"),
+    (["prove", "--policy", "v6.6", "--config", "shadow", "--bound", "-1"], "--bound must be"),
+    (["prove", "--policy", "v6.6", "--config", "shadow", "--engine", "magic"], "invalid choice"),
+    (["prove", "--policy", "v6.6", "--config", "shadow", "--property", "speed"],
+     "invalid choice"),
+])
+def test_prove_rejects_bad_obligations_with_exit_3(argv, needle, capsys):
+    with pytest.raises(SystemExit) as exc:
+        raise SystemExit(main(argv))
+    assert exc.value.code == 3
+    assert needle in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("doc,needle", [
+    ("{", "not JSON"),
+    ('{"format": "x"}', "field 'format'"),
+    ('{"format": "flushproof-proofs/1", "obligations": [{"name": "a"}]}',
+     "obligation 0: field 'policy'"),
+    ('{"format": "flushproof-proofs/1", "obligations": [{"name": "a", "policy": "v6.6", '
+     '"config": "shadow", "engine": "bmc", "expect": "refuted", "bound": "3"}]}',
+     "obligation 0: field 'bound'"),
+    ('{"format": "flushproof-proofs/1", "obligations": [{"name": "a", "policy": "v6.6", '
+     '"config": "shadow", "engine": "bmc", "expect": "refuted", "properties": ["x"]}]}',
+     "obligation 0: unknown property 'x'"),
+])
+def test_suite_rejects_malformed_proof_scripts_with_exit_3(tmp_path, doc, needle, capsys):
+    f = tmp_path / "suite.json"
+    f.write_text(doc)
+    assert main(["suite", str(f)]) == 3
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1
