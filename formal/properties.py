@@ -54,11 +54,14 @@ def conditions(policy: Mechanism, v: Vcpu) -> dict[str, object]:
 
 
 def _stale_root(v: Vcpu) -> object:
-    """The active root serves an old translation that is stale, or that was cached under
-    another tag than the current one."""
+    """The active root serves an old translation that is stale, or (for a root shadowing the
+    guest's linear-address tables) that was cached under another tag than the current one.
+    A guest_mmu root shadows L1's EPT/NPT tables: its guest-physical translations carry no
+    PCID, so the tag does not apply (SDM Vol. 3C, EPT "Information That May Be Cached":
+    guest-physical mappings are associated with the EPTRTA only)."""
     root = v.mmu.root
     old = neg(roles.is_direct(root.role)) & (root.unsync | root.hw_old)
-    return old & (root.stale | (root.tag != arch.tag(v)))
+    return old & (root.stale | (neg(v.mmu_is_guest) & (root.tag != arch.tag(v))))
 
 
 def _stale_hw(v: Vcpu, ctx: int) -> object:

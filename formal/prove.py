@@ -106,6 +106,11 @@ def run(policy: str, config: str, props: tuple[str, ...] = PROPERTIES, engine: s
     proof.times.update(proof.result.times)
     if proof.result.trace is not None and proof.result.verdict == "refuted":
         proof.replay = _replay(proof.result)
+        if proof.replay.startswith("NOT confirmed"):
+            # The two levels disagree: a modelling gap in one of them, never a verdict.
+            proof.result.verdict = "unknown"
+            proof.result.reason = ("the abstract counterexample is not confirmed by the "
+                                   "concrete MMU: the two levels disagree (a modelling gap)")
     return proof
 
 
