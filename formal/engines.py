@@ -264,7 +264,7 @@ def step_query(un: Unroller, props: tuple[str, ...], k: int) -> FNode:
 
 
 def kind(rel: Relation, props: tuple[str, ...], max_k: int, checker: Checker | None = None,
-         recheck: bool = True, confirm_with_simulator: bool = True) -> Result:
+         confirm_with_simulator: bool = True) -> Result:
     """k-induction with simple-path constraints, k = 1 .. max_k.  The base case is bmc to
     depth k; a proof is re-checked by cvc5 (base and step queries, one-shot)."""
     ck = checker or Checker()
@@ -279,9 +279,6 @@ def kind(rel: Relation, props: tuple[str, ...], max_k: int, checker: Checker | N
             if ck.sat(f"kind-step-{k}", step_query(un, props, k)):
                 continue
             times = {"kind": time.perf_counter() - t0}
-            if not recheck:
-                return Result("proved", "kind", k, times=times,
-                              certificate=f"{k}-induction (not re-checked)")
             return _recheck_kind(rel, un, props, k, ck, times)
     except Inconclusive as exc:
         return Result("unknown", "kind", reason=str(exc),
@@ -315,8 +312,7 @@ def _recheck_kind(rel: Relation, un: Unroller, props: tuple[str, ...], k: int, c
 
 # -- pdr (z3 Spacer on a CHC encoding) --
 
-def pdr(rel: Relation, props: tuple[str, ...], checker: Checker | None = None,
-        recheck: bool = True) -> Result:
+def pdr(rel: Relation, props: tuple[str, ...], checker: Checker | None = None) -> Result:
     """IC3/PDR by z3's Spacer on the constrained Horn clauses
         Inv(s) <- Init(s);  Inv(s') <- Inv(s), T(s, e, s');  false <- Inv(s), Bad(s, e)
     (and false <- Init(s), InitBad(s)).  Spacer's answer for Inv is the inductive invariant;
@@ -363,8 +359,6 @@ def pdr(rel: Relation, props: tuple[str, ...], checker: Checker | None = None,
             "spacer found the property violated; run bmc for a shortest counterexample"))
     body = hs.model().eval(inv(*v0), model_completion=True)
     invariant = conv.back(body)
-    if not recheck:
-        return Result("proved", "pdr", times=times, certificate=invariant.serialize())
     return recheck_invariant(rel, props, invariant, ck, times, "pdr")
 
 
@@ -422,8 +416,7 @@ def candidates(state: dict[str, FNode]) -> list[FNode]:
     return out
 
 
-def houdini(rel: Relation, props: tuple[str, ...], checker: Checker | None = None,
-            recheck: bool = True, lemmas: list[FNode] | None = None) -> Result:
+def houdini(rel: Relation, props: tuple[str, ...], checker: Checker | None = None) -> Result:
     """Houdini (Flanagan & Leino, FME 2001): start from every candidate lemma, drop those some
     initial state falsifies, then repeatedly drop those some step from a state satisfying all
     of them falsifies; what remains is inductive.  If it excludes every violation it is the
@@ -434,8 +427,7 @@ def houdini(rel: Relation, props: tuple[str, ...], checker: Checker | None = Non
     s0, s1 = un.state(0), un.state(1)
     to_s1 = {s0[n]: s1[n] for n in s0}
     to_s0 = un._subst(1, None)
-    cands = list(lemmas if lemmas is not None else
-                 candidates(s0) + [lemma.substitute(to_s0) for lemma in rel.lemmas])
+    cands = candidates(s0) + [lemma.substitute(to_s0) for lemma in rel.lemmas]
     try:
         init = un.init()
         while cands:
@@ -460,6 +452,4 @@ def houdini(rel: Relation, props: tuple[str, ...], checker: Checker | None = Non
     except Inconclusive as exc:
         return Result("unknown", "houdini", reason=str(exc),
                       times={"houdini": time.perf_counter() - t0})
-    if not recheck:
-        return Result("proved", "houdini", times=times, certificate=_short(invariant))
     return recheck_invariant(rel, props, invariant, ck, times, "houdini")

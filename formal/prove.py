@@ -83,7 +83,7 @@ def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> l
 
 def run(policy: str, config: str, props: tuple[str, ...] = PROPERTIES, engine: str = "auto",
         bound: int = DEFAULT_BOUND, timeout: float | None = None,
-        dump_dir: Path | None = None, check_vacuity: bool = True) -> Proof:
+        dump_dir: Path | None = None) -> Proof:
     check_obligation(policy, config, props, engine, bound)
     t0 = time.perf_counter()
     rel = build(POLICIES[policy], CONFIGS[config], props=props)
@@ -92,14 +92,13 @@ def run(policy: str, config: str, props: tuple[str, ...] = PROPERTIES, engine: s
                   times={"symbolic": time.perf_counter() - t0})
     ck = Checker("z3", timeout, dump_dir)
     try:
-        if check_vacuity:
-            t1 = time.perf_counter()
-            proof.vacuity = vacuity(rel, props, bound, ck)
-            proof.times["vacuity"] = time.perf_counter() - t1
-            if proof.vacuity:
-                proof.result = Result("unknown", engine, reason="vacuity check failed: "
-                                      + "; ".join(proof.vacuity))
-                return proof
+        t1 = time.perf_counter()
+        proof.vacuity = vacuity(rel, props, bound, ck)
+        proof.times["vacuity"] = time.perf_counter() - t1
+        if proof.vacuity:
+            proof.result = Result("unknown", engine, reason="vacuity check failed: "
+                                  + "; ".join(proof.vacuity))
+            return proof
         proof.result = _engine(rel, props, engine, bound, ck)
     except Inconclusive as exc:
         proof.result = Result("unknown", engine, reason=str(exc))

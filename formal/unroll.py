@@ -12,7 +12,6 @@ from pysmt.fnode import FNode
 from pysmt.shortcuts import BV, FALSE, And, EqualsOrIff, Ite, Or, Symbol
 from pysmt.typing import BVType
 
-from formal.symbolic import Sym
 from formal.transition import EventRelation, Relation
 
 SEL_WIDTH = 8
@@ -96,10 +95,3 @@ class Unroller:
                 continue
             out.append(And(self.is_kind(i, k), er.model_error.substitute(self._subst(i, er))))
         return Or(out) if out else FALSE()
-
-    def value_of(self, model, node: FNode) -> int:
-        return model.get_value(node).constant_value()
-
-
-def sym_node(x: Sym | FNode) -> FNode:
-    return x.node if isinstance(x, Sym) else x

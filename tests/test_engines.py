@@ -97,3 +97,19 @@ def test_bmc_refutes_the_hypothetical_patch_with_a_replayed_shortest_counterexam
     assert (index, prop) == (3, "freshness")
     assert "reused" in message
     assert r.trace is not None and len(r.trace.events) == 4
+
+
+def test_vacuity_checks_fail_on_empty_initial_states_dead_events_and_unviolable_properties():
+    from dataclasses import replace
+
+    from formal.prove import vacuity
+    toy = counter(2, 6)
+    assert vacuity(toy, PROP, 2, engines.Checker()) == []
+    no_init = replace(toy, init=FALSE())
+    assert vacuity(no_init, PROP, 2, engines.Checker()) == [
+        "no initial state: the initial-state constraint is unsatisfiable"]
+    dead = replace(toy, events=[replace(toy.events[0], steps=FALSE(),
+                                        violated={"freshness": FALSE()})])
+    assert vacuity(dead, PROP, 2, engines.Checker()) == [
+        "property freshness cannot be violated in any state: it checks nothing",
+        "event mov_cr3 is never enabled within 2 events"]
