@@ -23,17 +23,26 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-def _simulate(args: argparse.Namespace) -> int:
+def _guarded(fn):
+    """fn(), or the exit code of the bad input or model error it raised (said on stderr)."""
     try:
-        t = trace.load(args.trace)
-        t = trace.override(t, args.policy, args.config)
-        out = simulate.run(t)
+        return fn(), None
     except (trace.TraceError, simulate.NotModeled) as exc:
         print(f"flushproof: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return None, EXIT_BAD_INPUT
     except machine.ModelError as exc:
         print(f"flushproof: model error: {exc}", file=sys.stderr)
-        return EXIT_INCONCLUSIVE
+        return None, EXIT_INCONCLUSIVE
+
+
+def _trace(args: argparse.Namespace) -> trace.Trace:
+    return trace.override(trace.load(args.trace), args.policy, args.config)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    out, code = _guarded(lambda: simulate.run(_trace(args)))
+    if code is not None:
+        return code
     if args.json:
         print(json.dumps(render.outcome_json(out), indent=1))
     else:
@@ -42,14 +51,9 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _corpus(args: argparse.Namespace) -> int:
-    try:
-        cells = corpus.run(Path(args.dir))
-    except (trace.TraceError, simulate.NotModeled) as exc:
-        print(f"flushproof: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except machine.ModelError as exc:
-        print(f"flushproof: model error: {exc}", file=sys.stderr)
-        return EXIT_INCONCLUSIVE
+    cells, code = _guarded(lambda: corpus.run(Path(args.dir)))
+    if code is not None:
+        return code
     for c in cells:
         mark = "ok  " if c.ok else "FAIL"
         extra = "" if c.ok else f" (expected {c.expected})"
@@ -60,16 +64,10 @@ def _corpus(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    try:
-        t = trace.load(args.trace)
-        t = trace.override(t, args.policy, args.config)
-        out = replay.replay(t)
-    except (trace.TraceError, simulate.NotModeled) as exc:
-        print(f"flushproof: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except machine.ModelError as exc:
-        print(f"flushproof: model error: {exc}", file=sys.stderr)
-        return EXIT_INCONCLUSIVE
+    out, code = _guarded(lambda: replay.replay(_trace(args)))
+    if code is not None:
+        return code
+    t = out.trace
     if args.json:
         print(json.dumps(replay.outcome_json(out), indent=1))
     elif out.violated:

@@ -24,27 +24,14 @@ from formal.simulate import _not_modeled
 from formal.state import CONFIGS, Regs
 from specs import POLICIES
 from tests.conftest import LONG_MODE, TRACES
-from tests.test_random_sequences import CR0S, CR4S, EFERS, PGDS
+from tests.test_random_sequences import CR0S, CR4S, EFERS, PGDS, events
 
 EXAMPLES = int(os.environ.get("FLUSHPROOF_CROSSCHECK_EXAMPLES", "46"))
 PROPS = ("role", "pgd", "freshness")
 
 # 5-level paging (CR4.LA57 with IA-32e mode) is not modelled by formal.paging.
 FLAT_CR4S = [c for c in CR4S if not c & 0x1000]
-pgd = st.builds(lambda a, p: a | p, st.sampled_from(PGDS), st.sampled_from([0, 0, 1, 2]))
-EVENTS = st.one_of(
-    st.builds(ev.MovCr0, st.sampled_from(CR0S)),
-    st.builds(ev.MovCr3, st.builds(lambda p, f: p | f, pgd, st.sampled_from([0, 1 << 63]))),
-    st.builds(ev.MovCr4, st.sampled_from(FLAT_CR4S)),
-    st.builds(ev.WrmsrEfer, st.sampled_from(EFERS)),
-    st.builds(ev.Invlpg, st.sampled_from([0x400000, 0x800000])),
-    st.builds(ev.Invpcid, st.integers(0, 3), st.integers(0, 2), st.just(0x400000)),
-    st.builds(ev.GuestPteWrite, st.sampled_from(PGDS + [0x9000])),
-    st.just(ev.PvTlbFlush()), st.just(ev.Smi()), st.just(ev.Rsm()), st.just(ev.Init()),
-    st.just(ev.CpuidUpdate()),
-    st.builds(ev.SetSregs, st.sampled_from(CR0S), st.sampled_from(PGDS),
-              st.sampled_from(FLAT_CR4S), st.sampled_from(EFERS)),
-)
+EVENTS = events(FLAT_CR4S)
 # The paths the historical bugs take (DESIGN.md §4): PCID and NOFLUSH CR3 switches among a few
 # address spaces, PTE writes, INVPCID/INVLPG, CR4.PCIDE/PGE toggles and guest flushes, in long
 # mode; uniform draws from EVENTS almost always reset the MMU first and never reach them.

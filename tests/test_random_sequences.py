@@ -20,19 +20,26 @@ CR4S = [0x20, 0x20020, 0x320, 0x1020, 0x30_0020, 0xA0, 0x0, 0x10_0020, 0x40_0020
 EFERS = [0xD00, 0x500, 0x900, 0x100, 0x0, 0x800]
 
 pgd = st.builds(lambda a, p: a | p, st.sampled_from(PGDS), st.sampled_from([0, 0, 1, 2]))
-EVENTS = st.one_of(
-    st.builds(ev.MovCr0, st.sampled_from(CR0S)),
-    st.builds(ev.MovCr3, st.builds(lambda p, f: p | f, pgd, st.sampled_from([0, 1 << 63]))),
-    st.builds(ev.MovCr4, st.sampled_from(CR4S)),
-    st.builds(ev.WrmsrEfer, st.sampled_from(EFERS)),
-    st.builds(ev.Invlpg, st.sampled_from([0x400000, 0x800000])),
-    st.builds(ev.Invpcid, st.integers(0, 3), st.integers(0, 2), st.just(0x400000)),
-    st.builds(ev.GuestPteWrite, st.sampled_from(PGDS + [0x9000])),
-    st.just(ev.PvTlbFlush()), st.just(ev.Smi()), st.just(ev.Rsm()), st.just(ev.Init()),
-    st.just(ev.CpuidUpdate()),
-    st.builds(ev.SetSregs, st.sampled_from(CR0S), st.sampled_from(PGDS),
-              st.sampled_from(CR4S), st.sampled_from(EFERS)),
-)
+
+
+def events(cr4s: list[int]) -> st.SearchStrategy[ev.Event]:
+    """Every L1 event, with CR4 values drawn from cr4s."""
+    return st.one_of(
+        st.builds(ev.MovCr0, st.sampled_from(CR0S)),
+        st.builds(ev.MovCr3, st.builds(lambda p, f: p | f, pgd, st.sampled_from([0, 1 << 63]))),
+        st.builds(ev.MovCr4, st.sampled_from(cr4s)),
+        st.builds(ev.WrmsrEfer, st.sampled_from(EFERS)),
+        st.builds(ev.Invlpg, st.sampled_from([0x400000, 0x800000])),
+        st.builds(ev.Invpcid, st.integers(0, 3), st.integers(0, 2), st.just(0x400000)),
+        st.builds(ev.GuestPteWrite, st.sampled_from(PGDS + [0x9000])),
+        st.just(ev.PvTlbFlush()), st.just(ev.Smi()), st.just(ev.Rsm()), st.just(ev.Init()),
+        st.just(ev.CpuidUpdate()),
+        st.builds(ev.SetSregs, st.sampled_from(CR0S), st.sampled_from(PGDS),
+                  st.sampled_from(cr4s), st.sampled_from(EFERS)),
+    )
+
+
+EVENTS = events(CR4S)
 NESTED = st.one_of(
     st.builds(lambda cr0, cr3, cr4, efer, vpid: ev.VmEntry(cr0, cr3 + 0x10000, cr4, efer, 0,
                                                            vpid),
