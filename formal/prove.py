@@ -119,19 +119,23 @@ def _engine(rel: Relation, props: tuple[str, ...], engine: str, bound: int,
         return engines.bmc(rel, props, bound, ck)
     if engine == "kind":
         return engines.kind(rel, props, max(bound, 1), ck)
+    if engine == "houdini":
+        return engines.houdini(rel, props, ck)
     if engine == "pdr":
         return engines.pdr(rel, props, ck)
-    # auto: a shortest counterexample within the bound, else an unbounded proof attempt.
+    # auto: a shortest counterexample within the bound, else an unbounded proof attempt,
+    # cheapest engine first.
     first = engines.bmc(rel, props, bound, ck)
     if first.verdict != "bounded":
         return first
-    for attempt in (lambda: engines.kind(rel, props, DEFAULT_K, ck),
+    for attempt in (lambda: engines.houdini(rel, props, ck),
+                    lambda: engines.kind(rel, props, DEFAULT_K, ck),
                     lambda: engines.pdr(rel, props, ck)):
         r = attempt()
         if r.verdict in ("proved", "refuted"):
             r.times = first.times | r.times
             return r
-    first.reason = "no unbounded proof: k-induction and pdr were inconclusive"
+    first.reason = "no unbounded proof: houdini, k-induction and pdr were inconclusive"
     return first
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 from pysmt.fnode import FNode
@@ -125,7 +126,8 @@ class Relation:
     init_error: FNode
     events: list[EventRelation] = field(default_factory=list)
     # Candidate lemmas over the pre-state for invariant inference (formal.engines.houdini):
-    # "a guest entry now would violate nothing", per property.
+    # "a guest entry now would violate nothing", per property, and the register images are
+    # legal (entry_lemmas, legality_lemmas).  Candidates only: never assumed.
     lemmas: list[FNode] = field(default_factory=list)
 
 
@@ -266,7 +268,7 @@ def build(policy_cls: type[Mechanism], cfg: Config,
                    init_err)
     for kind in kinds if kinds is not None else event_kinds(cfg):
         rel.events.append(event_relation(policy_cls, cfg, pre_state, kind, "e.", props))
-    rel.lemmas = entry_lemmas(policy_cls, cfg, pre_state)
+    rel.lemmas = entry_lemmas(policy_cls, cfg, pre_state) + legality_lemmas(cfg, pre_state)
     return rel
 
 
@@ -286,6 +288,22 @@ def entry_lemmas(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) -> l
                for p in paths if p.result is not None]
         invalid = [Not(p.condition) for p in paths if p.result is None]
         out.append(And(bad + invalid).simplify())
+    return out
+
+
+def legality_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
+    """The register images hold values KVM_SET_SREGS would accept (arch.sregs_error): the
+    registers; the SMRAM image while in SMM (saved at SMI, restored by RSM); with nested
+    virtualization, L1's registers while L2 runs (saved at VM entry, restored at VM exit)."""
+    def legal(image: Callable[[Vcpu], Regs | None]) -> FNode:
+        def run():
+            regs = image(copy.deepcopy(pre_state))
+            return regs is None or arch.sregs_error(regs) is None
+        return _any([p for p in explore(run) if p.result])
+
+    out = [legal(lambda v: v.regs), legal(lambda v: v.smram if v.smm else None)]
+    if cfg.nested is not None:
+        out.append(legal(lambda v: v.l1 if v.guest_mode else None))
     return out
 
 

@@ -61,6 +61,10 @@ class Unroller:
         m = self._subst(1, None)
         return Or([self.rel.init_violated[p].substitute(m) for p in props]).simplify()
 
+    def init_error(self) -> FNode:
+        """The first guest entry reaches a model error, over s0."""
+        return self.rel.init_error.substitute(self._subst(1, None))
+
     def trans(self, i: int) -> FNode:
         """Step i: some event whose guard holds, and s{i} its successor."""
         enabled, nxt = [], self.state(i)
@@ -76,6 +80,13 @@ class Unroller:
                 posts[name] = term if prev is None else Ite(self.is_kind(i, k), term, prev)
         eqs = [EqualsOrIff(nxt[n], t) for n, t in posts.items() if t is not None]
         return And([Or(enabled)] + eqs)
+
+    def trans_kind(self, i: int, k: int) -> FNode:
+        """Step i by event kind k (its guard, and s{i} its successor)."""
+        er, nxt = self.kinds[k], self.state(i)
+        m = self._subst(i, er)
+        return And([er.steps.substitute(m)]
+                    + [EqualsOrIff(nxt[n], er.post[n].substitute(m)) for n in nxt])
 
     def bad(self, i: int, props: tuple[str, ...]) -> FNode:
         """Step i violates one of props."""
