@@ -79,6 +79,16 @@ def tag(v: Vcpu) -> int:
     return vpid(v) << 12 | pcid(v.regs)
 
 
+# arch.tables with paging off: not a page-table address (those are page aligned).
+NO_TABLES = 1
+
+
+def tables(regs: Regs) -> int:
+    """Which translations the guest makes: the page-table address in CR3 with paging on,
+    NO_TABLES with paging off, where linear addresses are physical (SDM §4.1.1)."""
+    return ite(regs.cr0 & bits.CR0_PG, regs.cr3 & bits.CR3_ADDR_MASK, NO_TABLES)
+
+
 def long_mode(regs: Regs) -> bool:
     return regs.efer & bits.EFER_LMA != 0
 

@@ -442,35 +442,14 @@ def candidates(rel: Relation, bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS)
 
 def houdini(rel: Relation, props: tuple[str, ...], checker: Checker | None = None,
             bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS) -> Result:
-    """Houdini (Flanagan & Leino, FME 2001): start from every candidate lemma, drop those some
-    initial state falsifies, then repeatedly drop those some step from a state satisfying all
-    of them falsifies, one event kind at a time, until no event drops one; what remains is
-    inductive.  If it excludes every violation and model error it is the certificate
-    (re-checked by cvc5 on the whole transition relation)."""
+    """Houdini (Flanagan & Leino, FME 2001): the strongest inductive conjunction of the
+    candidate lemmas (inductive_lemmas).  If it excludes every violation and model error it
+    is the certificate (re-checked by cvc5 on each event kind)."""
     ck = checker or Checker()
     t0 = time.perf_counter()
-    pre = {name: var.node for name, var in rel.pre.items()}
-    cands = candidates(rel, bit_fields)
     try:
-        while cands:
-            vals = ck.sat("houdini-init", And(rel.init, Not(And(cands))), cands)
-            if not vals:
-                break
-            cands = [c for c in cands if vals[c]]
-        stable = False
-        while cands and not stable:
-            stable = True
-            for er in rel.events:
-                post = {pre[name]: term for name, term in er.post.items()}
-                while cands:
-                    nxt = [c.substitute(post) for c in cands]
-                    vals = ck.sat(f"houdini-step-{er.kind.op}",
-                                  And([*cands, er.steps, Not(And(nxt))]), nxt)
-                    if not vals:
-                        break
-                    cands = [c for c, n in zip(cands, nxt, strict=True) if vals[n]]
-                    stable = False
-        invariant = And(cands)
+        lemmas = inductive_lemmas(rel, ck, bit_fields)
+        invariant = And(lemmas)
         times = {"houdini": time.perf_counter() - t0}
         bad = [And(er.steps, Or([er.violated[p] for p in props])) for er in rel.events] \
             + [er.model_error for er in rel.events]
@@ -478,10 +457,43 @@ def houdini(rel: Relation, props: tuple[str, ...], checker: Checker | None = Non
                 ck.sat("houdini-initial-entry", And(rel.init, Or(
                     [rel.init_violated[p] for p in props] + [rel.init_error]))):
             return Result("unknown", "houdini", times=times, reason=(
-                f"the strongest inductive conjunction of the candidate lemmas ({len(cands)} "
+                f"the strongest inductive conjunction of the candidate lemmas ({len(lemmas)} "
                 "lemmas) does not exclude every violation"))
     except Inconclusive as exc:
         return Result("unknown", "houdini", reason=str(exc),
                       times={"houdini": time.perf_counter() - t0})
     invariant = invariant.substitute(Unroller(rel)._subst(1, None))
     return recheck_invariant(rel, props, invariant, ck, times, "houdini")
+
+
+def inductive_lemmas(rel: Relation, ck: Checker,
+                     bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS) -> list[FNode]:
+    """Start from every candidate lemma, drop those some initial state falsifies, then
+    repeatedly drop those some step from a state satisfying all of them falsifies, one event
+    kind at a time, until no event drops one: what remains is inductive.  Over the pre-state
+    variables; independent of the properties, so kept on the relation."""
+    if rel.inductive is not None and bit_fields == BIT_TEMPLATE_FIELDS:
+        return rel.inductive
+    pre = {name: var.node for name, var in rel.pre.items()}
+    cands = candidates(rel, bit_fields)
+    while cands:
+        vals = ck.sat("houdini-init", And(rel.init, Not(And(cands))), cands)
+        if not vals:
+            break
+        cands = [c for c in cands if vals[c]]
+    stable = False
+    while cands and not stable:
+        stable = True
+        for er in rel.events:
+            post = {pre[name]: term for name, term in er.post.items()}
+            while cands:
+                nxt = [c.substitute(post) for c in cands]
+                vals = ck.sat(f"houdini-step-{er.kind.op}",
+                              And([*cands, er.steps, Not(And(nxt))]), nxt)
+                if not vals:
+                    break
+                cands = [c for c, n in zip(cands, nxt, strict=True) if vals[n]]
+                stable = False
+    if bit_fields == BIT_TEMPLATE_FIELDS:
+        rel.inductive = cands
+    return cands

@@ -191,11 +191,22 @@ class Mechanism:
                 covered = ite(hw.any_tag, inval.covers(v.vpid12 if ctx else 0, None),
                               inval.covers(hw.tag >> 12, hw.tag & 0xFFF))
                 hw.stale = hw.stale | (hw.old & covered)
+                hw.ran_stale = hw.ran_stale \
+                    | (hw.ran & inval.covers(hw.ran_tag >> 12, hw.ran_tag & 0xFFF))
 
     def mark_active(self, v: Vcpu) -> None:
-        """The guest runs on the active root: the hardware may now cache its translations."""
+        """The guest runs on the active root: the hardware may now cache its translations, and
+        keeps what it cached through other tables or under another tag as old ones."""
         root = v.mmu.root
         active = root.valid & neg(roles.is_direct(root.role))
         root.tag = ite(active, arch.tag(v), root.tag)
         root.live = root.live | active
         root.hw_old = root.hw_old | (active & root.unsync)
+        hw, now, tag = v.hw[self.current_ctx(v)], arch.tables(v.regs), arch.tag(v)
+        moved = hw.ran & ((hw.ran_tables != now) | (hw.ran_tag != tag))
+        self.hw_keeps(hw, moved, False, hw.ran_tag, hw.ran_stale)
+        hw.ran, hw.ran_tables, hw.ran_tag = True, now, tag
+        # With paging off the architecture caches nothing (SDM §4.10.2.3: TLB entries exist only
+        # for linear addresses translated through paging-structure entries with P=1), so once
+        # the guest walks tables none of what the hardware kept from then may be used.
+        hw.ran_stale = (hw.ran_stale & neg(moved)) | (now == arch.NO_TABLES)

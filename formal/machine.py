@@ -112,7 +112,7 @@ class Machine:
         and why each root's translations left the TLB (for the report)."""
         v = self.v
         was = {root_key(r): (r.stale, r.live) for r in v.all_roots() if r.valid}
-        hw_was = [h.stale for h in v.hw]
+        hw_was = [h.stale or h.ran_stale for h in v.hw]
         action()
         why = "; ".join(i.why for i in invals)
         for r in v.all_roots():
@@ -131,7 +131,7 @@ class Machine:
             if live0 and not r.live and why:
                 self.flushes[root_key(r)] = StaleCause(index, why)
         for ctx, h in enumerate(v.hw):
-            if h.stale and not hw_was[ctx]:
+            if (h.stale or h.ran_stale) and not hw_was[ctx]:
                 self.causes[("hw", ctx)] = StaleCause(index, why or "a root's old entries")
 
 
@@ -160,9 +160,12 @@ def _flatten(v: Vcpu) -> dict[str, object]:
             slot = "root" if i == 0 else f"prev_roots[{i - 1}]"
             flat[f"{mname}.{slot}"] = _root(r)
     for ctx, h in enumerate(v.hw):
-        flat[f"hw[{'L2' if ctx else 'L1'}]"] = (
-            f"old stale={int(h.stale)} tag={'any' if h.any_tag else hex(h.tag)}" if h.old
-            else "clean")
+        name = f"hw[{'L2' if ctx else 'L1'}]"
+        flat[name] = (f"old stale={int(h.stale)} tag={'any' if h.any_tag else hex(h.tag)}"
+                      if h.old else "clean")
+        flat[f"{name}.last_entry"] = (
+            f"tables={h.ran_tables:#x} tag={h.ran_tag:#x} stale={int(h.ran_stale)}"
+            if h.ran else "none")
     return flat
 
 

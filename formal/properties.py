@@ -65,10 +65,13 @@ def _stale_root(v: Vcpu) -> object:
 
 
 def _stale_hw(v: Vcpu, ctx: int) -> object:
-    """The running context's hardware TLB may hold a stale translation under the current tag."""
+    """The running context's hardware TLB may hold a stale translation under the current tag:
+    an old one, or one the guest made through other tables at its last entry."""
     hw = v.hw[ctx]
     running = truth(v.guest_mode) if ctx else neg(v.guest_mode)
-    return running & hw.stale & (hw.any_tag | (hw.tag == arch.tag(v)))
+    cur = arch.tag(v)
+    other = hw.ran & hw.ran_stale & (hw.ran_tables != arch.tables(v.regs)) & (hw.ran_tag == cur)
+    return running & ((hw.stale & (hw.any_tag | (hw.tag == cur))) | other)
 
 
 def check(policy: Mechanism, v: Vcpu, causes: dict[object, StaleCause] | None,

@@ -92,7 +92,9 @@ class Mmu:
 class HwTlb:
     """Ghost: one hardware TLB context of the guest (a VPID/ASID), for the watched page: what it
     may hold beyond the roots KVM still has.  With TDP the hardware walks the guest's tables and
-    caches their old translations; with shadow paging it keeps translations of freed roots."""
+    caches their old translations; with shadow paging it keeps translations of freed roots.
+    Either way it keeps what the guest used through other tables (another CR3, or paging
+    off) until flushed: `ran` is the last entry's, folded into `old` when the tables change."""
 
     # may hold an old translation of the watched page...
     old: bool = False
@@ -102,6 +104,14 @@ class HwTlb:
     tag: int = 0
     # ...or under any tag (TDP: the hardware walked the guest's tables under any PCID)
     any_tag: bool = False
+    # may hold the translations the guest made at its last entry in this context, through the
+    # tables at ran_tables (arch.tables)...
+    ran: bool = False
+    ran_tables: int = 0
+    # ...under this tag...
+    ran_tag: int = 0
+    # ...which the architecture has since required to be invalidated
+    ran_stale: bool = False
 
 
 @dataclass

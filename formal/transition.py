@@ -129,6 +129,9 @@ class Relation:
     # "a guest entry now would violate nothing", per property, and the register images are
     # legal (entry_lemmas, legality_lemmas).  Candidates only: never assumed.
     lemmas: list[FNode] = field(default_factory=list)
+    # The strongest inductive conjunction of the candidate lemmas (formal.engines.houdini):
+    # the same for every property, so computed once per relation.
+    inductive: list[FNode] | None = None
 
 
 # Functions whose paths are merged into if-then-else terms where they return, so that their

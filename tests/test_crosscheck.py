@@ -109,36 +109,7 @@ def test_corpus_traces_agree_on_every_cell(name, policy, config):
     check(policy, config, list(t.events), t.initial)
 
 
-# A known gap of the abstract model, exposed by rfc-2022-02 (reported, not yet fixed in formal/):
-# with TDP the abstract HwTlb ghost only records the watched page's pre-PTE-write translation,
-# not that the guest's hardware context caches the *current* CR3's translation.  The RFC's
-# kvm_mmu_reset_context keeps the direct root on KVM_SET_SREGS (new_pgd hits it: direct roots
-# match on role only) and requests no flush, so after a CR3 change under the same PCID the
-# hardware serves the old tables' translation: the concrete replay sees it at once, the abstract
-# model only once a guest PTE write precedes it (traces/set-sregs-same-pcid.json under tdp).
-GAP = [("rfc-2022-02", c) for c in CONFIGS if CONFIGS[c].tdp_enabled]
-GAP_SEQUENCE = [ev.PvTlbFlush(), ev.SetSregs(0x8001_0033, 0x2000, 0x20, 0xD00)]
-
-
-def _cell(p: str, c: str):
-    if (p, c) in GAP:
-        return pytest.param(p, c, id=f"{p}-{c}", marks=pytest.mark.xfail(
-            strict=True, reason="abstract model misses a stale TDP hardware translation of the "
-                                "previous CR3 (see GAP)"))
-    return pytest.param(p, c, id=f"{p}-{c}")
-
-
-@pytest.mark.parametrize("policy,config", GAP)
-def test_known_gap_rfc_set_sregs_under_tdp(policy, config):
-    """Pins the disagreement described at GAP: when formal/ models it, this fails -- drop GAP."""
-    t = modelled(policy, config, GAP_SEQUENCE)
-    assert abstract_verdict(t) is None
-    concrete = replay(t)
-    assert concrete.event == 1
-    assert "since KVM_SET_SREGS at event 1" in concrete.message
-
-
-@pytest.mark.parametrize("policy,config", [_cell(p, c) for p, c in CELLS])
+@pytest.mark.parametrize("policy,config", CELLS, ids=[f"{p}-{c}" for p, c in CELLS])
 def test_abstract_violation_iff_concrete_forbidden_access(policy, config):
     nested = CONFIGS[config].nested is not None
     events = st.lists(st.one_of(FOCUSED, FOCUSED, FOCUSED, FOCUSED, EVENTS,
