@@ -38,6 +38,7 @@ from formal.symbolic import (
     get_leaf,
     leaves,
     merged,
+    neg,
     set_leaf,
 )
 
@@ -271,7 +272,8 @@ def build(policy_cls: type[Mechanism], cfg: Config,
                    init_err)
     for kind in kinds if kinds is not None else event_kinds(cfg):
         rel.events.append(event_relation(policy_cls, cfg, pre_state, kind, "e.", props))
-    rel.lemmas = entry_lemmas(policy_cls, cfg, pre_state) + legality_lemmas(cfg, pre_state)
+    rel.lemmas = entry_lemmas(policy_cls, cfg, pre_state) + legality_lemmas(cfg, pre_state) \
+        + [last_entry_lemma(pre_state)]
     return rel
 
 
@@ -292,6 +294,20 @@ def entry_lemmas(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) -> l
         invalid = [Not(p.condition) for p in paths if p.result is None]
         out.append(And(bad + invalid).simplify())
     return out
+
+
+def last_entry_lemma(pre_state: Vcpu) -> FNode:
+    """The running hardware context's last-entry record is the current state's (every step
+    ends with a guest entry, formal.kvm.Mechanism.mark_active): same tables, same tag, stale
+    exactly with paging off."""
+    def run():
+        v = copy.deepcopy(pre_state)
+        hw = v.hw[1] if v.guest_mode else v.hw[0]
+        now = arch.tables(v.regs)
+        off = now == arch.NO_TABLES
+        return hw.ran & (hw.ran_tables == now) & (hw.ran_tag == arch.tag(v)) \
+            & ((hw.ran_stale & off) | (neg(hw.ran_stale) & neg(off)))
+    return Or([And(p.condition, const(p.result)) for p in explore(run)]).simplify()
 
 
 def legality_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
