@@ -371,27 +371,30 @@ def pdr(rel: Relation, props: tuple[str, ...], checker: Checker | None = None) -
 def recheck_invariant(rel: Relation, props: tuple[str, ...], invariant: FNode, ck: Checker,
                       times: dict[str, float], engine: str) -> Result:
     """The one-shot cvc5 queries of a certificate, over s0 (and s1 for the step): the initial
-    states satisfy it (and violate nothing at the first entry); every event kind preserves it;
-    no event from a state satisfying it violates a property or reaches a model error.  The
-    last two are asked per event kind: their disjunction is the transition relation."""
+    states satisfy it and violate nothing at the first entry; every event kind preserves it
+    (consecution); no event from a state satisfying it violates a property or reaches a model
+    error (safety).  Consecution and safety are asked per event kind: their disjunction is the
+    transition relation.  Initiation and consecution do not depend on the property: once cvc5
+    accepted them for an invariant of this relation they are not asked again."""
     t0 = time.perf_counter()
     un = Unroller(rel)
-    inv1 = invariant.substitute({un.state(0)[n]: un.state(1)[n] for n in un.state(0)})
     path = ck.dump("certificate-invariant", invariant)
     cv = Checker("cvc5", None, ck.dump_dir)
-    queries = [("initiation", And(un.init(), Or(Not(invariant), un.init_bad(props),
-                                                un.init_error())))]
-    for k, er in enumerate(un.kinds):
-        if er.post:
-            queries.append((f"consecution-{er.kind.op}",
-                            And(invariant, un.trans_kind(1, k), Not(inv1))))
-        queries.append((f"safety-{er.kind.op}", And(invariant, Or(
-            un.bad_kind(1, k, props), er.model_error.substitute(un._subst(1, er))))))
+    queries = [("initiation", And(un.init(), Or(un.init_bad(props), un.init_error())))]
+    if invariant not in rel.rechecked:
+        inv1 = invariant.substitute({un.state(0)[n]: un.state(1)[n] for n in un.state(0)})
+        queries.append(("initiation", And(un.init(), Not(invariant))))
+        queries += [(f"consecution-{er.kind.op}", And(invariant, un.trans_kind(1, k), Not(inv1)))
+                    for k, er in enumerate(un.kinds) if er.post]
+    queries += [(f"safety-{er.kind.op}", And(invariant, Or(
+        un.bad_kind(1, k, props), er.model_error.substitute(un._subst(1, er)))))
+        for k, er in enumerate(un.kinds)]
     for name, q in queries:
         if cv.sat(f"recheck-{name}", q):
             times["recheck"] = time.perf_counter() - t0
             return Result("unknown", engine, times=times, reason=(
                 f"cvc5 rejects the invariant's certificate: the {name} query is satisfiable"))
+    rel.rechecked.add(invariant)
     times["recheck"] = time.perf_counter() - t0
     where = f" (written to {path})" if path else ""
     return Result("proved", engine, times=times, certificate=(

@@ -133,6 +133,9 @@ class Relation:
     # The strongest inductive conjunction of the candidate lemmas (formal.engines.houdini):
     # the same for every property, so computed once per relation.
     inductive: list[FNode] | None = None
+    # Invariants whose initiation and consecution cvc5 has accepted (formal.engines.
+    # recheck_invariant): those two queries do not depend on the property.
+    rechecked: set[FNode] = field(default_factory=set)
 
 
 # Functions whose paths are merged into if-then-else terms where they return, so that their

@@ -8,6 +8,7 @@ from pysmt.shortcuts import BV, FALSE, TRUE, And, BVAdd, BVAnd, EqualsOrIff
 
 from formal import engines
 from formal import events as ev
+from formal.properties import PROPERTIES
 from formal.state import CONFIGS
 from formal.symbolic import fresh
 from formal.transition import EventRelation, Relation, build
@@ -68,6 +69,8 @@ def test_a_corrupted_invariant_fails_the_cvc5_recheck(bit, verdict):
     inv = EqualsOrIff(BVAnd(s0, BV(1 << bit, 64)), BV(0, 64))  # bit 1 is not preserved
     r = engines.recheck_invariant(toy, PROP, inv, engines.Checker(), {}, "test")
     assert r.verdict == verdict
+    # Only an accepted invariant skips initiation and consecution for the next property.
+    assert (inv in toy.rechecked) == (verdict == "proved")
     if verdict == "unknown":
         assert "consecution" in r.reason
 
@@ -97,6 +100,28 @@ def test_bmc_refutes_the_hypothetical_patch_with_a_replayed_shortest_counterexam
     assert (index, prop) == (3, "freshness")
     assert "reused" in message
     assert r.trace is not None and len(r.trace.events) == 4
+
+
+def test_houdini_proves_nothing_on_the_refuted_hypothetical_patch(no_pcide_free):
+    r = engines.houdini(no_pcide_free, PROP)
+    assert r.verdict == "unknown"
+    assert "does not exclude every violation" in r.reason
+
+
+TDP_EVENTS = [ev.MovCr0, ev.MovCr3, ev.MovCr4, ev.WrmsrEfer, ev.Invpcid, ev.GuestPteWrite,
+              ev.SetSregs]
+
+
+def test_houdini_proves_v6_6_tdp_with_a_cvc5_checked_invariant():
+    """A KVM cell with an unbounded proof: v6.6 under TDP, on the register, INVPCID, PTE-write
+    and KVM_SET_SREGS events (the full cell is in proofs/suite.json)."""
+    from formal.prove import vacuity
+    rel = build(POLICIES["v6.6"], CONFIGS["tdp"], TDP_EVENTS)
+    assert vacuity(rel, PROPERTIES, 2, engines.Checker()) == []
+    r = engines.houdini(rel, PROPERTIES)
+    assert r.verdict == "proved", r.reason
+    assert "re-checked by cvc5 (initiation; consecution and safety for each of 7 event kinds)" \
+        in r.certificate
 
 
 def test_vacuity_checks_fail_on_empty_initial_states_dead_events_and_unviolable_properties():
