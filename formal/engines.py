@@ -419,8 +419,10 @@ BIT_TEMPLATE_FIELDS = ("role",)
 def candidates(rel: Relation, bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS) -> list[FNode]:
     """Lemma templates over the pre-state: the relation's own lemmas (formal.transition), each
     boolean fixed either way, implications between the booleans of one record (a root, a
-    hardware context), equalities between bit-vector fields of one sort, and each bit of the
-    fields named *<one of bit_fields> fixed either way."""
+    hardware context, the vCPU's own flags: smm, guest_mode, mmu_is_guest), equalities
+    between bit-vector fields of one sort, each bit of the fields named *<one of bit_fields>
+    fixed either way, and per event without operands and property, "taking it now violates
+    nothing"."""
     state = {name: var.node for name, var in rel.pre.items()}
     out: list[FNode] = list(rel.lemmas)
     groups: dict[str, list[FNode]] = {}
@@ -428,7 +430,7 @@ def candidates(rel: Relation, bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS)
     for name, var in state.items():
         if var.symbol_type().is_bool_type():
             out += [var, Not(var)]
-            groups.setdefault(name.rsplit(".", 1)[0], []).append(var)
+            groups.setdefault(name.rsplit(".", 1)[0] if "." in name else "", []).append(var)
             continue
         words.setdefault(var.symbol_type(), []).append(var)
         if name.endswith(bit_fields):
@@ -438,6 +440,12 @@ def candidates(rel: Relation, bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS)
                 out += [bit, Not(bit)]
     for group in groups.values():
         out += [Implies(a, b) for a in group for b in group if a is not b]
+    # "this event, taken now, violates nothing": for events without operands (a VM exit, RSM,
+    # a PV flush) a formula over the state alone.  While L2 runs, the VM exit's is what
+    # relates L1's saved registers to root_mmu.
+    for er in rel.events:
+        if not er.ops:
+            out += [Not(And(er.steps, bad)) for bad in er.violated.values()]
     for same in words.values():
         out += [EqualsOrIff(a, b) for i, a in enumerate(same) for b in same[i + 1:]]
     return out

@@ -141,8 +141,9 @@ class Relation:
 # Functions whose paths are merged into if-then-else terms where they return, so that their
 # branches add to, rather than multiply, the paths of their callers (formal.symbolic.merged).
 # The choice changes the cost of symbolic execution, never its result.
-MERGE_POINTS = ("kvm_set_cr0", "kvm_set_cr3", "kvm_set_cr4", "set_efer", "kvm_mmu_reset_context",
-                "kvm_mmu_new_pgd", "vcpu_enter_guest")
+MERGE_POINTS = ("kvm_set_cr0", "kvm_set_cr3", "kvm_set_cr4", "set_efer", "kvm_post_set_cr0",
+                "kvm_post_set_cr4", "kvm_mmu_reset_context", "kvm_smm_changed", "kvm_mmu_new_pgd",
+                "kvm_mmu_reload", "vcpu_enter_guest")
 
 
 def symbolic_policy(policy_cls: type[Mechanism], cfg: Config) -> Mechanism:
