@@ -202,11 +202,22 @@ class Mechanism:
         root.tag = ite(active, arch.tag(v), root.tag)
         root.live = root.live | active
         root.hw_old = root.hw_old | (active & root.unsync)
-        hw, now, tag = v.hw[self.current_ctx(v)], arch.tables(v.regs), arch.tag(v)
+        ctx = self.current_ctx(v)
+        hw, now, tag = v.hw[ctx], arch.tables(v.regs), arch.tag(v)
         moved = hw.ran & ((hw.ran_tables != now) | (hw.ran_tag != tag))
         self.hw_keeps(hw, moved, False, hw.ran_tag, hw.ran_stale)
-        hw.ran, hw.ran_tables, hw.ran_tag = True, now, tag
         # With paging off the architecture caches nothing (SDM §4.10.2.3: TLB entries exist only
-        # for linear addresses translated through paging-structure entries with P=1), so once
-        # the guest walks tables none of what the hardware kept from then may be used.
-        hw.ran_stale = (hw.ran_stale & neg(moved)) | (now == arch.NO_TABLES)
+        # for linear addresses translated through paging-structure entries with P=1).  Where
+        # the hardware walks the guest's tables itself (TDP) it then caches no linear
+        # translation at all (only guest-physical ones, SDM Vol. 3C §28.3.1); under shadow
+        # paging it runs on KVM's nonpaging root, and none of what it cached from that may be
+        # used once the guest walks tables.
+        off = now == arch.NO_TABLES
+        hw.ran = neg(off) if self.hardware_walks(ctx) else True
+        hw.ran_tables, hw.ran_tag = now, tag
+        hw.ran_stale = (hw.ran_stale & neg(moved)) | off
+
+    def hardware_walks(self, ctx: int) -> bool:
+        """Does the hardware walk the guest's own tables in context ctx (TDP for L1, nested
+        TDP for L2), rather than KVM's shadow roots?"""
+        return self.cfg.nested_tdp if ctx else self.cfg.tdp_enabled

@@ -274,9 +274,12 @@ class ConcreteMmuMixin(Mechanism):
     def mark_active(self, v: Vcpu) -> None:
         """The guest runs: the hardware may cache what it translates now."""
         super().mark_active(v)
+        ctx = self.current_ctx(v)
+        if self.hardware_walks(ctx) and not v.regs.cr0 & bits.CR0_PG:
+            return  # the hardware caches guest-physical mappings only (Mechanism.mark_active)
         seen = self.translation(v)
         if seen is not None:
-            self.hw[self.current_ctx(v)].fill(arch.pcid(v.regs), seen)
+            self.hw[ctx].fill(arch.pcid(v.regs), seen)
 
     # -- what the guest gets --
 

@@ -277,7 +277,7 @@ def build(policy_cls: type[Mechanism], cfg: Config,
     for kind in kinds if kinds is not None else event_kinds(cfg):
         rel.events.append(event_relation(policy_cls, cfg, pre_state, kind, "e.", props))
     rel.lemmas = entry_lemmas(policy_cls, cfg, pre_state) + legality_lemmas(cfg, pre_state) \
-        + [last_entry_lemma(pre_state)]
+        + [last_entry_lemma(policy_cls, cfg, pre_state)]
     return rel
 
 
@@ -300,17 +300,23 @@ def entry_lemmas(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) -> l
     return out
 
 
-def last_entry_lemma(pre_state: Vcpu) -> FNode:
+def last_entry_lemma(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) -> FNode:
     """The running hardware context's last-entry record is the current state's (every step
     ends with a guest entry, formal.kvm.Mechanism.mark_active): same tables, same tag, stale
-    exactly with paging off."""
+    exactly with paging off, absent with paging off where the hardware walks the guest's
+    tables."""
+    policy = policy_cls(cfg)
+
     def run():
         v = copy.deepcopy(pre_state)
-        hw = v.hw[1] if v.guest_mode else v.hw[0]
-        now = arch.tables(v.regs)
+        ctx = 1 if v.guest_mode else 0
+        hw, now = v.hw[ctx], arch.tables(v.regs)
         off = now == arch.NO_TABLES
-        return hw.ran & (hw.ran_tables == now) & (hw.ran_tag == arch.tag(v)) \
+        same = (hw.ran_tables == now) & (hw.ran_tag == arch.tag(v)) \
             & ((hw.ran_stale & off) | (neg(hw.ran_stale) & neg(off)))
+        if policy.hardware_walks(ctx):
+            return (off & neg(hw.ran)) | (neg(off) & hw.ran & same)
+        return hw.ran & same
     return Or([And(p.condition, const(p.result)) for p in explore(run)]).simplify()
 
 
