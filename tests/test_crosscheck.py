@@ -3,21 +3,25 @@ every policy and configuration, the abstract model flags a role, pgd or freshnes
 the concrete replay (formal.replay) observes an access the saturated-TLB oracle forbids, and at
 the same event.
 
-Fixed seed (derandomize): CI runs EXAMPLES sequences per (policy, configuration) cell, 45 cells.
-A longer run: FLUSHPROOF_CROSSCHECK_EXAMPLES=2000 python -m pytest -q tests/test_crosscheck.py
-(docs/replay.md).  A disagreement fails with hypothesis's shrunk sequence as a trace.
+The sequences mix perturbed corpus traces (TEMPLATES: the known violations need their events in
+their order) with FOCUSED draws.  Fixed seed (derandomize): CI runs EXAMPLES sequences per
+(policy, configuration) cell, 45 cells less the 3 RFC_TDP cells of known disagreements (GAP),
+and each shadow-paged cell must see MIN_VIOLATING abstract violations.  A longer run:
+FLUSHPROOF_CROSSCHECK_EXAMPLES=400 python -m pytest -q tests/test_crosscheck.py (docs/replay.md).
+A disagreement fails with hypothesis's shrunk sequence as a trace.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from formal import bits, trace
 from formal import events as ev
-from formal import trace
 from formal.machine import Machine
 from formal.replay import replay
 from formal.simulate import _not_modeled
@@ -26,7 +30,7 @@ from specs import POLICIES
 from tests.conftest import LONG_MODE, TRACES
 from tests.test_random_sequences import CR0S, CR4S, EFERS, PGDS, events
 
-EXAMPLES = int(os.environ.get("FLUSHPROOF_CROSSCHECK_EXAMPLES", "46"))
+EXAMPLES = int(os.environ.get("FLUSHPROOF_CROSSCHECK_EXAMPLES", "50"))
 PROPS = ("role", "pgd", "freshness")
 
 # 5-level paging (CR4.LA57 with IA-32e mode) is not modelled by formal.paging.
@@ -87,7 +91,9 @@ def abstract_verdict(t: trace.Trace) -> int | None:
     return None
 
 
-def check(policy: str, config: str, events: list[ev.Event], initial: Regs = LONG_MODE) -> None:
+def check(policy: str, config: str, events: list[ev.Event],
+          initial: Regs = LONG_MODE) -> int | None:
+    """Assert that both levels give the same verdict; return it (abstract_verdict's)."""
     t = modelled(policy, config, events, initial)
     abstract = abstract_verdict(t)
     concrete = replay(t)
@@ -95,10 +101,78 @@ def check(policy: str, config: str, events: list[ev.Event], initial: Regs = LONG
     assert abstract == concrete.event, (
         f"levels disagree: abstract model {said}, concrete replay "
         f"{concrete.message or 'holds'}\n{trace.dumps(t)}")
+    return abstract
 
 
 CELLS = [(p, c) for p in POLICIES for c in CONFIGS]
 CORPUS = sorted(p.name for p in TRACES.glob("*.json") if p.name != "expected.json")
+
+# Templates: the corpus traces, whose violations need their events in this order (uniform or
+# FOCUSED draws almost never line them up).  A templated sequence renames the trace's tables
+# (injectively, among TABLES) and PCIDs, flips a MOV CR3's NOFLUSH bit once in four, runs up to
+# two unbiased events first and inserts, drops or swaps up to two.  F1 (docs/findings.md: INVLPG
+# under a shared PCID) violates on all 18 shadow-paged cells, the other traces on two to five
+# cells each.
+F1 = trace.load(TRACES / "invlpg-shared-pcid.json")
+TEMPLATES = [trace.load(TRACES / name) for name in CORPUS]
+TABLES = [0x1000, 0x2000, 0x3000, 0x6000]
+RARELY = st.sampled_from([False, False, False, True])
+
+
+def _tables(t: trace.Trace) -> list[int]:
+    """The page-table addresses a trace names, in order of first appearance."""
+    out = [t.initial.cr3]
+    for e in t.events:
+        match e:
+            case ev.MovCr3(value=cr3) | ev.SetSregs(cr3=cr3):
+                out.append(cr3)
+            case ev.GuestPteWrite(pgd=pgd):
+                out.append(pgd)
+    return list(dict.fromkeys(v & bits.CR3_ADDR_MASK for v in out))
+
+
+@st.composite
+def templated(draw: st.DrawFn, templates: list[trace.Trace],
+              unbiased: st.SearchStrategy[ev.Event]) -> tuple[Regs, list[ev.Event]]:
+    """The initial registers and events of one of templates, perturbed (see TEMPLATES);
+    unbiased supplies the prefix and the inserted events."""
+    t = draw(st.sampled_from(templates))
+    names = _tables(t)
+    table = dict(zip(names, draw(st.permutations(TABLES))[:len(names)], strict=True))
+    pcids: dict[int, int] = {}
+
+    def pcid(old: int) -> int:
+        if old not in pcids:
+            pcids[old] = draw(st.sampled_from([old, 0, 1, 2]))
+        return pcids[old]
+
+    def cr3(value: int) -> int:
+        return (value & bits.CR3_NOFLUSH | table[value & bits.CR3_ADDR_MASK]
+                | pcid(value & bits.CR3_PCID_MASK))
+
+    initial = replace(t.initial, cr3=cr3(t.initial.cr3))
+    out = draw(st.lists(unbiased, max_size=2))
+    for e in t.events:
+        match e:
+            case ev.MovCr3(value=value):
+                e = ev.MovCr3(cr3(value) ^ (bits.CR3_NOFLUSH if draw(RARELY) else 0))
+            case ev.SetSregs(cr3=value):
+                e = replace(e, cr3=cr3(value))
+            case ev.GuestPteWrite(pgd=pgd):
+                e = ev.GuestPteWrite(table[pgd])
+            case ev.Invpcid():
+                e = replace(e, pcid=pcid(e.pcid))
+        out.append(e)
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(out)))
+        match draw(st.sampled_from(["insert", "drop", "swap"])):
+            case "insert":
+                out.insert(at, draw(unbiased))
+            case "drop" if at < len(out):
+                del out[at]
+            case "swap" if at + 1 < len(out):
+                out[at], out[at + 1] = out[at + 1], out[at]
+    return initial, out
 
 
 @pytest.mark.parametrize("name", CORPUS)
@@ -109,17 +183,87 @@ def test_corpus_traces_agree_on_every_cell(name, policy, config):
     check(policy, config, list(t.events), t.initial)
 
 
-@pytest.mark.parametrize("policy,config", CELLS, ids=[f"{p}-{c}" for p, c in CELLS])
+# Known disagreements (reported, not yet fixed in formal/), found by the templated sequences and
+# the longer runs: name -> (cells, initial registers, events, abstract verdict, concrete verdict).
+# - The abstract over-approximation of docs/model.md: under TDP a guest PTE write leaves an old
+#   translation of the watched page "under any tag" in the hardware context, and an invalidation
+#   that covers it makes it stale.  When the policy then skips a flush, the abstract model flags
+#   freshness where the concrete replay, which tracks what the hardware cached, finds nothing the
+#   guest can use: paging-off, with paging off (SMM, or after INIT); other-pcid, under a PCID the
+#   guest never ran with; merged-tags, a stale record of the last entry's PCID merged with a PTE
+#   write's old translation under any tag (HwTlb has one slot; since the ghost of the last entry's
+#   tables, commit 871d03e) -- all three rfc-2022-02, whose kvm_mmu_reset_context keeps the root
+#   and flushes nothing; inactive-tables, v5.12 and v5.13 on AMD, whose MOV CR4 setting PKE
+#   flushes nothing, after a write to tables the guest is not running on.
+# - The concrete level: tlb-paging-off, with paging off (SMM again) the hardware TLB serves the
+#   translation it cached through the guest's tables, where the abstract model holds (rfc-2022-02
+#   on Intel, which flushes nothing from RSM to the next SMI);
+#   pae-pdpt-offset, every policy with shadow paging: with PAE paging the PDPT is at CR3[31:5]
+#   (SDM §4.4.1), but the replay's guest lays it out at the start of CR3's page and the concrete
+#   shadow MMU walks that page's tables, so with CR3[11:5] nonzero the shadow root translates
+#   what the oracle's walk faults on.
+# The CI samples of the RFC_TDP cells find these, so those cells are not run (pytest --runxfail
+# runs them); the CI sample of the other cells finds none, with 1,000 sequences a cell v5.12 and
+# v5.13 nested-npt find inactive-tables (docs/replay.md).
+RFC_TDP = [("rfc-2022-02", c) for c in CONFIGS if CONFIGS[c].tdp_enabled]
+PCID1 = replace(LONG_MODE, cr3=0x1001, cr4=0x20020)
+GAP = {
+    "paging-off": (RFC_TDP, LONG_MODE, [ev.Smi(), ev.GuestPteWrite(0x1000), ev.MovCr4(0x20)],
+                   2, None),
+    "other-pcid": (RFC_TDP, PCID1, [ev.GuestPteWrite(0x1000),
+                                    ev.SetSregs(0x8001_0033, 0x1002, 0x20020, 0xD00)], 1, None),
+    "merged-tags": (RFC_TDP, PCID1, [ev.SetSregs(0x8001_0033, 0x2000, 0x20020, 0xD00),
+                                     ev.GuestPteWrite(0x2000)], 1, None),
+    "tlb-paging-off": ([("rfc-2022-02", "tdp"), ("rfc-2022-02", "nested-ept")], LONG_MODE,
+                       [ev.Smi(), ev.Rsm(), ev.Smi()], None, 2),
+    "inactive-tables": ([("v5.12", "nested-npt"), ("v5.13", "nested-npt")], LONG_MODE,
+                        [ev.GuestPteWrite(0x2000), ev.MovCr4(0x400020)], 1, None),
+    "pae-pdpt-offset": ([("v6.6", "shadow"), ("v6.6", "nested-shadow")],
+                        replace(LONG_MODE, efer=0), [ev.MovCr3(0x1020)], None, 0),
+}
+
+
+@pytest.mark.parametrize("name,policy,config",
+                         [(n, p, c) for n, (cells, *_) in GAP.items() for p, c in cells])
+def test_known_gaps(name, policy, config):
+    """Pins the disagreements described at GAP: when formal/ resolves one, this fails -- drop it
+    (and, once RFC_TDP's are all gone, the xfail of those cells)."""
+    _, initial, events, abstract, concrete = GAP[name]
+    t = modelled(policy, config, events, initial)
+    assert (abstract_verdict(t), replay(t).event) == (abstract, concrete)
+
+
+def _cell(p: str, c: str):
+    marks = [pytest.mark.xfail(run=False, reason="known disagreements, pinned by "
+                               "test_known_gaps (see GAP)")]
+    return pytest.param(p, c, id=f"{p}-{c}", marks=marks if (p, c) in RFC_TDP else [])
+
+
+# F1 violates on every shadow-paged cell: perturbed, in about one sequence in seven.  The
+# FOCUSED-only sample (46 a cell) had no violation on 17 of those 18 cells.
+MIN_VIOLATING = EXAMPLES // 20
+
+
+@pytest.mark.parametrize("policy,config", [_cell(p, c) for p, c in CELLS])
 def test_abstract_violation_iff_concrete_forbidden_access(policy, config):
-    nested = CONFIGS[config].nested is not None
-    events = st.lists(st.one_of(FOCUSED, FOCUSED, FOCUSED, FOCUSED, EVENTS,
-                                *([NESTED] if nested else [])),
-                      min_size=2, max_size=12)
+    """A third of the sequences perturb F1, a third any template (TEMPLATES), a third are
+    FOCUSED draws from LONG_MODE; a shadow-paged cell must see MIN_VIOLATING violations."""
+    nested = [NESTED] if CONFIGS[config].nested is not None else []
+    unbiased = st.one_of(EVENTS, *nested)
+    focused = st.lists(st.one_of(FOCUSED, FOCUSED, FOCUSED, FOCUSED, EVENTS, *nested),
+                       min_size=2, max_size=12).map(lambda events: (LONG_MODE, events))
+    violating = 0
 
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow])
-    @given(events=events)
-    def run(events):
-        check(policy, config, events)
+    @given(sequence=st.one_of(templated([F1], unbiased), templated(TEMPLATES, unbiased),
+                              focused))
+    def run(sequence):
+        nonlocal violating
+        initial, events = sequence
+        violating += check(policy, config, events, initial) is not None
 
     run()
+    if not CONFIGS[config].tdp_enabled:
+        assert violating >= MIN_VIOLATING, (
+            f"{violating} of {EXAMPLES} sequences violate: the templated draws lost their bias")
