@@ -441,8 +441,8 @@ def candidates(rel: Relation, bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS)
     for group in groups.values():
         out += [Implies(a, b) for a in group for b in group if a is not b]
     # "this event, taken now, violates nothing": for events without operands (a VM exit, RSM,
-    # a PV flush) a formula over the state alone.  While L2 runs, the VM exit's is what
-    # relates L1's saved registers to root_mmu.
+    # a PV flush) a formula over the state alone.  The VM exit's relates L1's saved registers
+    # to root_mmu while L2 runs (not yet enough for a nested proof: see docs/findings.md).
     for er in rel.events:
         if not er.ops:
             out += [Not(And(er.steps, bad)) for bad in er.violated.values()]
