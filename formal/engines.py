@@ -149,9 +149,10 @@ _CR4S = {("mov_cr4", "value"), ("set_sregs", "cr4"), ("vmentry", "cr4")}
 
 
 def _preferences(un: Unroller, depth: int) -> list[FNode]:
-    """What makes a counterexample readable (and replayable on the concrete MMU), tried as one
-    extra constraint and kept if still satisfiable: addresses below 16 MiB (CR3's bit 63,
-    NOFLUSH, left free) and no 5-level paging."""
+    """What makes a counterexample readable (and replayable on the concrete MMU), tried in
+    order as one extra constraint, the first satisfiable one kept: addresses below 16 MiB
+    (CR3's bit 63, NOFLUSH, left free) and no 5-level paging; first also with CR3 bits 11:5
+    clear (a PAE PDPT at the start of its page, which is where formal.replay lays it out)."""
     s0 = un.state(0)
     addrs = [s0[n] for n in ("regs.cr3",) if n in s0]
     cr4s = [s0[n] for n in ("regs.cr4",) if n in s0]
@@ -165,7 +166,8 @@ def _preferences(un: Unroller, depth: int) -> list[FNode]:
     zero = BV(0, 64)
     small = [EqualsOrIff(BVAnd(a, BV(0x7FFF_FFFF_FF00_0000, 64)), zero) for a in addrs]
     no_la57 = [EqualsOrIff(BVAnd(c, BV(CR4_LA57, 64)), zero) for c in cr4s]
-    return [And(small + no_la57)]
+    page_aligned = [EqualsOrIff(BVAnd(a, BV(0xFE0, 64)), zero) for a in addrs]
+    return [And(small + no_la57 + page_aligned), And(small + no_la57)]
 
 
 def extract_trace(rel: Relation, un: Unroller, values: dict, depth: int, how: str) -> Trace:
