@@ -196,7 +196,7 @@ class Mechanism:
 
     def mark_active(self, v: Vcpu) -> None:
         """The guest runs on the active root: the hardware may now cache its translations, and
-        keeps what it cached through other tables or under another tag as old ones."""
+        keeps what it cached through other tables under the same tag as old ones."""
         root = v.mmu.root
         active = root.valid & neg(roles.is_direct(root.role))
         root.tag = ite(active, arch.tag(v), root.tag)
@@ -204,7 +204,11 @@ class Mechanism:
         root.hw_old = root.hw_old | (active & root.unsync)
         ctx = self.current_ctx(v)
         hw, now, tag = v.hw[ctx], arch.tables(v.regs), arch.tag(v)
-        moved = hw.ran & ((hw.ran_tables != now) | (hw.ran_tag != tag))
+        # Only a record under the same tag is folded: one hardware ghost per context cannot
+        # tell two tags apart without claiming every tag, and an invalidation of any PCID would
+        # then make it stale.  Translations kept under another tag are not followed (a limit,
+        # docs/model.md).
+        moved = hw.ran & (hw.ran_tables != now) & (hw.ran_tag == tag)
         self.hw_keeps(hw, moved, False, hw.ran_tag, hw.ran_stale)
         # With paging off the architecture caches nothing (SDM §4.10.2.3: TLB entries exist only
         # for linear addresses translated through paging-structure entries with P=1).  Where

@@ -94,7 +94,8 @@ class HwTlb:
     may hold beyond the roots KVM still has.  With TDP the hardware walks the guest's tables and
     caches their old translations; with shadow paging it keeps translations of freed roots.
     Either way it keeps what the guest used through other tables (another CR3, or paging
-    off) until flushed: `ran` is the last entry's, folded into `old` when the tables change."""
+    off) until flushed: `ran` is the last entry's, folded into `old` when the tables change
+    under the same tag."""
 
     # may hold an old translation of the watched page...
     old: bool = False

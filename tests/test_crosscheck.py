@@ -190,10 +190,8 @@ def test_corpus_traces_agree_on_every_cell(name, policy, config):
 #   that covers it makes it stale.  When the policy then skips a flush, the abstract model flags
 #   freshness where the concrete replay, which tracks what the hardware cached, finds nothing the
 #   guest can use: paging-off, with paging off (SMM, or after INIT); other-pcid, under a PCID the
-#   guest never ran with; merged-tags, a stale record of the last entry's PCID merged with a PTE
-#   write's old translation under any tag (HwTlb has one slot; since the ghost of the last entry's
-#   tables, commit 871d03e) -- all three rfc-2022-02, whose kvm_mmu_reset_context keeps the root
-#   and flushes nothing; inactive-tables, v5.12 and v5.13 on AMD, whose MOV CR4 setting PKE
+#   guest never ran with -- both rfc-2022-02, whose kvm_mmu_reset_context keeps the root and
+#   flushes nothing; inactive-tables, v5.12 and v5.13 on AMD, whose MOV CR4 setting PKE
 #   flushes nothing, after a write to tables the guest is not running on.
 # - The concrete level: tlb-paging-off, with paging off (SMM again) the hardware TLB serves the
 #   translation it cached through the guest's tables, where the abstract model holds (rfc-2022-02
@@ -212,8 +210,6 @@ GAP = {
                    2, None),
     "other-pcid": (RFC_TDP, PCID1, [ev.GuestPteWrite(0x1000),
                                     ev.SetSregs(0x8001_0033, 0x1002, 0x20020, 0xD00)], 1, None),
-    "merged-tags": (RFC_TDP, PCID1, [ev.SetSregs(0x8001_0033, 0x2000, 0x20020, 0xD00),
-                                     ev.GuestPteWrite(0x2000)], 1, None),
     "tlb-paging-off": ([("rfc-2022-02", "tdp"), ("rfc-2022-02", "nested-ept")], LONG_MODE,
                        [ev.Smi(), ev.Rsm(), ev.Smi()], None, 2),
     "inactive-tables": ([("v5.12", "nested-npt"), ("v5.13", "nested-npt")], LONG_MODE,
