@@ -216,12 +216,13 @@ class Mechanism:
         # translation at all (only guest-physical ones, SDM Vol. 3C §28.3.1); under shadow
         # paging it runs on KVM's nonpaging root, and none of what it cached from that may be
         # used once the guest walks tables.
-        off = now == arch.NO_TABLES
-        hw.ran = neg(off) if self.hardware_walks(ctx) else True
+        hw.ran = neg(self.caches_no_linear(v, ctx))
         hw.ran_tables, hw.ran_tag = now, tag
-        hw.ran_stale = (hw.ran_stale & neg(moved)) | off
+        hw.ran_stale = (hw.ran_stale & neg(moved)) | (now == arch.NO_TABLES)
 
-    def hardware_walks(self, ctx: int) -> bool:
-        """Does the hardware walk the guest's own tables in context ctx (TDP for L1, nested
-        TDP for L2), rather than KVM's shadow roots?"""
-        return self.cfg.nested_tdp if ctx else self.cfg.tdp_enabled
+    def caches_no_linear(self, v: Vcpu, ctx: int) -> object:
+        """The guest's paging is off in context ctx and the hardware walks the guest's own
+        tables there (TDP for L1, nested TDP for L2), so this entry caches no linear
+        translation (mark_active)."""
+        walks = self.cfg.nested_tdp if ctx else self.cfg.tdp_enabled
+        return (arch.tables(v.regs) == arch.NO_TABLES) if walks else False

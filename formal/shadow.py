@@ -275,8 +275,8 @@ class ConcreteMmuMixin(Mechanism):
         """The guest runs: the hardware may cache what it translates now."""
         super().mark_active(v)
         ctx = self.current_ctx(v)
-        if self.hardware_walks(ctx) and not v.regs.cr0 & bits.CR0_PG:
-            return  # the hardware caches guest-physical mappings only (Mechanism.mark_active)
+        if self.caches_no_linear(v, ctx):
+            return
         seen = self.translation(v)
         if seen is not None:
             self.hw[ctx].fill(arch.pcid(v.regs), seen)

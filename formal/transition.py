@@ -40,6 +40,7 @@ from formal.symbolic import (
     merged,
     neg,
     set_leaf,
+    truth,
 )
 
 # Fields outside the L1 state: fixed in configurations without nested virtualization.
@@ -314,9 +315,8 @@ def last_entry_lemma(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) 
         off = now == arch.NO_TABLES
         same = (hw.ran_tables == now) & (hw.ran_tag == arch.tag(v)) \
             & ((hw.ran_stale & off) | (neg(hw.ran_stale) & neg(off)))
-        if policy.hardware_walks(ctx):
-            return (off & neg(hw.ran)) | (neg(off) & hw.ran & same)
-        return hw.ran & same
+        none = truth(policy.caches_no_linear(v, ctx))
+        return (none & neg(hw.ran)) | (neg(none) & hw.ran & same)
     return Or([And(p.condition, const(p.result)) for p in explore(run)]).simplify()
 
 
