@@ -209,6 +209,7 @@ class Mechanism:
         # then make it stale.  Translations kept under another tag are not followed (a limit,
         # docs/model.md).
         moved = hw.ran & (hw.ran_tables != now) & (hw.ran_tag == tag)
+        same = hw.ran & (hw.ran_tables == now) & (hw.ran_tag == tag)
         self.hw_keeps(hw, moved, False, hw.ran_tag, hw.ran_stale)
         # With paging off the architecture caches nothing (SDM §4.10.2.3: TLB entries exist only
         # for linear addresses translated through paging-structure entries with P=1).  Where
@@ -218,7 +219,9 @@ class Mechanism:
         # used once the guest walks tables.
         hw.ran = neg(self.caches_no_linear(v, ctx))
         hw.ran_tables, hw.ran_tag = now, tag
-        hw.ran_stale = (hw.ran_stale & neg(moved)) | (now == arch.NO_TABLES)
+        # The record goes on only through the same tables under the same tag; any other
+        # entry starts a new one that no invalidation has covered yet.
+        hw.ran_stale = (hw.ran_stale & same) | (now == arch.NO_TABLES)
 
     def caches_no_linear(self, v: Vcpu, ctx: int) -> object:
         """The guest's paging is off in context ctx and the hardware walks the guest's own
