@@ -330,7 +330,16 @@ class ConcreteMmuMixin(Mechanism):
         now = self.translation(v)
         if now is not None:
             out.append(now)
-        for seen in self.hw[self.current_ctx(v)].held(arch.pcid(v.regs)):
+        ctx = self.current_ctx(v)
+        if self.caches_no_linear(v, ctx):
+            # The guest's paging is off and the hardware walks its tables (TDP): no linear
+            # translation happens, linear addresses are physical (SDM Vol. 3A §4.1.1), and the
+            # TLB serves only translations through paging structures (§4.10.2.3), so what it
+            # holds is not used until paging is back on.  Under shadow paging the hardware
+            # still pages, through KVM's nonpaging root (vmx.c KVM_VM_CR0_ALWAYS_ON without
+            # unrestricted guest, svm.c svm_set_cr0 without NPT), and its TLB stays in use.
+            return out
+        for seen in self.hw[ctx].held(arch.pcid(v.regs)):
             if all((s.gpa, s.perms) != (seen.gpa, seen.perms) for s in out):
                 out.append(Seen(seen.gpa, seen.perms, f"from the hardware TLB, cached {seen.via}"))
         return out

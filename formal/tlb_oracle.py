@@ -128,14 +128,21 @@ class TlbOracle:
 
     def usable(self, va: int) -> list[Entry]:
         """Retained entries the processor may use for va now: those of the current PCID, and
-        global ones of any PCID (SDM §4.10.2.4)."""
+        global ones of any PCID (SDM §4.10.2.4).  None with paging off: linear addresses are
+        physical then (§4.1.1) and the TLBs serve only translations through paging structures
+        (§4.10.2.3); entries nothing invalidated are kept for when paging is back on."""
+        if self.mode is Mode.NONE:
+            return []
         pcid = self.pcid
         return sorted((e for e in self.entries if e.covers(va) and (e.global_ or e.pcid == pcid)),
                       key=str)
 
     def allowed(self, va: int, observed: Translation) -> bool:
         """Is observed (physical address and permissions) a translation the architecture lets the
-        guest use for va now: a fresh walk's, or a retained entry's (DESIGN.md §2)."""
+        guest use for va now: a fresh walk's, or a retained entry's (DESIGN.md §2).  With paging
+        off only va itself (SDM §4.1.1: linear addresses are physical)."""
+        if self.mode is Mode.NONE:
+            return observed.paddr == va
         seen = (observed.paddr, observed.perms)
         t = self.fresh(va)
         if t is not None and (t.paddr, t.perms) == seen:

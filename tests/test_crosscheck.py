@@ -193,13 +193,10 @@ def test_corpus_traces_agree_on_every_cell(name, policy, config):
 #   guest never ran with -- both rfc-2022-02, whose kvm_mmu_reset_context keeps the root and
 #   flushes nothing; inactive-tables, v5.12 and v5.13 on AMD, whose MOV CR4 setting PKE
 #   flushes nothing, after a write to tables the guest is not running on.
-# - The concrete level: tlb-paging-off, with paging off (SMM again) the hardware TLB serves the
-#   translation it cached through the guest's tables, where the abstract model holds (rfc-2022-02
-#   on Intel, which flushes nothing from RSM to the next SMI);
-#   pae-pdpt-offset, every policy with shadow paging: with PAE paging the PDPT is at CR3[31:5]
-#   (SDM §4.4.1), but the replay's guest lays it out at the start of CR3's page and the concrete
-#   shadow MMU walks that page's tables, so with CR3[11:5] nonzero the shadow root translates
-#   what the oracle's walk faults on.
+# - The concrete level: pae-pdpt-offset, every policy with shadow paging: with PAE paging the
+#   PDPT is at CR3[31:5] (SDM §4.4.1), but the replay's guest lays it out at the start of CR3's
+#   page and the concrete shadow MMU walks that page's tables, so with CR3[11:5] nonzero the
+#   shadow root translates what the oracle's walk faults on.
 # The CI samples of the RFC_TDP cells find these, so those cells are not run (pytest --runxfail
 # runs them); the CI sample of the other cells finds none, with 1,000 sequences a cell v5.12 and
 # v5.13 nested-npt find inactive-tables (docs/replay.md).
@@ -210,8 +207,6 @@ GAP = {
                    2, None),
     "other-pcid": (RFC_TDP, PCID1, [ev.GuestPteWrite(0x1000),
                                     ev.SetSregs(0x8001_0033, 0x1002, 0x20020, 0xD00)], 1, None),
-    "tlb-paging-off": ([("rfc-2022-02", "tdp"), ("rfc-2022-02", "nested-ept")], LONG_MODE,
-                       [ev.Smi(), ev.Rsm(), ev.Smi()], None, 2),
     "inactive-tables": ([("v5.12", "nested-npt"), ("v5.13", "nested-npt")], LONG_MODE,
                         [ev.GuestPteWrite(0x2000), ev.MovCr4(0x400020)], 1, None),
     "pae-pdpt-offset": ([("v6.6", "shadow"), ("v6.6", "nested-shadow")],

@@ -8,10 +8,13 @@ import json
 
 import pytest
 
-from formal import trace
+from formal import arch, trace
+from formal import events as ev
 from formal.cli import main
+from formal.machine import Machine
 from formal.replay import replay
-from formal.shadow import GuestWorld
+from formal.shadow import GuestWorld, concrete_policy
+from formal.state import CONFIGS
 from formal.tlb_oracle import TlbOracle
 from specs import POLICIES
 from tests.conftest import LONG_MODE, TRACES
@@ -103,3 +106,26 @@ def test_root_frame_serves_every_paging_mode():
         world.format_root(0x1000, mode)
         fresh = TlbOracle(world.mem, regs).fresh(0x40_0000)
         assert fresh is not None and fresh.paddr == page, mode
+
+
+@pytest.mark.parametrize("config", ["tdp", "nested-ept"])
+def test_tdp_with_paging_off_reads_physical_memory_not_the_hardware_tlb(config):
+    """With the guest's paging off (SMM entry clears CR0.PG) the hardware walking the guest's
+    tables translates nothing: the access is physical (SDM §4.1.1) and the TLB, which caches only
+    translations through paging structures (§4.10.2.3), is not used; what it cached is used
+    again once paging is back on.  rfc-2022-02 flushes nothing from RSM to the next SMI."""
+    t = trace.Trace("rfc-2022-02", config, LONG_MODE, (ev.Smi(), ev.Rsm(), ev.Smi()))
+    assert not replay(t).violated
+    world = GuestWorld()
+    world.add_pgd(LONG_MODE.cr3)
+    page = world.read_leaf(LONG_MODE.cr3) & ~0xFFF
+    policy = concrete_policy(POLICIES[t.policy])(CONFIGS[config], world)
+    m = Machine(policy, LONG_MODE)
+    m.start()
+    gpas = []
+    for i, e in enumerate(t.events):
+        m.step(i, e)
+        gpas.append([seen.gpa for seen in policy.observable(m.v)])
+    assert page == 0x200_0000
+    assert gpas == [[arch.WATCHED_VA], [page], [arch.WATCHED_VA]]
+    assert [s.gpa for s in policy.hw[0].held(0)] == [page]  # kept for paging on again

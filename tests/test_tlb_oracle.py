@@ -246,6 +246,23 @@ def test_smi_and_rsm(vendor, left):
     assert oracle.regs == saved
 
 
+def test_paging_off_serves_the_physical_address_and_no_entry_until_paging_is_back():
+    """SDM §4.1.1: with CR0.PG=0 linear addresses are physical; §4.10.2.3: the TLBs cache only
+    translations through paging structures.  An entry SMM entry did not invalidate (Intel)
+    serves again after RSM."""
+    oracle, _, _ = pcid0_entries()
+    saved = Regs(oracle.regs.cr0, oracle.regs.cr3, oracle.regs.cr4, oracle.regs.efer)
+    cached = Translation(A1, PAGE_4K, False, Perms(True, True, False))
+    oracle.smi(Regs(cr0=bits.CR0_ET, cr3=saved.cr3, cr4=0, efer=0))
+    assert tags(oracle) == {(0, VA_A, False), (0, VA_G, True)}  # kept, but not usable
+    assert oracle.usable(VA_A) == [] and not oracle.allowed(VA_A, cached)
+    assert oracle.allowed(VA_A | 0x10, Translation(VA_A | 0x10, PAGE_4K, False, cached.perms))
+    assert oracle.explain(VA_A) == \
+        "fresh walk of 0x400000 under PCID 0x0: paging disabled\nretained: none"
+    oracle.rsm(saved)
+    assert [e.frame for e in oracle.usable(VA_A)] == [A1]
+
+
 # Row: INIT -> everything.
 
 def test_init_flushes_everything_and_resets_registers():
