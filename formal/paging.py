@@ -224,9 +224,15 @@ def _reserved(mode: Mode, level: _Level, large: bool, nxe: bool) -> int:
     return rsvd
 
 
+def pdpt_address(cr3: int) -> int:
+    """SDM §4.4.1: the physical address of PAE paging's PDPT, CR3[31:5] (32-byte aligned; bits
+    11:5 are part of it, not of a PCID)."""
+    return _root(Mode.PAE, cr3)
+
+
 def load_pdptes(mem: Memory, cr3: int) -> tuple[int, ...]:
     """SDM §4.4.1: the 4 PDPTEs a MOV CR3 (or a CR0/CR4 write entering PAE paging) loads."""
-    base = _root(Mode.PAE, cr3)
+    base = pdpt_address(cr3)
     return tuple(mem.read(base + 8 * i) for i in range(4))
 
 
@@ -377,7 +383,10 @@ class PageTables:
         self.root = self.alloc.alloc()
 
     def cr3(self, pcid: int = 0) -> int:
-        """A CR3 value for these tables (SDM §4.5.2: PCID in bits 11:0 with CR4.PCIDE=1)."""
+        """A CR3 value for these tables (SDM §4.5.2: PCID in bits 11:0 with CR4.PCIDE=1, which
+        only 4-level paging has, §4.10.1; with PAE paging CR3[11:5] locate the PDPT, §4.4.1)."""
+        if pcid and self.mode is not Mode.LEVEL4:
+            raise ValueError(f"{self.mode.value} paging has no PCID in CR3")
         return self.root | pcid
 
     def map(self, va: int, pa: int, flags: int, *, size: int = PAGE_4K,

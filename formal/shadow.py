@@ -42,7 +42,9 @@ from formal.paging import (
     Mode,
     Perms,
     Translation,
+    load_pdptes,
     paging_mode,
+    pdpt_address,
     translate,
 )
 from formal.pte import PTE_P, PTE_RW, PTE_US, PTE_XD
@@ -61,8 +63,9 @@ TABLE_FLAGS = PTE_P | PTE_RW | PTE_US
 LEAF_FLAGS = PTE_P | PTE_RW | PTE_US
 _ADDR = bits.CR3_ADDR_MASK
 
-# Indexes of WATCHED_VA (0x400000): 4-level and PAE PD index 2, PT index 0 (SDM §4.4.2, §4.5.4);
-# 32-bit PDE index 1, PTE index 0 (SDM §4.3).
+# Indexes of WATCHED_VA (0x400000): PAE PDPTE index 0, 4-level and PAE PD index 2, PT index 0
+# (SDM §4.4.2, §4.5.4); 32-bit PDE index 1, PTE index 0 (SDM §4.3).
+_PDPTE_INDEX = (arch.WATCHED_VA >> 30) & 3
 _PD_INDEX = (arch.WATCHED_VA >> 21) & 0x1FF
 _PT_INDEX = (arch.WATCHED_VA >> 12) & 0x1FF
 _PDE32_INDEX = arch.WATCHED_VA >> 22
@@ -72,7 +75,8 @@ _PDE32_INDEX = arch.WATCHED_VA >> 22
 class Tables:
     """The paging structures below one pgd's root frame, shared by every paging mode: the PD and
     PT are valid both as PAE/4-level tables (8-byte entries) and, since every address is below
-    4 GiB, the PT's first entry as a 32-bit PTE (its low 4 bytes)."""
+    4 GiB, the PT's first entry as a 32-bit PTE (its low 4 bytes).  Pgds that differ only in
+    CR3[11:0] share them, as the abstract model's tables are CR3[M-1:12] (formal.arch.tables)."""
 
     root: int
     pdpt: int
@@ -117,18 +121,19 @@ class GuestWorld:
         return t
 
     def format_root(self, pgd: int, mode: Mode) -> None:
-        """Lay out pgd's root frame for a paging mode: one 8-byte entry holds the PML4E 0
-        (4-level), the PDPTE 0 (PAE, only P: SDM §4.4.1 Table 4-8 reserves its other low bits)
-        or, in its high half, the 32-bit PDE 1 (SDM §4.3).  A guest that changes paging mode
-        rewrites its top-level table this way before it uses it."""
+        """Lay out pgd's top-level table for a paging mode: the first 8-byte entry of the root
+        frame holds the PML4E 0 (4-level) or, in its high half, the 32-bit PDE 1 (SDM §4.3);
+        with PAE paging the PDPTE 0 of the PDPT at CR3[31:5] (SDM §4.4.1: 32-byte aligned, so
+        CR3[11:5] place it inside the frame; only P, Table 4-8 reserves its other low bits).
+        A guest that changes paging mode rewrites its top-level table this way before it uses
+        it."""
         t = self.tables[pgd & _ADDR]
-        entry = {Mode.LEVEL4: t.pdpt | TABLE_FLAGS, Mode.PAE: t.pd | PTE_P,
-                 Mode.BITS32: (t.pt | TABLE_FLAGS) << 32 * _PDE32_INDEX}.get(mode)
-        if entry is not None:
-            self.mem.write(t.root, entry)
-
-    def leaf_gfn(self, pgd: int) -> int:
-        return self.tables[pgd & _ADDR].pt >> 12
+        if mode is Mode.PAE:
+            self.mem.write(pdpt_address(pgd) + 8 * _PDPTE_INDEX, t.pd | PTE_P)
+        elif mode is Mode.LEVEL4:
+            self.mem.write(t.root, t.pdpt | TABLE_FLAGS)
+        elif mode is Mode.BITS32:
+            self.mem.write(t.root, (t.pt | TABLE_FLAGS) << 32 * _PDE32_INDEX)
 
     def read_leaf(self, pgd: int) -> int:
         return self.mem.read(self.tables[pgd & _ADDR].leaf)
@@ -199,6 +204,8 @@ class ConcreteMmuMixin(Mechanism):
         super().__init__(cfg)
         self.world = world if world is not None else GuestWorld()
         self.pages: dict[tuple[int, int], ShadowPage] = {}
+        # The PDPTEs each PAE root (by pgd and role) was built from (alloc_root).
+        self.pdptrs: dict[tuple[int, int], tuple[int, ...]] = {}
         self.hw = [HwContext(), HwContext()]
 
     # -- shadow pages --
@@ -207,38 +214,71 @@ class ConcreteMmuMixin(Mechanism):
         """A guest_mmu root under nested EPT/NPT: it shadows L1's EPT/NPT tables."""
         return self.cfg.nested_tdp and any(root is r for r in _slots(v.guest_mmu))
 
-    def _leaf_key(self, v: Vcpu, root: Root) -> tuple[int, int]:
-        """(gfn, role) of the leaf shadow page under root that maps the watched page: the leaf
-        role is the root's with level 1 (mmu.c kvm_mmu_child_role)."""
+    @staticmethod
+    def _pae_guest(root: Root) -> bool:
+        """An indirect root shadowing PAE paging: level 3 with 8-byte guest entries (a 32-bit
+        guest's shadow root is level 3 too, with 4-byte ones: roles.shadow_root_role)."""
+        return root.valid and not roles.is_direct(root.role) \
+            and roles.level(root.role) == roles.PT32E_ROOT_LEVEL \
+            and not root.role & roles.HAS_4_BYTE_GPTE
+
+    def alloc_root(self, v: Vcpu, mmu: Mmu, pgd: int) -> None:
+        """A PAE root also records the guest's PDPTEs: mmu.c mmu_alloc_shadow_roots builds
+        pae_root[i] from mmu->get_pdptr(i) (kvm_pdptr_read), the PDPTE registers x86.c
+        load_pdptrs read from the PDPT at CR3[31:5] (SDM §4.4.1), and leaves it empty for a
+        PDPTE without P.  The replay's guest never rewrites a PDPT it runs on, so the memory at
+        CR3[31:5] now holds what load_pdptrs loaded."""
+        super().alloc_root(v, mmu, pgd)
+        if self._pae_guest(mmu.root):
+            self.pdptrs[(pgd, mmu.root.role)] = load_pdptes(self.world.mem, pgd)
+
+    def _leaf_key(self, v: Vcpu, root: Root) -> tuple[int, int] | None:
+        """(gfn, role) of the leaf shadow page under root that maps the watched page, None when
+        the root maps nothing there: the leaf role is the root's with level 1 (mmu.c
+        kvm_mmu_child_role)."""
         role = root.role & ~roles.LEVEL_MASK | 1
         if self._is_ept_root(v, root):
             self.world.add_ept(root.pgd)
             return self.world.ept_leaf[root.pgd & _ADDR] >> 12, role
-        self.world.add_pgd(root.pgd)
-        return self.world.leaf_gfn(root.pgd), role
+        t = self.world.add_pgd(root.pgd)
+        if not self._pae_guest(root):
+            return t.pt >> 12, role
+        # Below the root's PDPTE, the guest's PD entry leads to the leaf table (paging_tmpl.h
+        # FNAME(walk_addr_generic)); KVM write-protects the PD it shadows, the replay never
+        # rewrites one.
+        pdpte = self.pdptrs[(root.pgd, root.role)][_PDPTE_INDEX]
+        if not pdpte & PTE_P:
+            return None
+        pde = self.world.mem.read((pdpte & _ADDR) + 8 * _PD_INDEX)
+        return ((pde & _ADDR) >> 12, role) if pde & PTE_P else None
 
-    def _guest_entry(self, v: Vcpu, root: Root) -> int:
-        """The guest entry the SPTE is built from: the leaf guest PTE (paging_tmpl.h
+    def _guest_entry(self, v: Vcpu, root: Root, gfn: int) -> int:
+        """The guest entry the SPTE is built from: the leaf guest PTE in table gfn (paging_tmpl.h
         FNAME(walk_addr) / FNAME(sync_spte)), or L1's EPT entry for a guest_mmu root."""
         if self._is_ept_root(v, root):
             return self.world.ept[root.pgd & _ADDR][-1]
-        return self.world.read_leaf(root.pgd)
+        return self.world.mem.read((gfn << 12) + 8 * _PT_INDEX)
 
-    def _faulted_in(self, v: Vcpu, root: Root) -> ShadowPage:
+    def _faulted_in(self, v: Vcpu, root: Root) -> ShadowPage | None:
         """The leaf shadow page, with its SPTE installed from the current guest entry if missing
-        (the shadow page fault, paging_tmpl.h FNAME(page_fault) -> FNAME(fetch))."""
-        sp = self.pages.setdefault(self._leaf_key(v, root), ShadowPage())
+        (the shadow page fault, paging_tmpl.h FNAME(page_fault) -> FNAME(fetch)); None when the
+        root maps nothing for the watched page (the guest gets the page fault)."""
+        key = self._leaf_key(v, root)
+        if key is None:
+            return None
+        sp = self.pages.setdefault(key, ShadowPage())
         if sp.gpte is None:
-            sp.gpte = self._guest_entry(v, root)
+            sp.gpte = self._guest_entry(v, root, key[0])
         return sp
 
     def sync_root(self, v: Vcpu, root: Root, when: object = True) -> None:
         super().sync_root(v, root, when)
         if when and root.valid and not roles.is_direct(root.role):
-            sp = self.pages.get(self._leaf_key(v, root))
-            if sp is not None:
+            key = self._leaf_key(v, root)
+            sp = None if key is None else self.pages.get(key)
+            if key is not None and sp is not None:
                 # kvm_sync_page: every SPTE rebuilt from the guest's current entries.
-                sp.gpte = self._guest_entry(v, root) if sp.gpte is not None else None
+                sp.gpte = self._guest_entry(v, root, key[0]) if sp.gpte is not None else None
                 sp.unsync = False
 
     def guest_pte_write(self, v: Vcpu, pgd: int) -> None:
@@ -292,8 +332,9 @@ class ConcreteMmuMixin(Mechanism):
             walked = self._hardware_walk(v.regs)
             if walked is None:
                 return None
-            offset = self._faulted_in(v, root).gpte
-            assert offset is not None
+            ept = self._faulted_in(v, root)
+            assert ept is not None and ept.gpte is not None
+            offset = ept.gpte
             return Seen(walked.gpa + offset, walked.perms,
                         f"L2 GPA {walked.gpa:#x} via shadow EPT/NPT {where}")
         if roles.is_direct(root.role):
@@ -306,7 +347,10 @@ class ConcreteMmuMixin(Mechanism):
                 return None
             return Seen(walked.gpa, walked.perms,
                         f"via the hardware walk of the guest's tables ({where})")
-        gpte = self._faulted_in(v, root).gpte
+        sp = self._faulted_in(v, root)
+        if sp is None:
+            return None
+        gpte = sp.gpte
         assert gpte is not None
         if not gpte & PTE_P:
             return None

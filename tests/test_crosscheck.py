@@ -185,18 +185,14 @@ def test_corpus_traces_agree_on_every_cell(name, policy, config):
 
 # Known disagreements (reported, not yet fixed in formal/), found by the templated sequences and
 # the longer runs: name -> (cells, initial registers, events, abstract verdict, concrete verdict).
-# - The abstract over-approximation of docs/model.md: under TDP a guest PTE write leaves an old
-#   translation of the watched page "under any tag" in the hardware context, and an invalidation
-#   that covers it makes it stale.  When the policy then skips a flush, the abstract model flags
-#   freshness where the concrete replay, which tracks what the hardware cached, finds nothing the
-#   guest can use: paging-off, with paging off (SMM, or after INIT); other-pcid, under a PCID the
-#   guest never ran with -- both rfc-2022-02, whose kvm_mmu_reset_context keeps the root and
-#   flushes nothing; inactive-tables, v5.12 and v5.13 on AMD, whose MOV CR4 setting PKE
-#   flushes nothing, after a write to tables the guest is not running on.
-# - The concrete level: pae-pdpt-offset, every policy with shadow paging: with PAE paging the
-#   PDPT is at CR3[31:5] (SDM §4.4.1), but the replay's guest lays it out at the start of CR3's
-#   page and the concrete shadow MMU walks that page's tables, so with CR3[11:5] nonzero the
-#   shadow root translates what the oracle's walk faults on.
+# All are the abstract over-approximation of docs/model.md: under TDP a guest PTE write leaves an
+# old translation of the watched page "under any tag" in the hardware context, and an
+# invalidation that covers it makes it stale.  When the policy then skips a flush, the abstract
+# model flags freshness where the concrete replay, which tracks what the hardware cached, finds
+# nothing the guest can use: paging-off, with paging off (SMM, or after INIT); other-pcid, under
+# a PCID the guest never ran with -- both rfc-2022-02, whose kvm_mmu_reset_context keeps the
+# root and flushes nothing; inactive-tables, v5.12 and v5.13 on AMD, whose MOV CR4 setting PKE
+# flushes nothing, after a write to tables the guest is not running on.
 # The CI samples of the RFC_TDP cells find these, so those cells are not run (pytest --runxfail
 # runs them); the CI sample of the other cells finds none, with 1,000 sequences a cell v5.12 and
 # v5.13 nested-npt find inactive-tables (docs/replay.md).
@@ -209,8 +205,6 @@ GAP = {
                                     ev.SetSregs(0x8001_0033, 0x1002, 0x20020, 0xD00)], 1, None),
     "inactive-tables": ([("v5.12", "nested-npt"), ("v5.13", "nested-npt")], LONG_MODE,
                         [ev.GuestPteWrite(0x2000), ev.MovCr4(0x400020)], 1, None),
-    "pae-pdpt-offset": ([("v6.6", "shadow"), ("v6.6", "nested-shadow")],
-                        replace(LONG_MODE, efer=0), [ev.MovCr3(0x1020)], None, 0),
 }
 
 

@@ -27,6 +27,7 @@ from formal.paging import (
     Perms,
     check_access,
     load_pdptes,
+    pdpt_address,
     pdptes_error,
     translate,
     walk,
@@ -348,6 +349,29 @@ def test_pae_walk_uses_the_pdpte_registers_given():
     assert walk(mem, PG, pt.cr3(), bits.CR4_PAE, 0, 0x40_0000, READ).fault == 0
     r = walk(mem, PG, pt.cr3(), bits.CR4_PAE, 0, 0x40_0000, READ, pdptes=loaded)
     assert r.translation is not None and r.translation.paddr == 0x5000
+
+
+def test_pae_pdpt_is_at_cr3_31_5_not_at_the_start_of_its_page():
+    """SDM §4.4.1: the PDPT is 32-byte aligned at CR3[31:5]; PDPTE i is at CR3[31:5] + 8 * i.
+    A decoy PDPT at the start of the page maps the same address elsewhere."""
+    mem = Memory()
+    decoy = {0x1008: 0x10_0001, 0x10_0010: 0x11_0000 | 0x7, 0x11_0008: 0x5000 | 0x7}
+    # PDPTE 1 at 0x1028 -> PD 0x102000; PDE 2 at 0x102010 -> PT 0x103000; PTE 1 at 0x103008.
+    pdpt = {0x1028: 0x10_2001, 0x10_2010: 0x10_3000 | 0x7, 0x10_3008: 0x6_0000 | 0x7}
+    for addr, entry in {**decoy, **pdpt}.items():
+        mem.write(addr, entry)
+    va = 0x4040_1234  # PDPTE 1, PDE 2, PTE 1
+    assert pdpt_address(0x1020) == 0x1020 and pdpt_address(0x1_0000_1FFF) == 0x1FE0
+    assert load_pdptes(mem, 0x1020) == (0, 0x10_2001, 0, 0)
+    r = walk(mem, PG, 0x1020, bits.CR4_PAE, 0, va, READ)
+    assert r.fault is None and r.translation is not None
+    assert r.translation.paddr == 0x6_0234
+    # CR3[4:3] are PWT/PCD: 0x1018 names the decoy PDPT at 0x1000; 0x1040 an empty one.
+    decoyed = walk(mem, PG, 0x1018, bits.CR4_PAE, 0, va, READ).translation
+    assert decoyed is not None and decoyed.paddr == 0x5234
+    assert walk(mem, PG, 0x1040, bits.CR4_PAE, 0, va, READ).fault == 0  # PDPTE 1 P=0
+    with pytest.raises(ValueError, match="no PCID"):
+        tables(Mode.PAE)[1].cr3(0x20)
 
 
 @pytest.mark.parametrize("mode,va", [(Mode.LEVEL4, 0x0000_8000_0000_0000),

@@ -5,6 +5,7 @@ pages from 0x2000000 in the order the trace names the pgds, a fresh page per PTE
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -12,9 +13,10 @@ from formal import arch, trace
 from formal import events as ev
 from formal.cli import main
 from formal.machine import Machine
+from formal.paging import Mode
 from formal.replay import replay
 from formal.shadow import GuestWorld, concrete_policy
-from formal.state import CONFIGS
+from formal.state import CONFIGS, Regs
 from formal.tlb_oracle import TlbOracle
 from specs import POLICIES
 from tests.conftest import LONG_MODE, TRACES
@@ -95,17 +97,48 @@ def test_cli_replay_bad_input_exits_3(tmp_path, capsys):
 def test_root_frame_serves_every_paging_mode():
     """One pgd's tables give the same data page in 4-level, PAE and 32-bit paging once the root
     frame is laid out for the mode (formal.shadow.GuestWorld.format_root)."""
-    from formal.paging import Mode
-    from formal.state import Regs
-
     world = GuestWorld()
     world.add_pgd(0x1000)
     page = world.read_leaf(0x1000) & ~0xFFF
     for mode, regs in [(Mode.LEVEL4, LONG_MODE), (Mode.PAE, Regs(0x8000_0033, 0x1000, 0x20, 0)),
-                       (Mode.BITS32, Regs(0x8000_0033, 0x1000, 0x0, 0))]:
-        world.format_root(0x1000, mode)
+                       (Mode.BITS32, Regs(0x8000_0033, 0x1000, 0x0, 0)),
+                       (Mode.PAE, Regs(0x8000_0033, 0x1FE0, 0x20, 0))]:
+        world.format_root(regs.cr3, mode)
         fresh = TlbOracle(world.mem, regs).fresh(0x40_0000)
-        assert fresh is not None and fresh.paddr == page, mode
+        assert fresh is not None and fresh.paddr == page, (mode, regs)
+    # SDM §4.4.1: the PAE PDPT of CR3 0x1FE0 is at 0x1FE0, its PDPTE 0 points at the frame's PD.
+    assert world.mem.read(0x1FE0) == world.tables[0x1000].pd | 1
+
+
+# PAE paging (LONG_MODE with EFER=0) on CR3 0x1020: the PDPT is at CR3[31:5] = 0x1020.
+PAE_1020 = Regs(cr0=0x8001_0033, cr3=0x1020, cr4=0x20, efer=0)
+
+
+@pytest.mark.parametrize("laid_out", [True, False], ids=["pdpt-at-0x1020", "empty-0x1020"])
+def test_pae_shadow_root_is_built_from_the_pdptes_at_cr3_31_5(laid_out):
+    """mmu.c mmu_alloc_shadow_roots builds a PAE root from the PDPTEs x86.c load_pdptrs read at
+    CR3[31:5] (SDM §4.4.1): with a present PDPTE 0 only at the start of the frame (0x1000) and
+    none at 0x1020, the root maps nothing for the watched page."""
+    world = GuestWorld()
+    world.add_pgd(0x1000)
+    world.format_root(0x1000, Mode.PAE)
+    if laid_out:
+        world.format_root(0x1020, Mode.PAE)
+    policy = concrete_policy(POLICIES["v6.6"])(CONFIGS["shadow"], world)
+    m = Machine(policy, PAE_1020)
+    m.start()
+    pdpte0 = world.tables[0x1000].pd | 1 if laid_out else 0
+    assert policy.pdptrs == {(0x1020, m.v.mmu.root.role): (pdpte0, 0, 0, 0)}
+    assert [seen.gpa for seen in policy.observable(m.v)] == ([0x200_0000] if laid_out else [])
+
+
+@pytest.mark.parametrize("config", ["shadow", "nested-shadow"])
+def test_pae_cr3_with_bits_11_5_set_replays_without_a_forbidden_access(config):
+    """The replay's guest lays its PDPT out at CR3[31:5] before MOV CR3 0x1020 loads it: the
+    shadow root and the oracle's walk agree."""
+    t = trace.Trace("v6.6", config, replace(LONG_MODE, efer=0), (ev.MovCr3(0x1020),))
+    out = replay(t)
+    assert not out.violated and out.events_run == 1
 
 
 @pytest.mark.parametrize("config", ["tdp", "nested-ept"])
