@@ -4,7 +4,7 @@ system, and KVM obligations restricted to the events that matter."""
 from __future__ import annotations
 
 import pytest
-from pysmt.shortcuts import BV, FALSE, TRUE, And, BVAdd, BVAnd, EqualsOrIff
+from pysmt.shortcuts import BV, FALSE, TRUE, And, BVAdd, BVAnd, BVExtract, EqualsOrIff
 
 from formal import engines
 from formal import events as ev
@@ -75,13 +75,30 @@ def test_a_corrupted_invariant_fails_the_cvc5_recheck(bit, verdict):
         assert "consecution" in r.reason
 
 
+def test_kind_fails_without_strengthening_where_pdr_proves():
+    toy = counter(2, -1)
+    assert engines.kind(toy, PROP, 3).verdict == "unknown"
+    r = engines.pdr(toy, PROP, engines.Checker(timeout=60))
+    assert r.verdict == "proved", r.reason
+    assert "re-checked by cvc5" in r.certificate
+    # The invariant IC3 found (the certificate cvc5 accepted) says that x stays even.
+    inv = next(iter(toy.rechecked))
+    x = engines.Unroller(toy).state(0)["regs.cr0"]
+    assert not engines.Checker().sat("odd", And(inv, EqualsOrIff(BVExtract(x, 0, 0), BV(1, 1))))
+
+
+def test_pdr_finds_the_violation_of_an_unsafe_counter_and_leaves_it_to_bmc():
+    r = engines.pdr(counter(2, 6), PROP, engines.Checker(timeout=60))
+    assert r.verdict == "unknown"
+    assert r.reason == ("pdr found the property violated on a path of 4 events; run bmc for a "
+                        "shortest counterexample")
+
+
 def test_pdr_never_claims_a_proof_it_could_not_finish():
-    r = engines.pdr(counter(2, -1), PROP, engines.Checker(timeout=2))
-    assert r.verdict in ("proved", "unknown")
-    if r.verdict == "proved":
-        assert "re-checked by cvc5" in r.certificate
-    else:
-        assert r.reason
+    """x += 3 reaches x == -1 only after about 6e18 events: IC3 neither proves the property
+    nor finds the path within its time."""
+    r = engines.pdr(counter(3, -1), PROP, engines.Checker(timeout=2))
+    assert (r.verdict, r.reason) == ("unknown", "timeout")
 
 
 LAI_EVENTS = [ev.MovCr3, ev.Invlpg, ev.Invpcid, ev.GuestPteWrite, ev.MovCr4]
