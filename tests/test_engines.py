@@ -141,6 +141,20 @@ def test_houdini_proves_v6_6_tdp_with_a_cvc5_checked_invariant():
         in r.certificate
 
 
+def test_pdr_proves_a_v6_6_tdp_cell_with_a_cvc5_checked_invariant():
+    """IC3 on a KVM relation: v6.6 under TDP, CR3 and CR4 writes and INVPCID, freshness
+    (about 20 s of search on the reference machine)."""
+    rel = build(POLICIES["v6.6"], CONFIGS["tdp"], [ev.MovCr3, ev.Invpcid, ev.MovCr4], PROP)
+    r = engines.pdr(rel, PROP, engines.Checker(timeout=300))
+    assert r.verdict == "proved", r.reason
+    assert "re-checked by cvc5 (initiation; consecution and safety for each of 3 event kinds)" \
+        in r.certificate
+    # The invariant cvc5 accepted says the guest's hardware TLB context holds nothing stale.
+    (inv,) = rel.rechecked
+    stale = engines.Unroller(rel).state(0)["hw.0.stale"]
+    assert not engines.Checker().sat("stale", And(inv, stale))
+
+
 def test_vacuity_checks_fail_on_empty_initial_states_dead_events_and_unviolable_properties():
     from dataclasses import replace
 
