@@ -192,7 +192,11 @@ def test_corpus_traces_agree_on_every_cell(name, policy, config):
 # nothing the guest can use: paging-off, with paging off (SMM, or after INIT); other-pcid, under
 # a PCID the guest never ran with -- both rfc-2022-02, whose kvm_mmu_reset_context keeps the
 # root and flushes nothing; inactive-tables, v5.12 and v5.13 on AMD, whose MOV CR4 setting PKE
-# flushes nothing, after a write to tables the guest is not running on.
+# flushes nothing, after a write to tables the guest is not running on.  Likewise sregs-paging-off
+# (rfc-2022-02): after KVM_SET_SREGS turns paging off, freshness checks the hardware context's
+# record of the last entry (through CR3's tables, now invalidated) at an entry that caches no
+# linear translation (Mechanism.caches_no_linear); the concrete level agreed only while it
+# wrongly let the guest use its TLB with paging off.
 # The CI samples of the RFC_TDP cells find these, so those cells are not run (pytest --runxfail
 # runs them); the CI sample of the other cells finds none, with 1,000 sequences a cell v5.12 and
 # v5.13 nested-npt find inactive-tables (docs/replay.md).
@@ -205,6 +209,7 @@ GAP = {
                                     ev.SetSregs(0x8001_0033, 0x1002, 0x20020, 0xD00)], 1, None),
     "inactive-tables": ([("v5.12", "nested-npt"), ("v5.13", "nested-npt")], LONG_MODE,
                         [ev.GuestPteWrite(0x2000), ev.MovCr4(0x400020)], 1, None),
+    "sregs-paging-off": (RFC_TDP, LONG_MODE, [ev.SetSregs(0x33, 0x1000, 0x20, 0x900)], 0, None),
 }
 
 
