@@ -341,8 +341,9 @@ def pdr(rel: Relation, props: tuple[str, ...], checker: Checker | None = None) -
     times = {"pdr": time.perf_counter() - t0}
     r = recheck_invariant(rel, props, out.invariant, ck, times, "pdr")
     if r.verdict == "proved":
-        r.certificate = (f"IC3 frame {out.frame} ({len(out.cubes)} clauses over state bits, "
-                         f"{out.queries} z3 queries); " + r.certificate)
+        n = len(out.cubes)
+        r.certificate = (f"IC3 frame {out.frame} ({n} clause{'s' if n != 1 else ''} over state "
+                         f"bits, {out.queries} z3 queries); " + r.certificate)
     return r
 
 
