@@ -89,6 +89,8 @@ class IC3:
             self.bits += [(name, None)] if ty.is_bool_type() else \
                 [(name, b) for b in range(ty.width)]
 
+        # pysmt's z3 solvers: their converter, and their z3.Solver for the queries (assumptions
+        # and unsat cores, which pysmt does not expose).
         self._main = Solver(name="z3")
         self._lifter = Solver(name="z3")
         conv = self._main.converter
@@ -264,7 +266,7 @@ class IC3:
                                                   ob.events + 1))
                 heapq.heappush(queue, ob)
                 continue
-            cube = self._generalize(ob.cube, self._exclude_init(core, ob.cube), ob.level)
+            cube = self._generalize(self._exclude_init(core, ob.cube), ob.level)
             level = ob.level
             while level < self.k and self._relative(cube, level + 1) is not None:
                 level += 1
@@ -280,9 +282,9 @@ class IC3:
             core |= {next(lit for lit in sorted(cube - core) if lit not in state)}
         return core
 
-    def _generalize(self, cube: Cube, core: Cube, level: int) -> Cube:
-        """Drop literals of core (a sub-cube of cube, blocked at level, excluding the initial
-        states) one at a time while it stays so."""
+    def _generalize(self, core: Cube, level: int) -> Cube:
+        """Drop literals of core (a cube blocked at level that excludes the initial states) one
+        at a time while it stays so."""
         for lit in sorted(core):
             if lit not in core or len(core) == 1:
                 continue
