@@ -24,6 +24,7 @@ from pysmt.shortcuts import (
     BV,
     And,
     BVAnd,
+    BVLShr,
     EqualsOrIff,
     Iff,
     Implies,
@@ -393,13 +394,18 @@ def _short(f: FNode) -> str:
 # virtualization" are single bits.  Bit templates over every field (cr3, pgd, ...) multiply the
 # candidates by ten for no lemma a proof has needed.
 BIT_TEMPLATE_FIELDS = ("role",)
+# Widths a field may fit in: a PCID (12 bits), a VPID (16, SDM Vol. 3C §25.6.12), a VPID:PCID
+# tag (28, formal.arch.tag).  With "the low 12 bits are clear" (a page address): templates for
+# every bit-vector field.
+WIDTHS = (12, 16, 28)
 
 
 def candidates(rel: Relation, bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS) -> list[FNode]:
     """Lemma templates over the pre-state: the relation's own lemmas (formal.transition), each
     boolean fixed either way, implications between the booleans of one record (a root, a
     hardware context, the vCPU's own flags: smm, guest_mode, mmu_is_guest), equalities
-    between bit-vector fields of one sort, each bit of the fields named *<one of bit_fields>
+    between bit-vector fields of one sort, each bit-vector field fitting in each of WIDTHS and
+    page-aligned, each bit of the fields named *<one of bit_fields>
     fixed either way, and per event without operands and property, "taking it now violates
     nothing"."""
     state = {name: var.node for name, var in rel.pre.items()}
@@ -412,6 +418,10 @@ def candidates(rel: Relation, bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS)
             groups.setdefault(name.rsplit(".", 1)[0] if "." in name else "", []).append(var)
             continue
         words.setdefault(var.symbol_type(), []).append(var)
+        width = var.symbol_type().width
+        out += [EqualsOrIff(BVLShr(var, BV(k, width)), BV(0, width)) for k in WIDTHS
+                if k < width]
+        out.append(EqualsOrIff(BVAnd(var, BV(0xFFF, width)), BV(0, width)))
         if name.endswith(bit_fields):
             width = var.symbol_type().width
             for i in range(width):

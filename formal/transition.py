@@ -278,7 +278,8 @@ def build(policy_cls: type[Mechanism], cfg: Config,
     for kind in kinds if kinds is not None else event_kinds(cfg):
         rel.events.append(event_relation(policy_cls, cfg, pre_state, kind, "e.", props))
     rel.lemmas = entry_lemmas(policy_cls, cfg, pre_state) + legality_lemmas(cfg, pre_state) \
-        + [last_entry_lemma(policy_cls, cfg, pre_state)]
+        + [last_entry_lemma(policy_cls, cfg, pre_state)] + role_lemmas(policy_cls, cfg, pre_state) \
+        + (idle_entry_lemmas(policy_cls, cfg, pre_state) if cfg.nested else [])
     return rel
 
 
@@ -318,6 +319,69 @@ def last_entry_lemma(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) 
         none = truth(policy.caches_no_linear(v, ctx))
         return (none & neg(hw.ran)) | (neg(none) & hw.ran & same)
     return Or([And(p.condition, const(p.result)) for p in explore(run)]).simplify()
+
+
+def role_lemmas(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) -> list[FNode]:
+    """The cached roles are what kvm_init_mmu computes now (mmu.c: every role-bit change
+    resets the MMU); with nested virtualization, also while L2 runs, root_mmu's are what it
+    computes for L1's saved registers (VM exit resets to them).  Candidates only."""
+    policy = policy_cls(cfg)
+
+    def fields(v: Vcpu) -> list:
+        return [v.root_mmu.cpu_role, v.root_mmu.root_role, v.guest_mmu.cpu_role,
+                v.guest_mmu.root_role, v.nested_cpu_role]
+
+    def run(l1: bool):
+        v = copy.deepcopy(pre_state)
+        w = copy.deepcopy(v)
+        if l1:
+            if not v.guest_mode:
+                return True
+            w.regs, w.guest_mode, w.mmu_is_guest = v.l1, False, False
+        policy.kvm_init_mmu(w)
+        same = [a == b for a, b in zip(fields(v), fields(w), strict=True)]
+        return functools.reduce(lambda a, b: a & b, same[:2] if l1 else same)
+    return [Or([And(p.condition, const(p.result)) for p in explore(functools.partial(run, w))])
+            .simplify() for w in ((False, True) if cfg.nested else (False,))]
+
+
+def idle_entry_lemmas(policy_cls: type[Mechanism], cfg: Config,
+                      pre_state: Vcpu) -> list[FNode]:
+    """The other hardware context's last-entry record is one its last entry could have left
+    (formal.kvm.Mechanism.mark_active).  Candidates, of which houdini keeps the inductive:
+    - L1's record while L2 runs is of L1's saved registers (VM exit resumes them): same tables,
+      same tag; none where paging is off there and the hardware walks L1's tables (TDP);
+    - no record of paging off where the hardware walks the guest's tables, L2's under the
+      current vmcs12 VPID, and stale exactly with paging off;
+    - the same, but stale also when vmcs12/vmcb12 gave L2 VPID/ASID 0: L1 and L2 then share
+      VPID 0, and the running context's invalidations and the VM transitions cover the other
+      (SDM Vol. 3C §28.3.3.3; formal.arch.Inval.covers)."""
+    policy = policy_cls(cfg)
+
+    def run(which: str):
+        v = copy.deepcopy(pre_state)
+        ctx = 0 if v.guest_mode else 1
+        hw = v.hw[ctx]
+        if which == "resume":
+            if ctx:
+                return True
+            l1 = copy.copy(v)
+            l1.regs, l1.guest_mode = v.l1, False
+            none = truth(policy.caches_no_linear(l1, 0))
+            same = (hw.ran_tables == arch.tables(l1.regs)) & (hw.ran_tag == arch.tag(l1))
+            return (none & neg(hw.ran)) | (neg(none) & (neg(hw.ran) | same))
+        walks = cfg.nested_tdp if ctx else cfg.tdp_enabled
+        off = hw.ran_tables == arch.NO_TABLES
+        shape = truth(neg(off) if walks else True)
+        if ctx:  # L2's tag is vmcs12's VPID (arch.tag); only a VM entry sets vpid12
+            shape = shape & (hw.ran_tag >> 12 == v.vpid12)
+        if which == "strong":
+            stale = (hw.ran_stale & off) | (neg(hw.ran_stale) & neg(off))
+        else:
+            stale = neg(hw.ran_stale) | off | ((v.vpid12 == 0) & (hw.ran_tag >> 12 == 0))
+        return neg(hw.ran) | (shape & stale)
+    return [Or([And(p.condition, const(p.result)) for p in explore(functools.partial(run, w))])
+            .simplify() for w in ("resume", "strong", "weak")]
 
 
 def legality_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
