@@ -48,7 +48,7 @@ def conditions(policy: Mechanism, v: Vcpu) -> dict[str, object]:
     return {
         "role": root.role != policy.calc_root_role(v),
         "pgd": indirect & (root.pgd != want_pgd),
-        "freshness": _stale_root(v) | _stale_hw(v, 0) | _stale_hw(v, 1),
+        "freshness": _stale_root(v) | _stale_hw(policy, v, 0) | _stale_hw(policy, v, 1),
         "metadata": v.walk_cpu_role != policy.calc_cpu_role(v),
     }
 
@@ -64,11 +64,15 @@ def _stale_root(v: Vcpu) -> object:
     return old & (root.stale | (neg(v.mmu_is_guest) & (root.tag != arch.tag(v))))
 
 
-def _stale_hw(v: Vcpu, ctx: int) -> object:
+def _stale_hw(policy: Mechanism, v: Vcpu, ctx: int) -> object:
     """The running context's hardware TLB may hold a stale translation under the current tag:
-    an old one, or one the guest made through other tables at its last entry."""
+    an old one, or one the guest made through other tables at its last entry.  Not while the
+    guest's paging is off where the hardware walks the guest's tables (TDP): no linear
+    translation is used then (SDM §4.1.1: linear addresses are physical), and what the TLB
+    keeps is checked at the next entry with paging on."""
     hw = v.hw[ctx]
-    running = truth(v.guest_mode) if ctx else neg(v.guest_mode)
+    running = (truth(v.guest_mode) if ctx else neg(v.guest_mode)) \
+        & neg(truth(policy.caches_no_linear(v, ctx)))
     cur = arch.tag(v)
     other = hw.ran & hw.ran_stale & (hw.ran_tables != arch.tables(v.regs)) & (hw.ran_tag == cur)
     return running & ((hw.stale & (hw.any_tag | (hw.tag == cur))) | other)

@@ -185,31 +185,25 @@ def test_corpus_traces_agree_on_every_cell(name, policy, config):
 
 # Known disagreements (reported, not yet fixed in formal/), found by the templated sequences and
 # the longer runs: name -> (cells, initial registers, events, abstract verdict, concrete verdict).
-# All are the abstract over-approximation of docs/model.md: under TDP a guest PTE write leaves an
-# old translation of the watched page "under any tag" in the hardware context, and an
+# Both are the abstract over-approximation of docs/model.md: under TDP a guest PTE write leaves
+# an old translation of the watched page "under any tag" in the hardware context, and an
 # invalidation that covers it makes it stale.  When the policy then skips a flush, the abstract
 # model flags freshness where the concrete replay, which tracks what the hardware cached, finds
-# nothing the guest can use: paging-off, with paging off (SMM, or after INIT); other-pcid, under
-# a PCID the guest never ran with -- both rfc-2022-02, whose kvm_mmu_reset_context keeps the
-# root and flushes nothing; inactive-tables, v5.12 and v5.13 on AMD, whose MOV CR4 setting PKE
-# flushes nothing, after a write to tables the guest is not running on.  Likewise sregs-paging-off
-# (rfc-2022-02): after KVM_SET_SREGS turns paging off, freshness checks the hardware context's
-# record of the last entry (through CR3's tables, now invalidated) at an entry that caches no
-# linear translation (Mechanism.caches_no_linear); the concrete level agreed only while it
-# wrongly let the guest use its TLB with paging off.
+# nothing the guest can use: other-pcid, under a PCID the guest never ran with (rfc-2022-02,
+# whose kvm_mmu_reset_context keeps the root and flushes nothing); inactive-tables, v5.12 and
+# v5.13 on AMD, whose MOV CR4 setting PKE flushes nothing, after a write to tables the guest is
+# not running on.  (paging-off and sregs-paging-off, flags at an entry with paging off under
+# TDP, are gone: freshness no longer looks at the hardware context there.)
 # The CI samples of the RFC_TDP cells find these, so those cells are not run (pytest --runxfail
 # runs them); the CI sample of the other cells finds none, with 1,000 sequences a cell v5.12 and
 # v5.13 nested-npt find inactive-tables (docs/replay.md).
 RFC_TDP = [("rfc-2022-02", c) for c in CONFIGS if CONFIGS[c].tdp_enabled]
 PCID1 = replace(LONG_MODE, cr3=0x1001, cr4=0x20020)
 GAP = {
-    "paging-off": (RFC_TDP, LONG_MODE, [ev.Smi(), ev.GuestPteWrite(0x1000), ev.MovCr4(0x20)],
-                   2, None),
     "other-pcid": (RFC_TDP, PCID1, [ev.GuestPteWrite(0x1000),
                                     ev.SetSregs(0x8001_0033, 0x1002, 0x20020, 0xD00)], 1, None),
     "inactive-tables": ([("v5.12", "nested-npt"), ("v5.13", "nested-npt")], LONG_MODE,
                         [ev.GuestPteWrite(0x2000), ev.MovCr4(0x400020)], 1, None),
-    "sregs-paging-off": (RFC_TDP, LONG_MODE, [ev.SetSregs(0x33, 0x1000, 0x20, 0x900)], 0, None),
 }
 
 
