@@ -153,7 +153,8 @@ def _preferences(un: Unroller, depth: int) -> list[FNode]:
     """What makes a counterexample readable (and replayable on the concrete MMU), tried in
     order as one extra constraint, the first satisfiable one kept: addresses below 16 MiB
     (CR3's bit 63, NOFLUSH, left free) and no 5-level paging; first also with CR3 bits 11:5
-    clear (a PAE PDPT at the start of its page, which is where formal.replay lays it out)."""
+    clear, so a PAE PDPT reads as a page address (the concrete level replays either:
+    formal.paging.pdpt_address)."""
     s0 = un.state(0)
     addrs = [s0[n] for n in ("regs.cr3",) if n in s0]
     cr4s = [s0[n] for n in ("regs.cr4",) if n in s0]
