@@ -217,6 +217,22 @@ def test_known_gaps(name, policy, config):
     assert (abstract_verdict(t), replay(t).event) == (abstract, concrete)
 
 
+# Disagreements resolved in formal/, each on the cells where it was found: both levels now hold.
+RESOLVED = {
+    "paging-off": (LONG_MODE, [ev.Smi(), ev.GuestPteWrite(0x1000), ev.MovCr4(0x20)]),
+    "sregs-paging-off": (LONG_MODE, [ev.SetSregs(0x33, 0x1000, 0x20, 0x900)]),
+    "tlb-paging-off": (LONG_MODE, [ev.Smi(), ev.Rsm(), ev.Smi()]),
+}
+
+
+@pytest.mark.parametrize("name", RESOLVED)
+@pytest.mark.parametrize("policy,config", RFC_TDP, ids=[f"{p}-{c}" for p, c in RFC_TDP])
+def test_resolved_gaps_hold_on_both_levels(name, policy, config):
+    initial, events = RESOLVED[name]
+    t = modelled(policy, config, events, initial)
+    assert (abstract_verdict(t), replay(t).event) == (None, None)
+
+
 def _cell(p: str, c: str):
     marks = [pytest.mark.xfail(run=False, reason="known disagreements, pinned by "
                                "test_known_gaps (see GAP)")]
