@@ -383,9 +383,16 @@ def recheck_invariant(rel: Relation, props: tuple[str, ...], invariant: FNode, c
         f"of {len(un.kinds)} event kinds){where}: {_short(invariant)}"))
 
 
-def _short(f: FNode) -> str:
-    text = f.serialize()
-    return text if len(text) <= 400 else text[:400] + " ..."
+def _short(f: FNode, limit: int = 400) -> str:
+    """The first conjuncts of f, up to about limit characters.  Each is printed to a bounded
+    depth: an invariant is a DAG whose tree printing can be exponentially long."""
+    parts = list(f.args()) if f.is_and() else [f]
+    text = ""
+    for i, part in enumerate(parts):
+        text += (" & " if i else "") + part.serialize(threshold=12)
+        if len(text) > limit:
+            return text[:limit] + " ..."
+    return text
 
 
 # -- houdini: the strongest conjunction of candidate lemmas that is inductive --
