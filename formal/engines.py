@@ -413,9 +413,8 @@ def candidates(rel: Relation, bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS)
     boolean fixed either way, implications between the booleans of one record (a root, a
     hardware context, the vCPU's own flags: smm, guest_mode, mmu_is_guest), equalities
     between bit-vector fields of one sort, each bit-vector field fitting in each of WIDTHS and
-    page-aligned, each bit of the fields named *<one of bit_fields>
-    fixed either way, and per event without operands and property, "taking it now violates
-    nothing"."""
+    page-aligned, each bit of the fields named *<one of bit_fields> fixed either way, and per
+    event without operands and property, "taking it now violates nothing"."""
     state = {name: var.node for name, var in rel.pre.items()}
     out: list[FNode] = list(rel.lemmas)
     groups: dict[str, list[FNode]] = {}
@@ -431,7 +430,6 @@ def candidates(rel: Relation, bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS)
                 if k < width]
         out.append(EqualsOrIff(BVAnd(var, BV(0xFFF, width)), BV(0, width)))
         if name.endswith(bit_fields):
-            width = var.symbol_type().width
             for i in range(width):
                 bit = EqualsOrIff(BVAnd(var, BV(1 << i, width)), BV(0, width))
                 out += [bit, Not(bit)]

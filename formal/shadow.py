@@ -276,7 +276,7 @@ class ConcreteMmuMixin(Mechanism):
         if when and root.valid and not roles.is_direct(root.role):
             key = self._leaf_key(v, root)
             sp = None if key is None else self.pages.get(key)
-            if key is not None and sp is not None:
+            if sp is not None:
                 # kvm_sync_page: every SPTE rebuilt from the guest's current entries.
                 sp.gpte = self._guest_entry(v, root, key[0]) if sp.gpte is not None else None
                 sp.unsync = False

@@ -302,6 +302,16 @@ def entry_lemmas(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) -> l
     return out
 
 
+def _holds(fn: Callable[[], object]) -> FNode:
+    """Where fn's truth value (a bool, or a term on the symbolic state) holds, over all its
+    paths."""
+    return Or([And(p.condition, const(p.result)) for p in explore(fn)]).simplify()
+
+
+def _iff(a: object, b: object) -> object:
+    return (a & b) | (neg(a) & neg(b))
+
+
 def last_entry_lemma(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) -> FNode:
     """The running hardware context's last-entry record is the current state's (every step
     ends with a guest entry, formal.kvm.Mechanism.mark_active): same tables, same tag, stale
@@ -315,10 +325,10 @@ def last_entry_lemma(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) 
         hw, now = v.hw[ctx], arch.tables(v.regs)
         off = now == arch.NO_TABLES
         same = (hw.ran_tables == now) & (hw.ran_tag == arch.tag(v)) \
-            & ((hw.ran_stale & off) | (neg(hw.ran_stale) & neg(off)))
+            & _iff(hw.ran_stale, off)
         none = truth(policy.caches_no_linear(v, ctx))
         return (none & neg(hw.ran)) | (neg(none) & hw.ran & same)
-    return Or([And(p.condition, const(p.result)) for p in explore(run)]).simplify()
+    return _holds(run)
 
 
 def role_lemmas(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) -> list[FNode]:
@@ -341,8 +351,7 @@ def role_lemmas(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) -> li
         policy.kvm_init_mmu(w)
         same = [a == b for a, b in zip(fields(v), fields(w), strict=True)]
         return functools.reduce(lambda a, b: a & b, same[:2] if l1 else same)
-    return [Or([And(p.condition, const(p.result)) for p in explore(functools.partial(run, w))])
-            .simplify() for w in ((False, True) if cfg.nested else (False,))]
+    return [_holds(functools.partial(run, w)) for w in ((False, True) if cfg.nested else (False,))]
 
 
 def idle_entry_lemmas(policy_cls: type[Mechanism], cfg: Config,
@@ -376,12 +385,11 @@ def idle_entry_lemmas(policy_cls: type[Mechanism], cfg: Config,
         if ctx:  # L2's tag is vmcs12's VPID (arch.tag); only a VM entry sets vpid12
             shape = shape & (hw.ran_tag >> 12 == v.vpid12)
         if which == "strong":
-            stale = (hw.ran_stale & off) | (neg(hw.ran_stale) & neg(off))
+            stale = _iff(hw.ran_stale, off)
         else:
             stale = neg(hw.ran_stale) | off | ((v.vpid12 == 0) & (hw.ran_tag >> 12 == 0))
         return neg(hw.ran) | (shape & stale)
-    return [Or([And(p.condition, const(p.result)) for p in explore(functools.partial(run, w))])
-            .simplify() for w in ("resume", "strong", "weak")]
+    return [_holds(functools.partial(run, w)) for w in ("resume", "strong", "weak")]
 
 
 def legality_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
