@@ -364,7 +364,7 @@ def idle_entry_lemmas(policy_cls: type[Mechanism], cfg: Config,
       current vmcs12 VPID, and stale exactly with paging off;
     - the same, but stale also when vmcs12/vmcb12 gave L2 VPID/ASID 0: L1 and L2 then share
       VPID 0, and the running context's invalidations and the VM transitions cover the other
-      (SDM Vol. 3C §28.3.3.3; formal.arch.Inval.covers)."""
+      (SDM Vol. 3C §28.3.3.1, formal.arch._transition_invals; formal.arch.Inval.covers)."""
     policy = policy_cls(cfg)
 
     def run(which: str):
