@@ -35,6 +35,12 @@ class Common(Mechanism):
         """The root role kvm_init_mmu gives the active MMU for the current registers."""
         if v.mmu_is_guest:
             return roles.nested_tdp_root_role(v.smm)
+        return self.kvm_mmu_calc_root_page_role(v)
+
+    def kvm_mmu_calc_root_page_role(self, v: Vcpu) -> int:
+        """mmu.c (v5.12 .. v5.17) kvm_mmu_calc_root_page_role: the TDP root role when
+        tdp_enabled, else the shadow root role, for the current registers -- whichever MMU is
+        active.  kvm_init_mmu gives root_mmu this role."""
         if self.tdp_enabled:
             return roles.tdp_root_role(v.smm, v.guest_mode, self.role_facts)
         return roles.shadow_root_role(self.calc_cpu_role(v), self.role_facts)
@@ -154,9 +160,21 @@ class Common(Mechanism):
         intercept with NPT, svm.c) nor is emulated, so the hardware performs it.  MOV CR3 and
         INVLPG stay modelled as KVM's: "MOV CR3 and INVPCID are usually not intercepted when
         using TDP, but this is reachable when running EPT=1 and unrestricted_guest=0, and also
-        via the emulator" (x86.c kvm_invalidate_pcid)."""
+        via the emulator" (x86.c kvm_invalidate_pcid).
+
+        Except in L2 under nested EPT: vmcs02's CR3-load and INVLPG exiting are vmcs12's
+        (vmx.c vmx_exec_control clears L0's with EPT; nested.c prepare_vmcs02_early ORs in
+        vmcs12's), an exit L1 asked for is reflected to L1 (nested.c nested_vmx_exit_handled_cr,
+        the model's vmexit event), L2 cannot clear CR0.PG without unrestricted guest
+        (nested.c nested_guest_cr0_valid), and the emulator refuses CR writes and INVLPG in
+        guest mode (vmx.c vmx_check_intercept, 07721feee46b, v5.6).  So KVM never runs its
+        handler; the hardware executes the instruction under vmcs02.  Under nested NPT the
+        emulator still reaches KVM: svm.c svm_check_intercept lets an instruction L1 does not
+        intercept through, and em_cr_write calls kvm_set_cr3 (docs/findings.md F5)."""
         if isinstance(e, ev.Invpcid):
             return not (self.tdp_enabled and (not v.guest_mode or v.mmu_is_guest))
+        if isinstance(e, (ev.MovCr3, ev.Invlpg)) and self.cfg.nested == "vmx":
+            return not (v.guest_mode and v.mmu_is_guest)
         return True
 
     def handle(self, v: Vcpu, e: ev.Event) -> None:

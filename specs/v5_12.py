@@ -104,8 +104,11 @@ class V5_12(Common):
 
     def kvm_mmu_new_pgd(self, v: Vcpu, new_pgd: int, skip_tlb_flush: bool,
                         skip_mmu_sync: bool) -> None:
-        """mmu.c v5.12 kvm_mmu_new_pgd: the role is kvm_mmu_calc_root_page_role(vcpu)."""
-        self._kvm_mmu_new_pgd(v, new_pgd, self.calc_root_role(v), skip_tlb_flush, skip_mmu_sync)
+        """mmu.c v5.12 kvm_mmu_new_pgd: the role is kvm_mmu_calc_root_page_role(vcpu), also
+        while vcpu->arch.mmu is the guest_mmu of L2 under nested NPT, whose indirect roots
+        that direct TDP role never matches (so docs/findings.md F5 starts in v5.18)."""
+        self._kvm_mmu_new_pgd(v, new_pgd, self.kvm_mmu_calc_root_page_role(v), skip_tlb_flush,
+                              skip_mmu_sync)
 
     def _kvm_mmu_new_pgd(self, v: Vcpu, new_pgd: int, new_role: int, skip_tlb_flush: bool,
                          skip_mmu_sync: bool) -> None:

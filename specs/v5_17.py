@@ -70,7 +70,7 @@ class V5_17(V5_13):
         """mmu.c v5.17 kvm_mmu_new_pgd -> __kvm_mmu_new_pgd(kvm_mmu_calc_root_page_role):
         a hit requests LOAD_MMU_PGD only (force_flush_and_sync_on_reuse defaults to false);
         the caller decides about sync and flush."""
-        self._kvm_mmu_new_pgd(v, new_pgd, self.calc_root_role(v))
+        self._kvm_mmu_new_pgd(v, new_pgd, self.kvm_mmu_calc_root_page_role(v))
 
     def nested_tdp_new_pgd(self, v: Vcpu, new_pgd: int) -> None:
         """kvm_init_shadow_ept_mmu / kvm_init_shadow_npt_mmu -> __kvm_mmu_new_pgd(new_eptp)."""
