@@ -56,8 +56,11 @@ from formal.state import Config, Mmu, Regs, Root, Vcpu
 TABLES_BASE = 0x0100_0000
 DATA_BASE = 0x0200_0000
 REGION_END = 0x0400_0000
-# The offset each write to an L1 EPT/NPT table moves L2's data pages by (see GuestWorld.ept).
+# The offset each write to an L1 EPT/NPT table moves L2's data pages by, and how far apart the
+# offsets of L1's different EPT/NPT tables start (see GuestWorld.ept): distinct tables map L2's
+# pages to distinct L1 pages, so using one table's shadow root for another is seen.
 EPT_STEP = 0x1000_0000
+EPT_TABLE_STEP = 0x1_0000_0000
 
 TABLE_FLAGS = PTE_P | PTE_RW | PTE_US
 LEAF_FLAGS = PTE_P | PTE_RW | PTE_US
@@ -100,7 +103,8 @@ class GuestWorld:
     alloc: FrameAllocator = field(default_factory=lambda: FrameAllocator(TABLES_BASE))
     data: FrameAllocator = field(default_factory=lambda: FrameAllocator(DATA_BASE))
     # L1's EPT/NPT for L2, per nested pgd: every offset (L1 GPA - L2 GPA of a data page) it ever
-    # held, current last; and the frame of its leaf table (the shadow page's gfn).
+    # held, current last, the k-th table named starting at k * EPT_TABLE_STEP; and the frame of
+    # its leaf table (the shadow page's gfn).
     ept: dict[int, list[int]] = field(default_factory=dict)
     ept_leaf: dict[int, int] = field(default_factory=dict)
 
@@ -145,7 +149,7 @@ class GuestWorld:
     def add_ept(self, nested_pgd: int) -> None:
         addr = nested_pgd & _ADDR
         if addr not in self.ept:
-            self.ept[addr] = [0]
+            self.ept[addr] = [len(self.ept) * EPT_TABLE_STEP]
             self.ept_leaf[addr] = self.alloc.alloc()
 
     def write_ept(self, nested_pgd: int) -> None:

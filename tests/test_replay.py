@@ -55,6 +55,18 @@ def test_pv_tlb_flush_on_v5_12():
     assert out.message.endswith("since PV TLB flush (KVM_VCPU_FLUSH_TLB) at event 1")
 
 
+def test_l2_cr3_equal_to_an_earlier_ncr3_runs_l2_on_that_npt_root():
+    # F5: L1's NPT at 0x5000 maps L2's pages at offset 0, the one at 0x6000 (the second table
+    # named) at EPT_TABLE_STEP.  After KVM's MOV CR3 0x5000 L2 reads through 0x5000's root.
+    out = replay_file("npt-l2-cr3-hits-ncr3-root.json", "v6.6")
+    assert (out.event, out.observed, out.allowed) == (3, 0x200_2000, (0x1_0200_2000,))
+    assert "via shadow EPT/NPT root pgd=0x5000" in out.message
+    # Before v5.18 kvm_mmu_new_pgd searches with the direct TDP role: no guest_mmu root matches.
+    assert not replay_file("npt-l2-cr3-hits-ncr3-root.json", "v5.17").violated
+    # On VMX the hardware executes L2's MOV CR3; KVM's guest_mmu root stays EPTP 0x6000's.
+    assert not replay_file("npt-l2-cr3-hits-ncr3-root.json", "v6.6", "nested-ept").violated
+
+
 CELLS = [(name, policy) for name in sorted(EXPECTED) for policy in POLICIES]
 
 
