@@ -172,6 +172,9 @@ def _architecture(ctx: _Contexts, index: int, v: Vcpu, e: ev.Event, a: arch.Arch
         case ev.SetSregs():
             here(lambda o: o.load(a.regs, why, flush=bool(a.invals)))
         case ev.Init():
+            # SDM Vol. 3A §10.1 (Table 10-1: TLBs invalid): every context's entries go, as
+            # formal.arch's INIT invalidation covers every VPID.
+            ctx.run(index, [k for k in ctx.oracles if k != key], why, lambda o: o.flush(why))
             here(lambda o: o.init())
         case ev.VmEntry(vpid=vpid, nested_pgd=nested_pgd):
             if not vpid:
