@@ -360,9 +360,9 @@ class Common(Mechanism):
         self.nested_vmx_transition_tlb_flush(v, is_vmenter=False)
 
     def nested_vmx_transition_tlb_flush(self, v: Vcpu, is_vmenter: bool) -> None:
-        """vmx/nested.c nested_vmx_transition_tlb_flush (v5.8+, every version modelled):
-        without VPID for L2, L1 expects VPID 0 flushed on every transition; with it, a new
-        VPID12 on VM-enter flushes L2's context.  Every configuration has EPT or a vpid02,
+        """vmx/nested.c nested_vmx_transition_tlb_flush (v5.8 .. v5.15; V5_17 has the later
+        form): without VPID for L2, L1 expects VPID 0 flushed on every transition; with it, a
+        new VPID12 on VM-enter flushes L2's context.  Every configuration has EPT or a vpid02,
         so nested_has_guest_tlb_tag() holds."""
         if not v.vpid12:
             self.kvm_make_request(v, Req.TLB_FLUSH_GUEST)
