@@ -360,16 +360,21 @@ class Common(Mechanism):
         self.nested_vmx_transition_tlb_flush(v, is_vmenter=False)
 
     def nested_vmx_transition_tlb_flush(self, v: Vcpu, is_vmenter: bool) -> None:
-        """vmx/nested.c nested_vmx_transition_tlb_flush (v5.8 .. v5.15; V5_17 has the later
-        form): without VPID for L2, L1 expects VPID 0 flushed on every transition; with it, a
-        new VPID12 on VM-enter flushes L2's context.  Every configuration has EPT or a vpid02,
+        """vmx/nested.c nested_vmx_transition_tlb_flush (v5.8+): without VPID for L2, L1
+        expects VPID 0 flushed on every transition; with it, a new VPID12 on VM-enter flushes
+        (flush_new_vpid12, which changed in v5.16).  Every configuration has EPT or a vpid02,
         so nested_has_guest_tlb_tag() holds."""
         if not v.vpid12:
             self.kvm_make_request(v, Req.TLB_FLUSH_GUEST)
             return
         if is_vmenter and v.vpid12 != v.last_vpid:
             v.last_vpid = v.vpid12
-            self.flush_hw_context(v, 1)  # vpid_sync_context(nested_get_vpid02(vcpu))
+            self.flush_new_vpid12(v)
+
+    def flush_new_vpid12(self, v: Vcpu) -> None:
+        """What a VM entry with a new vpid12 flushes: vpid02 in hardware
+        (vpid_sync_context(nested_get_vpid02(vcpu)))."""
+        self.flush_hw_context(v, 1)
 
     def nested_ept_init_mmu_context(self, v: Vcpu) -> None:
         """vmx/nested.c nested_ept_init_mmu_context: mmu = guest_mmu, walk_mmu = nested_mmu;

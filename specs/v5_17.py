@@ -110,15 +110,11 @@ class V5_17(V5_13):
         else:
             super().kvm_handle_invpcid(v, type_, pcid, gva)
 
-    def nested_vmx_transition_tlb_flush(self, v: Vcpu, is_vmenter: bool) -> None:
+    def flush_new_vpid12(self, v: Vcpu) -> None:
         """vmx/nested.c since 712494de96f3 ("KVM: nVMX: Emulate guest TLB flush on nested
         VM-Enter with new vpid12", v5.16): a new vpid12 requests KVM_REQ_TLB_FLUSH_GUEST, which
         with shadow paging also syncs the roots, instead of flushing vpid02 alone."""
-        if v.vpid12 and is_vmenter and v.vpid12 != v.last_vpid:
-            v.last_vpid = v.vpid12
-            self.kvm_make_request(v, Req.TLB_FLUSH_GUEST)
-            return
-        super().nested_vmx_transition_tlb_flush(v, is_vmenter)
+        self.kvm_make_request(v, Req.TLB_FLUSH_GUEST)
 
     def nested_vmx_load_cr3(self, v: Vcpu, cr3: int, nested_ept: bool) -> None:
         """vmx/nested.c v5.17: new_pgd (no sync/flush requests), then init_mmu."""
