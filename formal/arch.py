@@ -317,12 +317,16 @@ def _set_sregs(cfg: Config, v: Vcpu, e: ev.SetSregs) -> ArchStep:
     return ArchStep(None, regs, (Inval("KVM_SET_SREGS", vpid(v)),))
 
 
+def init_blocked(cfg: Config) -> bool:
+    """SDM Vol. 3C §23.8: INIT signals are blocked in VMX root operation, and in VMX non-root
+    operation they cause VM exits (§25.2; the model's vmexit event).  L1 of a nested VMX
+    configuration is in VMX operation; KVM latches the INIT (vmx.c
+    vmx_apic_init_signal_blocked)."""
+    return cfg.nested == "vmx"
+
+
 def _init(cfg: Config, v: Vcpu, e: ev.Init) -> ArchStep:
-    # SDM Vol. 3C §23.8: INIT signals are blocked in VMX root operation, and in VMX non-root
-    # operation they cause VM exits (§25.2; the model's vmexit event).  L1 of a nested VMX
-    # configuration is in VMX operation; KVM latches the INIT (vmx.c
-    # vmx_apic_init_signal_blocked).
-    if cfg.nested == "vmx":
+    if init_blocked(cfg):
         return _fault(v, "INIT is blocked: L1 is in VMX operation (SDM Vol. 3C §23.8)")
     # SDM Vol. 3A §10.1: INIT invalidates the TLBs (all entries).
     return ArchStep(None, INIT_REGS, (Inval("INIT", None),))

@@ -81,10 +81,10 @@ def symbolic_state(cfg: Config, prefix: str) -> tuple[Vcpu, dict[str, Sym]]:
 
 def event_kinds(cfg: Config) -> list[type[ev.Event]]:
     """The events a configuration has: nested ones only with nested virtualization, INVVPID
-    on VMX, INVLPGA on SVM; no INIT on VMX, where L1 is in VMX operation (formal.arch._init)."""
+    on VMX, INVLPGA on SVM; no INIT where it is blocked (arch.init_blocked)."""
     out = []
     for kind in ev.EVENT_TYPES.values():
-        if kind is ev.Init and cfg.nested == "vmx":
+        if kind is ev.Init and arch.init_blocked(cfg):
             continue
         if kind.op in ev.NESTED_OPS:
             if cfg.nested is None or (kind is ev.Invvpid and cfg.nested != "vmx") \
