@@ -14,7 +14,7 @@ from formal import arch, roles
 from formal.arch import Inval
 from formal.bits import CR3_ADDR_MASK
 from formal.state import Config, HwTlb, Mmu, Req, Root, Vcpu, invalid_root
-from formal.symbolic import Sym, is_symbolic, ite, neg, truth
+from formal.symbolic import Sym, is_symbolic, ite, neg
 
 # kvm_host.h: KVM_MMU_ROOT_CURRENT, KVM_MMU_ROOT_PREVIOUS(i), KVM_MMU_ROOTS_ALL.
 ROOT_CURRENT = 1
@@ -97,8 +97,8 @@ class Mechanism:
         # Freeing a root does not flush the hardware TLB; what it cached stays there.
         kept = when & root.valid & root.hw_old
         in_l2 = root_in_l2(root)
-        self.hw_keeps(v.hw[0], kept & neg(in_l2), False, root.tag, root.stale)
-        self.hw_keeps(v.hw[1], kept & in_l2, False, root.tag, root.stale)
+        self.hw_keeps(v, 0, kept & neg(in_l2), root.tag, root.stale)
+        self.hw_keeps(v, 1, kept & in_l2, root.tag, root.stale)
         freed = select_root(when, invalid_root(), root)
         if slot < 0:
             mmu.root = freed
@@ -129,20 +129,28 @@ class Mechanism:
     def flush_hw_context(self, v: Vcpu, ctx: int) -> None:
         """A hardware TLB flush of one guest context (vpid_sync_context / ASID flush): whatever
         the hardware cached of shadow roots or, with TDP, of the guest's page tables, is gone."""
-        v.hw[ctx] = HwTlb()
+        for record in v.hw[ctx]:
+            record.flush()
         for root in v.all_roots():
             here = root.valid & (root_in_l2(root) if ctx else neg(root_in_l2(root)))
             root.hw_old = root.hw_old & neg(here)
             root.stale = ite(here, root.stale & root.unsync, root.stale)
 
-    @staticmethod
-    def hw_keeps(hw: HwTlb, when: object, any_tag: object, tag: int, stale: object) -> None:
-        """If when: record that a hardware context may hold an old translation under tag (or
-        under any tag)."""
-        hw.any_tag = ite(when, any_tag | hw.any_tag | (hw.old & (hw.tag != tag)), hw.any_tag)
-        hw.tag = ite(when, tag, hw.tag)
-        hw.old = hw.old | when
-        hw.stale = hw.stale | (when & stale)
+    def hw_keeps(self, v: Vcpu, ctx: int, when: object, tag: int, stale: object) -> None:
+        """If when: record that hardware context ctx may hold an old translation under tag."""
+        for record in self.hw_records(v, ctx, tag):
+            here = when & (record.tag == tag)
+            record.old = record.old | here
+            record.stale = record.stale | (here & stale)
+
+    def hw_records(self, v: Vcpu, ctx: int, tag: int) -> list[HwTlb]:
+        """Context ctx's per-tag records, with one for tag: the concrete simulator starts a
+        record at the first use of a tag (a new one holds nothing, as every record under a tag
+        never used does); symbolic execution has its one watched record (HwTlb)."""
+        records = v.hw[ctx]
+        if self.concrete and all(r.tag != tag for r in records):
+            records.append(HwTlb(tag=tag))
+        return records
 
     def current_ctx(self, v: Vcpu) -> int:
         return 1 if v.guest_mode else 0
@@ -163,11 +171,13 @@ class Mechanism:
             root.stale = root.stale | (hit & neg(root.live))
             root.unsync = root.unsync | hit
         if self.cfg.tdp_enabled:
-            # The hardware walks the guest's tables itself and may cache the old translation;
-            # L1's EPT/NPT tables are walked by KVM (guest_mmu), not cached as guest tables.
+            # The hardware walks the guest's tables itself: what it cached through them under a
+            # tag since its last entry there is now an old translation.  What it cached through
+            # them at an earlier entry is old already (mark_active).  L1's EPT/NPT tables are
+            # walked by KVM (guest_mmu), not cached as guest tables.
             walked = neg(addr == v.nested_pgd & CR3_ADDR_MASK) if self.cfg.nested_tdp else True
-            self.hw_keeps(v.hw[0], walked & neg(v.guest_mode), True, 0, False)
-            self.hw_keeps(v.hw[1], walked & truth(v.guest_mode), True, 0, False)
+            for record in v.hw[self.current_ctx(v)]:
+                record.old = record.old | (walked & record.ran & (record.ran_tables == addr))
 
     # -- the architecture's invalidations applied to the ghost state --
 
@@ -185,14 +195,10 @@ class Mechanism:
                 root.stale = root.stale | (hit & (root.unsync | root.hw_old))
             if native:
                 continue
-            # An old translation of unknown tag (TDP: the hardware walked the guest's tables
-            # under any PCID) is made stale by any covering invalidation: an over-approximation.
-            for ctx, hw in enumerate(v.hw):
-                covered = ite(hw.any_tag, inval.covers(v.vpid12 if ctx else 0, None),
-                              inval.covers(hw.tag >> 12, hw.tag & 0xFFF))
-                hw.stale = hw.stale | (hw.old & covered)
-                hw.ran_stale = hw.ran_stale \
-                    | (hw.ran & inval.covers(hw.ran_tag >> 12, hw.ran_tag & 0xFFF))
+            for record in v.hw[0] + v.hw[1]:
+                covered = inval.covers(record.tag >> 12, record.tag & 0xFFF)
+                record.stale = record.stale | (record.old & covered)
+                record.ran_stale = record.ran_stale | (record.ran & covered)
 
     def mark_active(self, v: Vcpu) -> None:
         """The guest runs on the active root: the hardware may now cache its translations, and
@@ -203,25 +209,27 @@ class Mechanism:
         root.live = root.live | active
         root.hw_old = root.hw_old | (active & root.unsync)
         ctx = self.current_ctx(v)
-        hw, now, tag = v.hw[ctx], arch.tables(v.regs), arch.tag(v)
-        # Only a record under the same tag is folded: one hardware ghost per context cannot
-        # tell two tags apart without claiming every tag, and an invalidation of any PCID would
-        # then make it stale.  Translations kept under another tag are not followed (a limit,
-        # docs/model.md).
-        moved = hw.ran & (hw.ran_tables != now) & (hw.ran_tag == tag)
-        same = hw.ran & (hw.ran_tables == now) & (hw.ran_tag == tag)
-        self.hw_keeps(hw, moved, False, hw.ran_tag, hw.ran_stale)
+        now, tag = arch.tables(v.regs), arch.tag(v)
         # With paging off the architecture caches nothing (SDM §4.10.2.3: TLB entries exist only
         # for linear addresses translated through paging-structure entries with P=1).  Where
         # the hardware walks the guest's tables itself (TDP) it then caches no linear
         # translation at all (only guest-physical ones, SDM Vol. 3C §28.3.1); under shadow
         # paging it runs on KVM's nonpaging root, and none of what it cached from that may be
         # used once the guest walks tables.
-        hw.ran = neg(self.caches_no_linear(v, ctx))
-        hw.ran_tables, hw.ran_tag = now, tag
-        # The record goes on only through the same tables under the same tag; any other
-        # entry starts a new one that no invalidation has covered yet.
-        hw.ran_stale = (hw.ran_stale & same) | (now == arch.NO_TABLES)
+        caches = neg(self.caches_no_linear(v, ctx))
+        for record in self.hw_records(v, ctx, tag):
+            here = record.tag == tag
+            # What the last entry under this tag cached through other tables is now old.
+            moved = here & record.ran & (record.ran_tables != now)
+            same = here & record.ran & (record.ran_tables == now)
+            record.old = record.old | moved
+            record.stale = record.stale | (moved & record.ran_stale)
+            record.ran = ite(here, caches, record.ran)
+            record.ran_tables = ite(here, now, record.ran_tables)
+            # The last-entry record goes on only through the same tables; an entry through
+            # other tables starts one that no invalidation has covered yet.
+            record.ran_stale = ite(here, (record.ran_stale & same) | (now == arch.NO_TABLES),
+                                   record.ran_stale)
 
     def caches_no_linear(self, v: Vcpu, ctx: int) -> object:
         """The guest's paging is off in context ctx and the hardware walks the guest's own

@@ -112,7 +112,8 @@ class Machine:
         and why each root's translations left the TLB (for the report)."""
         v = self.v
         was = {root_key(r): (r.stale, r.live) for r in v.all_roots() if r.valid}
-        hw_was = [h.stale or h.ran_stale for h in v.hw]
+        hw_was = {(ctx, h.tag): h.stale or h.ran_stale
+                  for ctx, records in enumerate(v.hw) for h in records}
         action()
         why = "; ".join(i.why for i in invals)
         for r in v.all_roots():
@@ -130,9 +131,11 @@ class Machine:
                         index, f"the guest PTE write to tables the TLB did not hold{since}")
             if live0 and not r.live and why:
                 self.flushes[root_key(r)] = StaleCause(index, why)
-        for ctx, h in enumerate(v.hw):
-            if (h.stale or h.ran_stale) and not hw_was[ctx]:
-                self.causes[("hw", ctx)] = StaleCause(index, why or "a root's old entries")
+        for ctx, records in enumerate(v.hw):
+            for h in records:
+                if (h.stale or h.ran_stale) and not hw_was.get((ctx, h.tag)):
+                    self.causes[("hw", ctx, h.tag)] = StaleCause(
+                        index, why or "a root's old entries")
 
 
 def _regs(r: Regs) -> str:
@@ -159,13 +162,12 @@ def _flatten(v: Vcpu) -> dict[str, object]:
         for i, r in enumerate([m.root] + m.prev_roots):
             slot = "root" if i == 0 else f"prev_roots[{i - 1}]"
             flat[f"{mname}.{slot}"] = _root(r)
-    for ctx, h in enumerate(v.hw):
-        name = f"hw[{'L2' if ctx else 'L1'}]"
-        flat[name] = (f"old stale={int(h.stale)} tag={'any' if h.any_tag else hex(h.tag)}"
-                      if h.old else "clean")
-        flat[f"{name}.last_entry"] = (
-            f"tables={h.ran_tables:#x} tag={h.ran_tag:#x} stale={int(h.ran_stale)}"
-            if h.ran else "none")
+    for ctx, records in enumerate(v.hw):
+        for h in records:
+            name = f"hw[{'L2' if ctx else 'L1'}][tag {h.tag:#x}]"
+            flat[name] = f"old stale={int(h.stale)}" if h.old else "clean"
+            flat[f"{name}.last_entry"] = (
+                f"tables={h.ran_tables:#x} stale={int(h.ran_stale)}" if h.ran else "none")
     return flat
 
 
@@ -177,9 +179,11 @@ def _root(r) -> str:
 
 
 def _diff(prefix: str, a: dict, b: dict, out: list[str]) -> None:
-    for k in a:
-        if a[k] != b[k]:
-            old, new = a[k], b[k]
+    for k in b:
+        if k not in a and b[k] in ("clean", "none"):
+            continue  # a record under a tag first used now: it held nothing before either
+        old, new = a.get(k, "clean" if k.endswith("]") else "none"), b[k]
+        if old != new:
             if isinstance(old, int) and not isinstance(old, bool):
                 out.append(f"{k}: {old:#x} -> {new:#x}")
             else:

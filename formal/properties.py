@@ -66,16 +66,18 @@ def _stale_root(v: Vcpu) -> object:
 
 def _stale_hw(policy: Mechanism, v: Vcpu, ctx: int) -> object:
     """The running context's hardware TLB may hold a stale translation under the current tag:
-    an old one, or one the guest made through other tables at its last entry.  Not while the
-    guest's paging is off where the hardware walks the guest's tables (TDP): no linear
+    an old one, or one the guest made through other tables at its last entry under it.  Not
+    while the guest's paging is off where the hardware walks the guest's tables (TDP): no linear
     translation is used then (SDM §4.1.1: linear addresses are physical), and what the TLB
     keeps is checked at the next entry with paging on."""
-    hw = v.hw[ctx]
     running = (truth(v.guest_mode) if ctx else neg(v.guest_mode)) \
         & neg(truth(policy.caches_no_linear(v, ctx)))
-    cur = arch.tag(v)
-    other = hw.ran & hw.ran_stale & (hw.ran_tables != arch.tables(v.regs)) & (hw.ran_tag == cur)
-    return running & ((hw.stale & (hw.any_tag | (hw.tag == cur))) | other)
+    cur, now = arch.tag(v), arch.tables(v.regs)
+    stale = False
+    for r in v.hw[ctx]:
+        other = r.ran & r.ran_stale & (r.ran_tables != now)
+        stale = stale | ((r.tag == cur) & (r.stale | other))
+    return running & stale
 
 
 def check(policy: Mechanism, v: Vcpu, causes: dict[object, StaleCause] | None,
@@ -127,11 +129,11 @@ def _freshness(v: Vcpu, root, causes: dict[object, StaleCause] | None) -> Violat
             f"root pgd={root.pgd:#x} serves {where} for {wva}, cached under tag "
             f"{root.tag:#x}, under tag {cur:#x} where they were never cached"))
     ctx = 1 if v.guest_mode else 0
-    cause = causes.get(("hw", ctx)) if causes is not None else None
+    cause = causes.get(("hw", ctx, cur)) if causes is not None else None
     after = f" since {cause.why} at event {cause.event}" if cause else ""
     return Violation("freshness", (
         f"the guest's hardware TLB context ({'L2' if ctx else 'L1'}) may still hold an old "
-        f"translation of {wva}{after}: KVM did not flush it"))
+        f"translation of {wva} under tag {cur:#x}{after}: KVM did not flush it"))
 
 
 def root_key(root) -> tuple[int, int]:

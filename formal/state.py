@@ -90,29 +90,35 @@ class Mmu:
 
 @dataclass
 class HwTlb:
-    """Ghost: one hardware TLB context of the guest (a VPID/ASID), for the watched page: what it
-    may hold beyond the roots KVM still has.  With TDP the hardware walks the guest's tables and
-    caches their old translations; with shadow paging it keeps translations of freed roots.
-    Either way it keeps what the guest used through other tables (another CR3, or paging
-    off) until flushed: `ran` is the last entry's, folded into `old` when the tables change
-    under the same tag."""
+    """Ghost: what one hardware TLB context of the guest (a VPID/ASID) may hold for the watched
+    page under one tag, beyond the roots KVM still has.  With TDP the hardware walks the guest's
+    tables and caches their old translations; with shadow paging it keeps translations of freed
+    roots.  Either way it keeps what the guest used through other tables (another CR3, or
+    paging off) until flushed: `ran` is the last entry under the tag, folded into `old` when
+    the tables under the tag change.
 
+    The concrete simulator keeps one record per tag the context has run under
+    (Vcpu.hw); symbolic execution keeps one, whose tag is a free variable fixed
+    from the initial state on: a property that holds for every value of that tag holds for
+    every tag (formal.transition.state_template)."""
+
+    # the tag (VPID << 12 | PCID) this record is about
+    tag: int = 0
     # may hold an old translation of the watched page...
     old: bool = False
     # ...that the architecture required to be invalidated
     stale: bool = False
-    # ...under this tag (VPID << 12 | PCID)
-    tag: int = 0
-    # ...or under any tag (TDP: the hardware walked the guest's tables under any PCID)
-    any_tag: bool = False
-    # may hold the translations the guest made at its last entry in this context, through the
+    # may hold the translations the guest made at its last entry under the tag, through the
     # tables at ran_tables (arch.tables)...
     ran: bool = False
     ran_tables: int = 0
-    # ...under this tag...
-    ran_tag: int = 0
     # ...which the architecture has since required to be invalidated
     ran_stale: bool = False
+
+    def flush(self) -> None:
+        """The context was flushed: nothing is held under the tag any more."""
+        self.old = self.stale = self.ran = self.ran_stale = False
+        self.ran_tables = 0
 
 
 @dataclass
@@ -139,8 +145,8 @@ class Vcpu:
     # vcpu->arch.nested_mmu.cpu_role: how KVM walks L2's tables in L2 with nested EPT/NPT.
     nested_cpu_role: int = 0
     requests: int = 0
-    # ghost: the hardware TLB contexts of L1 and L2 (TDP configurations).
-    hw: list[HwTlb] = field(default_factory=lambda: [HwTlb(), HwTlb()])
+    # ghost: the hardware TLB contexts of L1 and L2, each a list of per-tag records (HwTlb).
+    hw: list[list[HwTlb]] = field(default_factory=lambda: [[], []])
 
     @property
     def mmu(self) -> Mmu:

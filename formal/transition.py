@@ -28,7 +28,7 @@ from formal.kvm import Mechanism
 from formal.machine import enter, execute
 from formal.properties import PROPERTIES, ModelError
 from formal.simulate import _not_modeled
-from formal.state import Config, Regs, Vcpu
+from formal.state import Config, HwTlb, Regs, Vcpu
 from formal.symbolic import (
     Path,
     Sym,
@@ -49,8 +49,11 @@ L2_FIELDS = ("smram.", "l1.", "guest_mode", "nested_pgd", "vpid12", "last_vpid",
 
 
 def state_template() -> Vcpu:
-    """The state every symbolic state starts from: a vCPU before its first entry."""
-    return Vcpu(regs=Regs(0, 0, 0, 0))
+    """The state every symbolic state starts from: a vCPU before its first entry, with one
+    hardware TLB record per context (formal.state.HwTlb).  The record's tag is free in the
+    initial states (initial_relation) and no event changes it: the relation watches one tag,
+    which the solver picks."""
+    return Vcpu(regs=Regs(0, 0, 0, 0), hw=[[HwTlb()], [HwTlb()]])
 
 
 def is_fixed(cfg: Config, name: str) -> bool:
@@ -247,10 +250,14 @@ def initial_relation(policy_cls: type[Mechanism], cfg: Config, pre: dict[str, Sy
     """The initial states: any legal register state (KVM_SET_SREGS's checks, in L1, outside
     SMM), KVM's MMU set up for it and the first guest entry made (Machine.start)."""
     regs = {r: fresh(f"init.{r}", "bv") for r in ("cr0", "cr3", "cr4", "efer")}
+    watched = [fresh(f"init.hw.{ctx}.tag", "bv") for ctx in (0, 1)]
 
     def run():
         v = state_template()
         v.regs = Regs(**regs)
+        for ctx, records in enumerate(v.hw):
+            if not is_fixed(cfg, f"hw.{ctx}.0.tag"):
+                records[0].tag = watched[ctx]
         if arch.sregs_error(v.regs):
             return "illegal", v, []
         policy = symbolic_policy(policy_cls, cfg)
@@ -281,7 +288,8 @@ def build(policy_cls: type[Mechanism], cfg: Config,
         rel.events.append(event_relation(policy_cls, cfg, pre_state, kind, "e.", props))
     rel.lemmas = entry_lemmas(policy_cls, cfg, pre_state) + legality_lemmas(cfg, pre_state) \
         + [last_entry_lemma(policy_cls, cfg, pre_state)] + role_lemmas(policy_cls, cfg, pre_state) \
-        + (idle_entry_lemmas(policy_cls, cfg, pre_state) if cfg.nested else [])
+        + (idle_entry_lemmas(policy_cls, cfg, pre_state) if cfg.nested else []) \
+        + record_lemmas(cfg, pre_state)
     return rel
 
 
@@ -315,21 +323,23 @@ def _iff(a: object, b: object) -> object:
 
 
 def last_entry_lemma(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) -> FNode:
-    """The running hardware context's last-entry record is the current state's (every step
-    ends with a guest entry, formal.kvm.Mechanism.mark_active): same tables, same tag, stale
-    exactly with paging off, absent with paging off where the hardware walks the guest's
-    tables."""
+    """The running hardware context's record under the current tag has the current state's
+    last entry (every step ends with a guest entry, formal.kvm.Mechanism.mark_active): same
+    tables, stale exactly with paging off, absent with paging off where the hardware walks the
+    guest's tables."""
     policy = policy_cls(cfg)
 
     def run():
         v = copy.deepcopy(pre_state)
         ctx = 1 if v.guest_mode else 0
-        hw, now = v.hw[ctx], arch.tables(v.regs)
+        now, cur = arch.tables(v.regs), arch.tag(v)
         off = now == arch.NO_TABLES
-        same = (hw.ran_tables == now) & (hw.ran_tag == arch.tag(v)) \
-            & _iff(hw.ran_stale, off)
         none = truth(policy.caches_no_linear(v, ctx))
-        return (none & neg(hw.ran)) | (neg(none) & hw.ran & same)
+        out = True
+        for r in v.hw[ctx]:
+            same = (r.ran_tables == now) & _iff(r.ran_stale, off)
+            out = out & ((r.tag != cur) | (none & neg(r.ran)) | (neg(none) & r.ran & same))
+        return out
     return _holds(run)
 
 
@@ -358,10 +368,11 @@ def role_lemmas(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) -> li
 
 def idle_entry_lemmas(policy_cls: type[Mechanism], cfg: Config,
                       pre_state: Vcpu) -> list[FNode]:
-    """The other hardware context's last-entry record is one its last entry could have left
+    """The other hardware context's last-entry records are ones its entries could have left
     (formal.kvm.Mechanism.mark_active).  Candidates, of which houdini keeps the inductive:
-    - L1's record while L2 runs is of L1's saved registers (VM exit resumes them): same tables,
-      same tag; none where paging is off there and the hardware walks L1's tables (TDP);
+    - while L2 runs, L1's record under the tag of L1's saved registers is of those registers
+      (VM exit resumes them): same tables; none where paging is off there and the hardware
+      walks L1's tables (TDP);
     - no record of paging off where the hardware walks the guest's tables, L2's under the
       current vmcs12 VPID, and stale exactly with paging off;
     - the same, but stale also when vmcs12/vmcb12 gave L2 VPID/ASID 0: L1 and L2 then share
@@ -372,26 +383,53 @@ def idle_entry_lemmas(policy_cls: type[Mechanism], cfg: Config,
     def run(which: str):
         v = copy.deepcopy(pre_state)
         ctx = 0 if v.guest_mode else 1
-        hw = v.hw[ctx]
-        if which == "resume":
-            if ctx:
-                return True
-            l1 = copy.copy(v)
-            l1.regs, l1.guest_mode = v.l1, False
-            none = truth(policy.caches_no_linear(l1, 0))
-            same = (hw.ran_tables == arch.tables(l1.regs)) & (hw.ran_tag == arch.tag(l1))
-            return (none & neg(hw.ran)) | (neg(none) & (neg(hw.ran) | same))
-        walks = cfg.nested_tdp if ctx else cfg.tdp_enabled
-        off = hw.ran_tables == arch.NO_TABLES
-        shape = truth(neg(off) if walks else True)
-        if ctx:  # L2's tag is vmcs12's VPID (arch.tag); only a VM entry sets vpid12
-            shape = shape & (hw.ran_tag >> 12 == v.vpid12)
-        if which == "strong":
-            stale = _iff(hw.ran_stale, off)
-        else:
-            stale = neg(hw.ran_stale) | off | ((v.vpid12 == 0) & (hw.ran_tag >> 12 == 0))
-        return neg(hw.ran) | (shape & stale)
+        out = True
+        for r in v.hw[ctx]:
+            if which == "resume":
+                if ctx:
+                    return True
+                l1 = copy.copy(v)
+                l1.regs, l1.guest_mode = v.l1, False
+                none = truth(policy.caches_no_linear(l1, 0))
+                same = r.ran_tables == arch.tables(l1.regs)
+                here = r.tag == arch.tag(l1)
+                out = out & (neg(here) | (none & neg(r.ran)) | (neg(none) & (neg(r.ran) | same)))
+                continue
+            walks = cfg.nested_tdp if ctx else cfg.tdp_enabled
+            off = r.ran_tables == arch.NO_TABLES
+            shape = truth(neg(off) if walks else True)
+            if ctx:  # L2's tag is vmcs12's VPID (arch.tag); only a VM entry sets vpid12
+                shape = shape & (r.tag >> 12 == v.vpid12)
+            if which == "strong":
+                stale = _iff(r.ran_stale, off)
+            else:
+                stale = neg(r.ran_stale) | off | ((v.vpid12 == 0) & (r.tag >> 12 == 0))
+            out = out & (neg(r.ran) | (shape & stale))
+        return out
     return [_holds(functools.partial(run, w)) for w in ("resume", "strong", "weak")]
+
+
+def record_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
+    """Under whatever tag, running or not, a hardware context holds nothing stale: no stale old
+    translation, and a last-entry record stale only with paging off, and none of paging off
+    where the hardware walks the guest's tables (formal.kvm.Mechanism.mark_active).  A policy
+    that flushes what each invalidation covers keeps both; a step that switches to another tag
+    (MOV CR3 with another PCID, a VM entry) then finds nothing stale under it.  Candidates
+    only."""
+    def run(which: str):
+        v = copy.deepcopy(pre_state)
+        out = True
+        for ctx, records in enumerate(v.hw):
+            walks = cfg.nested_tdp if ctx else cfg.tdp_enabled
+            for r in records:
+                off = r.ran_tables == arch.NO_TABLES
+                if which == "old":
+                    out = out & neg(r.stale)
+                else:
+                    out = out & (neg(r.ran) | ((neg(off) if walks else True)
+                                               & (neg(r.ran_stale) | off)))
+        return out
+    return [_holds(functools.partial(run, w)) for w in ("old", "last")]
 
 
 def legality_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
@@ -412,11 +450,21 @@ def legality_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
 
 
 
-def evaluate(rel: Relation, v: Vcpu, e: ev.Event) -> tuple[bool, dict[str, object],
-                                                            dict[str, bool]]:
-    """The relation at one concrete state and event: whether the event steps, the successor's
-    variables and the violated properties.  The concrete simulator must agree (tests)."""
-    values = {n: get_leaf(o, k) for n, o, k in leaves(v)}
+def watching(v: Vcpu, tag: int) -> Vcpu:
+    """A concrete state as the relation sees it when it watches tag: each hardware context
+    keeps only its record under tag (a clean one if it has none, formal.state.HwTlb)."""
+    w = v.clone()
+    w.hw = [[next((r for r in records if r.tag == tag), HwTlb(tag=tag))]
+            for records in w.hw]
+    return w
+
+
+def evaluate(rel: Relation, v: Vcpu, e: ev.Event, tag: int) -> tuple[bool, dict[str, object],
+                                                                     dict[str, bool]]:
+    """The relation at one concrete state, watching one tag (watching), and one event: whether
+    the event steps, the successor's variables and the violated properties.  The concrete
+    simulator must agree (tests)."""
+    values = {n: get_leaf(o, k) for n, o, k in leaves(watching(v, tag))}
     er = next(x for x in rel.events if x.kind is type(e))
     m: dict[FNode, FNode] = {rel.pre[n].node: const(values[n]) for n in rel.names}
     for f, var in er.ops.items():

@@ -5,8 +5,8 @@ the same event.
 
 The sequences mix perturbed corpus traces (TEMPLATES: the known violations need their events in
 their order) with FOCUSED draws.  Fixed seed (derandomize): CI runs EXAMPLES sequences per
-(policy, configuration) cell, 45 cells less the 3 RFC_TDP cells of known disagreements (GAP),
-and each shadow-paged cell must see MIN_VIOLATING abstract violations.  A longer run:
+(policy, configuration) cell, 45 cells, and each shadow-paged cell must see MIN_VIOLATING
+abstract violations.  A longer run:
 FLUSHPROOF_CROSSCHECK_EXAMPLES=400 python -m pytest -q tests/test_crosscheck.py (docs/replay.md).
 A disagreement fails with hypothesis's shrunk sequence as a trace.
 """
@@ -183,52 +183,32 @@ def test_corpus_traces_agree_on_every_cell(name, policy, config):
     check(policy, config, list(t.events), t.initial)
 
 
-# Known disagreements (reported, not yet fixed in formal/), found by the templated sequences and
-# the longer runs: name -> (cells, initial registers, events, abstract verdict, concrete verdict).
-# Both are the abstract over-approximation of docs/model.md: under TDP a guest PTE write leaves
-# an old translation of the watched page "under any tag" in the hardware context, and an
-# invalidation that covers it makes it stale.  When the policy then skips a flush, the abstract
-# model flags freshness where the concrete replay, which tracks what the hardware cached, finds
-# nothing the guest can use: other-pcid, under a PCID the guest never ran with (rfc-2022-02,
-# whose kvm_mmu_reset_context keeps the root and flushes nothing); inactive-tables, v5.12 and
-# v5.13 on AMD, whose MOV CR4 setting PKE flushes nothing, after a write to tables the guest is
-# not running on.  (paging-off and sregs-paging-off, flags at an entry with paging off under
-# TDP, are gone: freshness no longer looks at the hardware context there.)
-# The CI samples of the RFC_TDP cells find these, so those cells are not run (pytest --runxfail
-# runs them); the CI sample of the other cells finds none, with 1,000 sequences a cell v5.12 and
-# v5.13 nested-npt find inactive-tables (docs/replay.md).
+# Disagreements resolved in formal/, each on the cells where it was found: both levels now hold.
+# paging-off and sregs-paging-off flagged freshness at an entry with paging off under TDP
+# (freshness no longer looks at the hardware context there); tlb-paging-off was the concrete
+# level consulting the hardware TLB with paging off.  other-pcid and inactive-tables were the
+# abstract hardware ghost's "old translation under any tag" after a guest PTE write under TDP:
+# an invalidation covering any tag made it stale, though the guest never ran with that PCID
+# (rfc-2022-02, whose kvm_mmu_reset_context keeps the root and flushes nothing) or had not run
+# on the written tables (v5.12 and v5.13 on AMD, whose MOV CR4 setting PKE flushes nothing).
+# The ghost now keeps a record per tag (formal.state.HwTlb).
 RFC_TDP = [("rfc-2022-02", c) for c in CONFIGS if CONFIGS[c].tdp_enabled]
 PCID1 = replace(LONG_MODE, cr3=0x1001, cr4=0x20020)
-GAP = {
+RESOLVED = {
+    "paging-off": (RFC_TDP, LONG_MODE, [ev.Smi(), ev.GuestPteWrite(0x1000), ev.MovCr4(0x20)]),
+    "sregs-paging-off": (RFC_TDP, LONG_MODE, [ev.SetSregs(0x33, 0x1000, 0x20, 0x900)]),
+    "tlb-paging-off": (RFC_TDP, LONG_MODE, [ev.Smi(), ev.Rsm(), ev.Smi()]),
     "other-pcid": (RFC_TDP, PCID1, [ev.GuestPteWrite(0x1000),
-                                    ev.SetSregs(0x8001_0033, 0x1002, 0x20020, 0xD00)], 1, None),
+                                    ev.SetSregs(0x8001_0033, 0x1002, 0x20020, 0xD00)]),
     "inactive-tables": ([("v5.12", "nested-npt"), ("v5.13", "nested-npt")], LONG_MODE,
-                        [ev.GuestPteWrite(0x2000), ev.MovCr4(0x400020)], 1, None),
+                        [ev.GuestPteWrite(0x2000), ev.MovCr4(0x400020)]),
 }
 
 
 @pytest.mark.parametrize("name,policy,config",
-                         [(n, p, c) for n, (cells, *_) in GAP.items() for p, c in cells])
-def test_known_gaps(name, policy, config):
-    """Pins the disagreements described at GAP: when formal/ resolves one, this fails -- drop it
-    (and, once RFC_TDP's are all gone, the xfail of those cells)."""
-    _, initial, events, abstract, concrete = GAP[name]
-    t = modelled(policy, config, events, initial)
-    assert (abstract_verdict(t), replay(t).event) == (abstract, concrete)
-
-
-# Disagreements resolved in formal/, each on the cells where it was found: both levels now hold.
-RESOLVED = {
-    "paging-off": (LONG_MODE, [ev.Smi(), ev.GuestPteWrite(0x1000), ev.MovCr4(0x20)]),
-    "sregs-paging-off": (LONG_MODE, [ev.SetSregs(0x33, 0x1000, 0x20, 0x900)]),
-    "tlb-paging-off": (LONG_MODE, [ev.Smi(), ev.Rsm(), ev.Smi()]),
-}
-
-
-@pytest.mark.parametrize("name", RESOLVED)
-@pytest.mark.parametrize("policy,config", RFC_TDP, ids=[f"{p}-{c}" for p, c in RFC_TDP])
+                         [(n, p, c) for n, (cells, *_) in RESOLVED.items() for p, c in cells])
 def test_resolved_gaps_hold_on_both_levels(name, policy, config):
-    initial, events = RESOLVED[name]
+    _, initial, events = RESOLVED[name]
     t = modelled(policy, config, events, initial)
     assert (abstract_verdict(t), replay(t).event) == (None, None)
 
@@ -254,18 +234,12 @@ def test_init_after_l2_ran_holds_on_both_levels(config):
     assert faults == [None, None, blocked if config == "nested-ept" else None, None]
 
 
-def _cell(p: str, c: str):
-    marks = [pytest.mark.xfail(run=False, reason="known disagreements, pinned by "
-                               "test_known_gaps (see GAP)")]
-    return pytest.param(p, c, id=f"{p}-{c}", marks=marks if (p, c) in RFC_TDP else [])
-
-
 # F1 violates on every shadow-paged cell: perturbed, in about one sequence in seven.  The
 # FOCUSED-only sample (46 a cell) had no violation on 17 of those 18 cells.
 MIN_VIOLATING = EXAMPLES // 20
 
 
-@pytest.mark.parametrize("policy,config", [_cell(p, c) for p, c in CELLS])
+@pytest.mark.parametrize("policy,config", CELLS, ids=[f"{p}-{c}" for p, c in CELLS])
 def test_abstract_violation_iff_concrete_forbidden_access(policy, config):
     """A third of the sequences perturb F1, a third any template (TEMPLATES), a third are
     FOCUSED draws from LONG_MODE; a shadow-paged cell must see MIN_VIOLATING violations."""
