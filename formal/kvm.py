@@ -177,7 +177,10 @@ class Mechanism:
             # walked by KVM (guest_mmu), not cached as guest tables.
             walked = neg(addr == v.nested_pgd & CR3_ADDR_MASK) if self.cfg.nested_tdp else True
             for record in v.hw[self.current_ctx(v)]:
-                record.old = record.old | (walked & record.ran & (record.ran_tables == addr))
+                hit = walked & record.ran & (record.ran_tables == addr)
+                record.old = record.old | hit
+                # ...and stale, if an invalidation covered it and no entry has cached since.
+                record.stale = record.stale | (hit & record.ran_stale)
 
     # -- the architecture's invalidations applied to the ghost state --
 
@@ -215,21 +218,20 @@ class Mechanism:
         # the hardware walks the guest's tables itself (TDP) it then caches no linear
         # translation at all (only guest-physical ones, SDM Vol. 3C §28.3.1); under shadow
         # paging it runs on KVM's nonpaging root, and none of what it cached from that may be
-        # used once the guest walks tables.
+        # used once the guest walks tables.  An entry that caches nothing leaves the record of
+        # the last entry that did as it is.
         caches = neg(self.caches_no_linear(v, ctx))
         for record in self.hw_records(v, ctx, tag):
-            here = record.tag == tag
+            here = caches & (record.tag == tag)
             # What the last entry under this tag cached through other tables is now old.
             moved = here & record.ran & (record.ran_tables != now)
-            same = here & record.ran & (record.ran_tables == now)
             record.old = record.old | moved
             record.stale = record.stale | (moved & record.ran_stale)
-            record.ran = ite(here, caches, record.ran)
+            # This entry caches through the current tables afresh: what an invalidation
+            # covered there is cached again as the walk gives it now.
+            record.ran = record.ran | here
             record.ran_tables = ite(here, now, record.ran_tables)
-            # The last-entry record goes on only through the same tables; an entry through
-            # other tables starts one that no invalidation has covered yet.
-            record.ran_stale = ite(here, (record.ran_stale & same) | (now == arch.NO_TABLES),
-                                   record.ran_stale)
+            record.ran_stale = ite(here, now == arch.NO_TABLES, record.ran_stale)
 
     def caches_no_linear(self, v: Vcpu, ctx: int) -> object:
         """The guest's paging is off in context ctx and the hardware walks the guest's own

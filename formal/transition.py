@@ -325,8 +325,8 @@ def _iff(a: object, b: object) -> object:
 def last_entry_lemma(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) -> FNode:
     """The running hardware context's record under the current tag has the current state's
     last entry (every step ends with a guest entry, formal.kvm.Mechanism.mark_active): same
-    tables, stale exactly with paging off, absent with paging off where the hardware walks the
-    guest's tables."""
+    tables, stale exactly with paging off; with paging off where the hardware walks the guest's
+    tables, that entry cached nothing and the record is an earlier one's."""
     policy = policy_cls(cfg)
 
     def run():
@@ -338,7 +338,7 @@ def last_entry_lemma(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) 
         out = True
         for r in v.hw[ctx]:
             same = (r.ran_tables == now) & _iff(r.ran_stale, off)
-            out = out & ((r.tag != cur) | (none & neg(r.ran)) | (neg(none) & r.ran & same))
+            out = out & ((r.tag != cur) | none | (r.ran & same))
         return out
     return _holds(run)
 
@@ -371,8 +371,8 @@ def idle_entry_lemmas(policy_cls: type[Mechanism], cfg: Config,
     """The other hardware context's last-entry records are ones its entries could have left
     (formal.kvm.Mechanism.mark_active).  Candidates, of which houdini keeps the inductive:
     - while L2 runs, L1's record under the tag of L1's saved registers is of those registers
-      (VM exit resumes them): same tables; none where paging is off there and the hardware
-      walks L1's tables (TDP);
+      (VM exit resumes them): same tables, unless paging is off there and the hardware walks
+      L1's tables (TDP);
     - no record of paging off where the hardware walks the guest's tables, L2's under the
       current vmcs12 VPID, and stale exactly with paging off;
     - the same, but stale also when vmcs12/vmcb12 gave L2 VPID/ASID 0: L1 and L2 then share
@@ -393,7 +393,7 @@ def idle_entry_lemmas(policy_cls: type[Mechanism], cfg: Config,
                 none = truth(policy.caches_no_linear(l1, 0))
                 same = r.ran_tables == arch.tables(l1.regs)
                 here = r.tag == arch.tag(l1)
-                out = out & (neg(here) | (none & neg(r.ran)) | (neg(none) & (neg(r.ran) | same)))
+                out = out & (neg(here) | none | neg(r.ran) | same)
                 continue
             walks = cfg.nested_tdp if ctx else cfg.tdp_enabled
             off = r.ran_tables == arch.NO_TABLES
@@ -440,7 +440,7 @@ def legality_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
         def run():
             regs = image(copy.deepcopy(pre_state))
             return regs is None or arch.sregs_error(regs) is None
-        return _any([p for p in explore(run) if p.result])
+        return _holds(run)
 
     out = [legal(lambda v: v.regs), legal(lambda v: v.smram if v.smm else None)]
     if cfg.nested is not None:

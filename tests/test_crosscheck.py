@@ -191,9 +191,14 @@ def test_corpus_traces_agree_on_every_cell(name, policy, config):
 # an invalidation covering any tag made it stale, though the guest never ran with that PCID
 # (rfc-2022-02, whose kvm_mmu_reset_context keeps the root and flushes nothing) or had not run
 # on the written tables (v5.12 and v5.13 on AMD, whose MOV CR4 setting PKE flushes nothing).
-# The ghost now keeps a record per tag (formal.state.HwTlb).
+# The ghost now keeps a record per tag (formal.state.HwTlb).  refreshed and paging-off-entry
+# (found by the longer run with 1,000 sequences a cell) were its last-entry record: it stayed
+# stale through an entry that caches the same tables afresh, and an entry with paging off under
+# TDP, which caches nothing, folded it into the old translations, though paging back on through
+# the same tables walks the same translation.
 RFC_TDP = [("rfc-2022-02", c) for c in CONFIGS if CONFIGS[c].tdp_enabled]
 PCID1 = replace(LONG_MODE, cr3=0x1001, cr4=0x20020)
+SMM_ROUND_TRIP = [ev.Smi(), ev.Rsm(), ev.Smi()]
 RESOLVED = {
     "paging-off": (RFC_TDP, LONG_MODE, [ev.Smi(), ev.GuestPteWrite(0x1000), ev.MovCr4(0x20)]),
     "sregs-paging-off": (RFC_TDP, LONG_MODE, [ev.SetSregs(0x33, 0x1000, 0x20, 0x900)]),
@@ -202,6 +207,14 @@ RESOLVED = {
                                     ev.SetSregs(0x8001_0033, 0x1002, 0x20020, 0xD00)]),
     "inactive-tables": ([("v5.12", "nested-npt"), ("v5.13", "nested-npt")], LONG_MODE,
                         [ev.GuestPteWrite(0x2000), ev.MovCr4(0x400020)]),
+    # MOV CR4 clearing PGE with a role change (the rfc's lost flush), then a NOFLUSH
+    # switch to other tables under the same PCID: the entry after the MOV CR4 cached the
+    # invalidated translation again, so PCID 0 may keep it.
+    "refreshed": ([("rfc-2022-02", "tdp")], replace(PCID1, cr3=0x1000, cr4=0x200A0),
+                  [ev.MovCr4(0x220020), ev.MovCr3(0x8000_0000_0000_2000)]),
+    # AMD's SMI flushes (the rfc keeps the root and flushes nothing); paging back on.
+    "paging-off-entry": ([("rfc-2022-02", "nested-npt")], LONG_MODE,
+                         SMM_ROUND_TRIP + [ev.MovCr0(0x8001_0033)]),
 }
 
 
@@ -211,6 +224,16 @@ def test_resolved_gaps_hold_on_both_levels(name, policy, config):
     _, initial, events = RESOLVED[name]
     t = modelled(policy, config, events, initial)
     assert (abstract_verdict(t), replay(t).event) == (None, None)
+
+
+def test_pte_write_with_paging_off_after_an_unflushed_invalidation_violates_on_both_levels():
+    """paging-off-entry with a PTE write while paging is off: what the hardware kept was
+    invalidated and now differs from the walk."""
+    events = SMM_ROUND_TRIP + [ev.GuestPteWrite(0x1000), ev.MovCr0(0x8001_0033)]
+    t = modelled("rfc-2022-02", "nested-npt", events, LONG_MODE)
+    out = replay(t)
+    assert (abstract_verdict(t), out.event, out.observed, out.allowed) \
+        == (4, 4, 0x200_0000, (0x200_1000,))
 
 
 # bmc's freshness counterexample on v6.6 nested-ept, which the replay did not confirm: the
