@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from pysmt.environment import get_env
 from pysmt.fnode import FNode
 from pysmt.shortcuts import (
     BV,
@@ -39,6 +40,7 @@ from pysmt.shortcuts import (
     Solver,
     Symbol,
 )
+from pysmt.substituter import MGSubstituter
 from pysmt.typing import BOOL, BVType
 
 WIDTH = 64
@@ -250,10 +252,31 @@ class Oracle:
 
 class Exploration:
     """What the runs of one exploration (explore, and the explorations of merged calls inside
-    it) share: the merged calls already explored (formal.symbolic.merged)."""
+    it) share: the merged calls already explored, and the variables naming merged state at
+    cut points with their definitions (formal.symbolic.merged)."""
 
     def __init__(self) -> None:
         self.memo: dict = {}
+        # cut variable -> its definition over the exploration's own variables
+        self.defs: dict[FNode, FNode] = {}
+        self._subst: MGSubstituter | None = None
+
+    def name(self, base: str, term: FNode) -> FNode:
+        """A fresh variable defined as term (itself over earlier cut variables)."""
+        var = Symbol(f"cut{len(self.defs)}.{base}", term.get_type())
+        self.defs[var] = self.substitute(term)
+        return var
+
+    def substitute(self, term: FNode) -> FNode:
+        """term with every cut variable replaced by its definition.  One substituter, whose
+        memo stays valid as definitions are added: a term can only contain variables already
+        defined."""
+        if not self.defs:
+            return term
+        if self._subst is None:
+            self._subst = MGSubstituter(get_env())
+            self._subst.invalidate_memoization = False
+        return self._subst.walk(term, substitutions=self.defs, interpretations={})
 
 
 _ORACLE: ContextVar[Oracle | None] = ContextVar("oracle", default=None)
@@ -273,7 +296,32 @@ def explore(fn: Callable[[], Any], assumption: FNode | None = None,
             solver.add_assertion(assumption)
         if not solver.solve():
             return []
-        return _explore(fn, solver, {}, (), Exploration())
+        shared = Exploration()
+        paths = _explore(fn, solver, {}, (), shared)
+    if not shared.defs:
+        return paths
+    # Cut variables stand for their definitions: put the definitions back.
+    return [Path(shared.substitute(p.condition), _substitute(p.result, shared))
+            for p in paths]
+
+
+def _substitute(obj: Any, shared: Exploration) -> Any:
+    """obj with every term's cut variables replaced by their definitions (results: tuples,
+    lists, dataclass trees, Syms)."""
+    if isinstance(obj, Sym):
+        return Sym(shared.substitute(obj.node))
+    if isinstance(obj, FNode):
+        return shared.substitute(obj)
+    if isinstance(obj, tuple):
+        return tuple(_substitute(x, shared) for x in obj)
+    if isinstance(obj, list):
+        return [_substitute(x, shared) for x in obj]
+    if hasattr(obj, "__dataclass_fields__"):
+        import dataclasses
+        return dataclasses.replace(obj, **{
+            f.name: _substitute(getattr(obj, f.name), shared)
+            for f in dataclasses.fields(obj) if f.init})
+    return obj
 
 
 def _explore(fn: Callable[[], Any], solver: Solver, known: dict[FNode, bool],
@@ -406,7 +454,7 @@ def truth(cond: Any) -> Any:
     return bool(cond)
 
 
-def merged(fn: Callable) -> Callable:
+def merged(fn: Callable, cut: bool = False) -> Callable:
     """Model functions f(self, v, *args) that mutate the state tree v: under symbolic execution,
     explore f's paths on copies of v and write the merged (if-then-else) leaves back into v, so
     that the branches of f do not multiply with those of its callers.  Arguments that are parts of
@@ -415,7 +463,14 @@ def merged(fn: Callable) -> Callable:
     The enclosing exploration re-executes its function once per path, and with it every merged
     call on the way.  A call with the same state, arguments and enclosing decisions as one
     already explored (the same point of an earlier run: the model code is deterministic) takes
-    that call's merged result instead of exploring f again."""
+    that call's merged result instead of exploring f again.
+
+    With cut, the state f leaves is also named: each leaf whose value depends on f's path (and
+    is not a constant on every path) becomes a fresh variable, defined as its merged term.  The
+    rest of the exploration decides its branches on those variables without their definitions,
+    so the solver never sees the merged terms of successive calls nested in one another; a path
+    this lets through that the definitions rule out keeps a condition that is unsatisfiable once
+    `explore` substitutes the definitions back (more paths, the same relation)."""
     import copy
     import functools
 
@@ -453,9 +508,14 @@ def merged(fn: Callable) -> Callable:
             return None, None, exc
         results = [(p.condition, leaves(p.result[0]), p.result[1]) for p in inner]
         values = []
-        for i in range(len(names)):
+        for i, (leaf, _, _) in enumerate(names):
             vals = [(c, get_leaf(o, k)) for c, lv, _ in results for (_, o, k) in [lv[i]]]
-            values.append(_merge_values(vals))
+            value = _merge_values(vals)
+            if cut and isinstance(value, Sym):
+                terms = {const(x) for _, x in vals}
+                if len(terms) > 1 and not all(t.is_constant() for t in terms):
+                    value = Sym(outer.shared.name(f"{fn.__name__}.{leaf}", value.node))
+            values.append(value)
         rets = [(c, r) for c, _, r in results]
         ret = None if all(r is None for _, r in rets) else _merge_values(rets)
         return values, ret, None

@@ -1,7 +1,9 @@
-"""Merged calls (formal.symbolic.merged): reusing an explored call changes the cost of symbolic
-execution, never the relation."""
+"""Merged calls (formal.symbolic.merged): reusing an explored call and naming the merged state
+at a cut point change the cost of symbolic execution, never the relation."""
 
 from __future__ import annotations
+
+from pysmt.shortcuts import And, EqualsOrIff, Iff, Not, Or, Solver
 
 from formal import events as ev
 from formal import symbolic, transition
@@ -40,3 +42,26 @@ def test_a_repeated_merged_call_is_explored_once(monkeypatch):
     assert memo.steps is plain.steps and memo.model_error is plain.model_error
     assert all(memo.post[n] is plain.post[n] for n in plain.post)
     assert all(memo.violated[p] is plain.violated[p] for p in plain.violated)
+
+
+def test_a_cut_keeps_the_relation(monkeypatch):
+    """WRMSR EFER with set_efer as a cut point (its reset unloads the roots path by path): the
+    later branches see fresh variables, so there are more paths, but once the definitions are
+    substituted back the relation is equivalent and mentions no cut variable."""
+    plain = _relation("v5.12", "shadow", ev.WrmsrEfer)
+    cuts = []
+    orig = symbolic.Exploration.name
+    monkeypatch.setattr(symbolic.Exploration, "name",
+                        lambda self, base, term: cuts.append(base) or orig(self, base, term))
+    monkeypatch.setitem(transition.CUT_POINTS, ("v5.12", ev.WrmsrEfer), ("set_efer",))
+    cut = _relation("v5.12", "shadow", ev.WrmsrEfer)
+    assert cuts and cut.paths > plain.paths
+    terms = [cut.steps, cut.model_error, cut.not_modeled, *cut.post.values(),
+             *cut.violated.values()]
+    assert not any(s.symbol_name().startswith("cut") for t in terms for s in t.get_free_variables())
+    differ = [Not(Iff(plain.steps, cut.steps)), Not(Iff(plain.model_error, cut.model_error)),
+              Not(Iff(plain.not_modeled, cut.not_modeled))] \
+        + [Not(Iff(plain.violated[p], cut.violated[p])) for p in plain.violated] \
+        + [And(plain.steps, Not(EqualsOrIff(plain.post[n], cut.post[n]))) for n in plain.post]
+    with Solver(name="z3") as s:
+        assert not s.is_sat(Or(differ))
