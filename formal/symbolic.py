@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from pysmt.environment import get_env
 from pysmt.fnode import FNode
 from pysmt.shortcuts import (
     BV,
@@ -39,6 +40,7 @@ from pysmt.shortcuts import (
     Solver,
     Symbol,
 )
+from pysmt.substituter import MGSubstituter
 from pysmt.typing import BOOL, BVType
 
 WIDTH = 64
@@ -208,13 +210,17 @@ class Oracle:
     answered from memory, without a decision or a solver call."""
 
     def __init__(self, prefix: list[bool], solver: Solver,
-                 known: dict[FNode, bool] | None = None) -> None:
+                 known: dict[FNode, bool] | None = None, context: tuple[FNode, ...] = (),
+                 shared: Exploration | None = None) -> None:
         self.prefix = prefix
         self.solver = solver
         self.conds: list[FNode] = []
         self.decisions: list[bool] = []
         self.open: list[int] = []  # indexes of decisions whose other outcome is feasible
         self.known: dict[FNode, bool] = dict(known or {})
+        # the decisions of the enclosing explorations (the solver holds them beneath ours)
+        self.context = context
+        self.shared = shared if shared is not None else Exploration()
 
     def decide(self, cond: FNode) -> bool:
         cond = cond.simplify()
@@ -244,6 +250,35 @@ class Oracle:
         return And(self.conds).simplify()
 
 
+class Exploration:
+    """What the runs of one exploration (explore, and the explorations of merged calls inside
+    it) share: the merged calls already explored, and the variables naming merged state at
+    cut points with their definitions (formal.symbolic.merged)."""
+
+    def __init__(self) -> None:
+        self.memo: dict = {}
+        # cut variable -> its definition over the exploration's own variables
+        self.defs: dict[FNode, FNode] = {}
+        self._subst: MGSubstituter | None = None
+
+    def name(self, base: str, term: FNode) -> FNode:
+        """A fresh variable defined as term (itself over earlier cut variables)."""
+        var = Symbol(f"cut{len(self.defs)}.{base}", term.get_type())
+        self.defs[var] = self.substitute(term)
+        return var
+
+    def substitute(self, term: FNode) -> FNode:
+        """term with every cut variable replaced by its definition.  One substituter, whose
+        memo stays valid as definitions are added: a term can only contain variables already
+        defined."""
+        if not self.defs:
+            return term
+        if self._subst is None:
+            self._subst = MGSubstituter(get_env())
+            self._subst.invalidate_memoization = False
+        return self._subst.walk(term, substitutions=self.defs, interpretations={})
+
+
 _ORACLE: ContextVar[Oracle | None] = ContextVar("oracle", default=None)
 
 
@@ -261,17 +296,43 @@ def explore(fn: Callable[[], Any], assumption: FNode | None = None,
             solver.add_assertion(assumption)
         if not solver.solve():
             return []
-        return _explore(fn, solver, {})
+        shared = Exploration()
+        paths = _explore(fn, solver, {}, (), shared)
+    if not shared.defs:
+        return paths
+    # Cut variables stand for their definitions: put the definitions back.
+    return [Path(shared.substitute(p.condition), _substitute(p.result, shared))
+            for p in paths]
 
 
-def _explore(fn: Callable[[], Any], solver: Solver, known: dict[FNode, bool]) -> list[Path]:
-    """The paths of fn under the solver's current assertions; conditions are relative to
-    them."""
+def _substitute(obj: Any, shared: Exploration) -> Any:
+    """obj with every term's cut variables replaced by their definitions (results: tuples,
+    lists, dataclass trees, Syms)."""
+    if isinstance(obj, Sym):
+        return Sym(shared.substitute(obj.node))
+    if isinstance(obj, FNode):
+        return shared.substitute(obj)
+    if isinstance(obj, tuple):
+        return tuple(_substitute(x, shared) for x in obj)
+    if isinstance(obj, list):
+        return [_substitute(x, shared) for x in obj]
+    if hasattr(obj, "__dataclass_fields__"):
+        import dataclasses
+        return dataclasses.replace(obj, **{
+            f.name: _substitute(getattr(obj, f.name), shared)
+            for f in dataclasses.fields(obj) if f.init})
+    return obj
+
+
+def _explore(fn: Callable[[], Any], solver: Solver, known: dict[FNode, bool],
+             context: tuple[FNode, ...], shared: Exploration) -> list[Path]:
+    """The paths of fn under the solver's current assertions (the decisions in context, beneath
+    the exploration's assumption); conditions are relative to them."""
     paths: list[Path] = []
     stack: list[list[bool]] = [[]]
     while stack:
         prefix = stack.pop()
-        oracle = Oracle(prefix, solver, known)
+        oracle = Oracle(prefix, solver, known, context, shared)
         token = _ORACLE.set(oracle)
         solver.push()
         try:
@@ -393,11 +454,23 @@ def truth(cond: Any) -> Any:
     return bool(cond)
 
 
-def merged(fn: Callable) -> Callable:
+def merged(fn: Callable, cut: bool = False) -> Callable:
     """Model functions f(self, v, *args) that mutate the state tree v: under symbolic execution,
     explore f's paths on copies of v and write the merged (if-then-else) leaves back into v, so
     that the branches of f do not multiply with those of its callers.  Arguments that are parts of
-    v are followed into each copy.  A bool/int return value is merged too."""
+    v are followed into each copy.  A bool/int return value is merged too.
+
+    The enclosing exploration re-executes its function once per path, and with it every merged
+    call on the way.  A call with the same state, arguments and enclosing decisions as one
+    already explored (the same point of an earlier run: the model code is deterministic) takes
+    that call's merged result instead of exploring f again.
+
+    With cut, the state f leaves is also named: each leaf whose value depends on f's path (and
+    is not a constant on every path) becomes a fresh variable, defined as its merged term.  The
+    rest of the exploration decides its branches on those variables without their definitions,
+    so the solver never sees the merged terms of successive calls nested in one another; a path
+    this lets through that the definitions rule out keeps a condition that is unsatisfiable once
+    `explore` substitutes the definitions back (more paths, the same relation)."""
     import copy
     import functools
 
@@ -406,7 +479,22 @@ def merged(fn: Callable) -> Callable:
         outer = _ORACLE.get()
         if outer is None:
             return fn(self, v, *args)
+        names = leaves(v)
         where = _paths_of(v)
+        key = _memo_key(fn, self, v, names, where, args, outer)
+        done = outer.shared.memo.get(key) if key is not None else None
+        if done is None:
+            done = _explore_merged(fn, self, v, names, where, args, outer)
+            if key is not None:
+                outer.shared.memo[key] = done
+        values, ret, exc = done
+        if exc is not None:
+            raise exc
+        for (_, owner, k), val in zip(names, values, strict=True):
+            set_leaf(owner, k, val)
+        return ret
+
+    def _explore_merged(fn, self, v, names, where, args, outer):
         snapshot = copy.deepcopy(v)
 
         def run() -> tuple[Any, Any]:
@@ -414,18 +502,72 @@ def merged(fn: Callable) -> Callable:
             mapped = [_follow(w, where[id(a)]) if id(a) in where else a for a in args]
             return w, fn(self, w, *mapped)
 
-        inner = explore_within(outer, run)
-        names = leaves(v)
+        try:
+            inner = explore_within(outer, run)
+        except Exception as exc:  # noqa: BLE001 - re-raised by every call that hits it
+            return None, None, exc
         results = [(p.condition, leaves(p.result[0]), p.result[1]) for p in inner]
-        for i, (_, owner, key) in enumerate(names):
+        values = []
+        for i, (leaf, _, _) in enumerate(names):
             vals = [(c, get_leaf(o, k)) for c, lv, _ in results for (_, o, k) in [lv[i]]]
-            set_leaf(owner, key, _merge_values(vals))
+            value = _merge_values(vals)
+            if cut and isinstance(value, Sym):
+                terms = {const(x) for _, x in vals}
+                if len(terms) > 1 and not all(t.is_constant() for t in terms):
+                    value = Sym(outer.shared.name(f"{fn.__name__}.{leaf}", value.node))
+            values.append(value)
         rets = [(c, r) for c, _, r in results]
-        if all(r is None for _, r in rets):
-            return None
-        return _merge_values(rets)
+        ret = None if all(r is None for _, r in rets) else _merge_values(rets)
+        return values, ret, None
 
     return wrapper
+
+
+def _memo_key(fn: Callable, self: Any, v: Any, names: list, where: dict[int, tuple],
+              args: tuple, outer: Oracle) -> tuple | None:
+    """What a merged call's result depends on: the function and policy, the enclosing
+    decisions (the solver's assertions), the state's leaves and how its nodes are shared, and
+    the arguments (by position in the state tree, or by value).  None: not memoizable."""
+    def sig(x: Any) -> tuple | None:
+        if isinstance(x, (bool, int, Sym)):
+            return (type(x).__name__, const(x))
+        return None
+
+    arg_sig = []
+    for a in args:
+        if id(a) in where:
+            arg_sig.append(("part", where[id(a)]))
+        elif (s := sig(a)) is not None:
+            arg_sig.append(s)
+        elif a is None:
+            arg_sig.append(None)
+        else:
+            return None
+    state = tuple(sig(get_leaf(o, k)) for _, o, k in names)
+    return (fn, type(self), getattr(self, "cfg", None), outer.context, tuple(outer.conds),
+            state, _sharing(v), tuple(arg_sig))
+
+
+def _sharing(obj: Any) -> tuple[int, ...]:
+    """For each dataclass/list node of a tree in visiting order, the index of its first visit:
+    which nodes are the same object."""
+    seen: dict[int, int] = {}
+    out: list[int] = []
+
+    def visit(x: Any) -> None:
+        if not (hasattr(x, "__dataclass_fields__") or isinstance(x, list)):
+            return
+        first = seen.setdefault(id(x), len(out))
+        out.append(first)
+        if first != len(out) - 1:
+            return
+        children = [getattr(x, f) for f in x.__dataclass_fields__] \
+            if hasattr(x, "__dataclass_fields__") else x
+        for c in children:
+            visit(c)
+
+    visit(obj)
+    return tuple(out)
 
 
 def _merge_values(vals: list[tuple[FNode, Any]]) -> Any:
@@ -437,4 +579,5 @@ def _merge_values(vals: list[tuple[FNode, Any]]) -> Any:
 
 def explore_within(outer: Oracle, fn: Callable[[], Any]) -> list[Path]:
     """Paths of fn under the outer path condition; conditions are relative to it."""
-    return _explore(fn, outer.solver, outer.known)
+    return _explore(fn, outer.solver, outer.known, outer.context + tuple(outer.conds),
+                    outer.shared)

@@ -152,12 +152,30 @@ MERGE_POINTS = ("kvm_set_cr0", "kvm_set_cr3", "kvm_set_cr4", "set_efer", "kvm_po
                 "kvm_mmu_reload", "vcpu_enter_guest")
 
 
-def symbolic_policy(policy_cls: type[Mechanism], cfg: Config) -> Mechanism:
-    """An instance of the policy whose MERGE_POINTS merge their paths."""
+# Merge points whose merged state is also named by fresh variables (formal.symbolic.merged,
+# cut), per (policy, event kind).  RSM's handler makes up to eleven register writes one after
+# another (em_rsm, rsm_enter_protected_mode), each of them a reset.  Where the reset keeps the
+# roots (rfc-2022-02, 12/12), each write's root-cache search branches on the root slots merged
+# by all the writes before it, and the solver's path-feasibility queries grow from one write to
+# the next (measured: single queries of 20-107 s, RSM unfinished after 15 min in shadow).  Cut
+# after each write, every query sees one write.  Elsewhere a cut only adds infeasible paths,
+# so none is made: those relations stay the same terms.  Like MERGE_POINTS, the choice changes
+# the cost, never the relation (tests/test_symbolic_merge.py).
+RSM_CUTS = ("kvm_smm_changed", "kvm_set_cr0", "kvm_set_cr3", "kvm_set_cr4", "set_efer")
+CUT_POINTS: dict[tuple[str, type[ev.Event]], tuple[str, ...]] = {
+    ("rfc-2022-02", ev.Rsm): RSM_CUTS,
+}
+
+
+def symbolic_policy(policy_cls: type[Mechanism], cfg: Config,
+                    cuts: tuple[str, ...] = ()) -> Mechanism:
+    """An instance of the policy whose MERGE_POINTS merge their paths (and name the merged state
+    where they are in cuts)."""
     policy = policy_cls(cfg)
     for name in MERGE_POINTS:
         if hasattr(policy, name):
-            setattr(policy, name, functools.partial(merged(getattr(policy_cls, name)), policy))
+            setattr(policy, name, functools.partial(
+                merged(getattr(policy_cls, name), cut=name in cuts), policy))
     return policy
 
 
@@ -188,7 +206,7 @@ def event_relation(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu,
 
     def run():
         v = copy.deepcopy(pre_state)
-        policy = symbolic_policy(policy_cls, cfg)
+        policy = symbolic_policy(policy_cls, cfg, CUT_POINTS.get((policy_cls.name, kind), ()))
         e = kind(**ops)
         if _not_modeled(v, e):
             return "not-modeled", v, []

@@ -1,0 +1,67 @@
+"""Merged calls (formal.symbolic.merged): reusing an explored call and naming the merged state
+at a cut point change the cost of symbolic execution, never the relation."""
+
+from __future__ import annotations
+
+from pysmt.shortcuts import And, EqualsOrIff, Iff, Not, Or, Solver
+
+from formal import events as ev
+from formal import symbolic, transition
+from formal.state import CONFIGS
+from specs import POLICIES
+
+
+def _relation(policy: str, config: str, kind: type[ev.Event]) -> transition.EventRelation:
+    cfg = CONFIGS[config]
+    pre_state, _ = transition.symbolic_state(cfg, "s.")
+    return transition.event_relation(POLICIES[policy], cfg, pre_state, kind, "e.")
+
+
+def _count(monkeypatch, name: str) -> list[int]:
+    calls = [0]
+    orig = getattr(symbolic, name)
+
+    def counting(*args, **kwargs):
+        calls[0] += 1
+        return orig(*args, **kwargs)
+
+    monkeypatch.setattr(symbolic, name, counting)
+    return calls
+
+
+def test_a_repeated_merged_call_is_explored_once(monkeypatch):
+    """The top-level paths of WRMSR EFER re-run set_efer; with the memo each call at the same
+    point is explored once, and the relation is the same terms."""
+    explored = _count(monkeypatch, "explore_within")
+    memo = _relation("v5.12", "shadow", ev.WrmsrEfer)
+    with_memo = explored[0]
+    monkeypatch.setattr(symbolic, "_memo_key", lambda *args: None)
+    plain = _relation("v5.12", "shadow", ev.WrmsrEfer)
+    assert explored[0] - with_memo > with_memo
+    assert memo.paths == plain.paths
+    assert memo.steps is plain.steps and memo.model_error is plain.model_error
+    assert all(memo.post[n] is plain.post[n] for n in plain.post)
+    assert all(memo.violated[p] is plain.violated[p] for p in plain.violated)
+
+
+def test_a_cut_keeps_the_relation(monkeypatch):
+    """WRMSR EFER with set_efer as a cut point (its reset unloads the roots path by path): the
+    later branches see fresh variables, so there are more paths, but once the definitions are
+    substituted back the relation is equivalent and mentions no cut variable."""
+    plain = _relation("v5.12", "shadow", ev.WrmsrEfer)
+    cuts = []
+    orig = symbolic.Exploration.name
+    monkeypatch.setattr(symbolic.Exploration, "name",
+                        lambda self, base, term: cuts.append(base) or orig(self, base, term))
+    monkeypatch.setitem(transition.CUT_POINTS, ("v5.12", ev.WrmsrEfer), ("set_efer",))
+    cut = _relation("v5.12", "shadow", ev.WrmsrEfer)
+    assert cuts and cut.paths > plain.paths
+    terms = [cut.steps, cut.model_error, cut.not_modeled, *cut.post.values(),
+             *cut.violated.values()]
+    assert not any(s.symbol_name().startswith("cut") for t in terms for s in t.get_free_variables())
+    differ = [Not(Iff(plain.steps, cut.steps)), Not(Iff(plain.model_error, cut.model_error)),
+              Not(Iff(plain.not_modeled, cut.not_modeled))] \
+        + [Not(Iff(plain.violated[p], cut.violated[p])) for p in plain.violated] \
+        + [And(plain.steps, Not(EqualsOrIff(plain.post[n], cut.post[n]))) for n in plain.post]
+    with Solver(name="z3") as s:
+        assert not s.is_sat(Or(differ))
