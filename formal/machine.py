@@ -180,8 +180,7 @@ def _root(r) -> str:
 
 def _diff(prefix: str, a: dict, b: dict, out: list[str]) -> None:
     for k in b:
-        if k not in a and b[k] in ("clean", "none"):
-            continue  # a record under a tag first used now: it held nothing before either
+        # A hardware record under a tag first used now held nothing before either.
         old, new = a.get(k, "clean" if k.endswith("]") else "none"), b[k]
         if old != new:
             if isinstance(old, int) and not isinstance(old, bool):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from pysmt.environment import get_env
@@ -317,10 +317,8 @@ def _substitute(obj: Any, shared: Exploration) -> Any:
     if isinstance(obj, list):
         return [_substitute(x, shared) for x in obj]
     if hasattr(obj, "__dataclass_fields__"):
-        import dataclasses
-        return dataclasses.replace(obj, **{
-            f.name: _substitute(getattr(obj, f.name), shared)
-            for f in dataclasses.fields(obj) if f.init})
+        return replace(obj, **{f.name: _substitute(getattr(obj, f.name), shared)
+                               for f in fields(obj) if f.init})
     return obj
 
 

@@ -402,18 +402,18 @@ def idle_entry_lemmas(policy_cls: type[Mechanism], cfg: Config,
         v = copy.deepcopy(pre_state)
         ctx = 0 if v.guest_mode else 1
         out = True
-        for r in v.hw[ctx]:
-            if which == "resume":
-                if ctx:
-                    return True
-                l1 = copy.copy(v)
-                l1.regs, l1.guest_mode = v.l1, False
-                none = truth(policy.caches_no_linear(l1, 0))
+        if which == "resume":
+            if ctx:
+                return True
+            l1 = copy.copy(v)
+            l1.regs, l1.guest_mode = v.l1, False
+            none = truth(policy.caches_no_linear(l1, 0))
+            for r in v.hw[0]:
                 same = r.ran_tables == arch.tables(l1.regs)
-                here = r.tag == arch.tag(l1)
-                out = out & (neg(here) | none | neg(r.ran) | same)
-                continue
-            walks = cfg.nested_tdp if ctx else cfg.tdp_enabled
+                out = out & ((r.tag != arch.tag(l1)) | none | neg(r.ran) | same)
+            return out
+        walks = cfg.nested_tdp if ctx else cfg.tdp_enabled
+        for r in v.hw[ctx]:
             off = r.ran_tables == arch.NO_TABLES
             shape = truth(neg(off) if walks else True)
             if ctx:  # L2's tag is vmcs12's VPID (arch.tag); only a VM entry sets vpid12

@@ -202,7 +202,7 @@ SMM_ROUND_TRIP = [ev.Smi(), ev.Rsm(), ev.Smi()]
 RESOLVED = {
     "paging-off": (RFC_TDP, LONG_MODE, [ev.Smi(), ev.GuestPteWrite(0x1000), ev.MovCr4(0x20)]),
     "sregs-paging-off": (RFC_TDP, LONG_MODE, [ev.SetSregs(0x33, 0x1000, 0x20, 0x900)]),
-    "tlb-paging-off": (RFC_TDP, LONG_MODE, [ev.Smi(), ev.Rsm(), ev.Smi()]),
+    "tlb-paging-off": (RFC_TDP, LONG_MODE, SMM_ROUND_TRIP),
     "other-pcid": (RFC_TDP, PCID1, [ev.GuestPteWrite(0x1000),
                                     ev.SetSregs(0x8001_0033, 0x1002, 0x20020, 0xD00)]),
     "inactive-tables": ([("v5.12", "nested-npt"), ("v5.13", "nested-npt")], LONG_MODE,
@@ -210,7 +210,7 @@ RESOLVED = {
     # MOV CR4 clearing PGE with a role change (the rfc's lost flush), then a NOFLUSH
     # switch to other tables under the same PCID: the entry after the MOV CR4 cached the
     # invalidated translation again, so PCID 0 may keep it.
-    "refreshed": ([("rfc-2022-02", "tdp")], replace(PCID1, cr3=0x1000, cr4=0x200A0),
+    "refreshed": ([("rfc-2022-02", "tdp")], replace(LONG_MODE, cr4=0x200A0),
                   [ev.MovCr4(0x220020), ev.MovCr3(0x8000_0000_0000_2000)]),
     # AMD's SMI flushes (the rfc keeps the root and flushes nothing); paging back on.
     "paging-off-entry": ([("rfc-2022-02", "nested-npt")], LONG_MODE,
