@@ -228,7 +228,8 @@ class Mechanism:
             record.old = record.old | moved
             record.stale = record.stale | (moved & record.ran_stale)
             # This entry caches through the current tables afresh: what an invalidation
-            # covered there is cached again as the walk gives it now.
+            # covered there is cached again as the walk gives it now (the saturated TLB of
+            # DESIGN.md §2: any translation valid at some moment since the last invalidation).
             record.ran = record.ran | here
             record.ran_tables = ite(here, now, record.ran_tables)
             record.ran_stale = ite(here, now == arch.NO_TABLES, record.ran_stale)
