@@ -117,6 +117,14 @@ class EventRelation:
     post: dict[str, FNode]  # next value of every state variable (meaningful where `steps`)
     violated: dict[str, FNode]  # per property: violated at the following guest entry
     seconds: float = 0.0
+    # The paths one at a time, as (path condition, next value of every state variable): `post`
+    # is their if-then-else merge and `steps` the disjunction of their conditions.
+    # formal.engines.recheck_invariant asks consecution per path.  Empty: the single case
+    # (steps, post).
+    cases: list[tuple[FNode, dict[str, FNode]]] = field(default_factory=list)
+
+    def branches(self) -> list[tuple[FNode, dict[str, FNode]]]:
+        return self.cases or [(self.steps, self.post)]
 
 
 @dataclass
@@ -219,14 +227,16 @@ def event_relation(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu,
 
     paths = explore(run)
     ok = [p for p in paths if p.result[0] == "ok"]
+    per_path = _path_states(cfg, ok)
     return EventRelation(
         kind=kind, ops=ops, paths=len(paths),
         steps=_any(ok),
         not_modeled=_any([p for p in paths if p.result[0] == "not-modeled"]),
         model_error=_any([p for p in paths if p.result[0] == "model-error"]),
-        post=_merge_state(cfg, ok),
+        post=_merge_state(cfg, ok, per_path),
         violated=_violations(ok, props),
-        seconds=time.perf_counter() - start)
+        seconds=time.perf_counter() - start,
+        cases=[(p.condition, vals) for p, vals in zip(ok, per_path, strict=True)])
 
 
 def _violations(paths: list[Path], props: tuple[str, ...]) -> dict[str, FNode]:
@@ -248,17 +258,27 @@ def _any(paths: list[Path]) -> FNode:
     return Or([p.condition for p in paths]).simplify() if paths else FALSE()
 
 
-def _merge_state(cfg: Config, paths: list[Path]) -> dict[str, FNode]:
+def _path_states(cfg: Config, paths: list[Path]) -> list[dict[str, FNode]]:
+    """Per path, the value of every state variable at its end."""
+    names = state_names(cfg)
+    out = []
+    for p in paths:
+        vals = {n: get_leaf(o, k) for n, o, k in leaves(p.result[1])}
+        out.append({n: const(vals[n]) for n in names})
+    return out
+
+
+def _merge_state(cfg: Config, paths: list[Path],
+                 per_path: list[dict[str, FNode]]) -> dict[str, FNode]:
     """Per state variable, ite(pc_1, value_1, ite(pc_2, ...)) over the paths (the last path's
     value is the default: the paths are exhaustive under `steps`)."""
     post: dict[str, FNode] = {}
     if not paths:
         return post
-    per_path = [{n: get_leaf(o, k) for n, o, k in leaves(p.result[1])} for p in paths]
     for name in state_names(cfg):
-        out = const(per_path[-1][name])
+        out = per_path[-1][name]
         for p, vals in zip(reversed(paths[:-1]), reversed(per_path[:-1]), strict=True):
-            out = Ite(p.condition, const(vals[name]), out)
+            out = Ite(p.condition, vals[name], out)
         post[name] = out.simplify()
     return post
 
@@ -289,7 +309,7 @@ def initial_relation(policy_cls: type[Mechanism], cfg: Config, pre: dict[str, Sy
 
     paths = explore(run)
     ok = [p for p in paths if p.result[0] == "ok"]
-    post = _merge_state(cfg, ok)
+    post = _merge_state(cfg, ok, _path_states(cfg, ok))
     init = And([_any(ok)] + [EqualsOrIff(pre[n].node, post[n]) for n in state_names(cfg)])
     return len(paths), init, _violations(ok, props), \
         _any([p for p in paths if p.result[0] == "model-error"])

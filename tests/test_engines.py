@@ -4,7 +4,21 @@ system, and KVM obligations restricted to the events that matter."""
 from __future__ import annotations
 
 import pytest
-from pysmt.shortcuts import BV, FALSE, TRUE, And, BVAdd, BVAnd, BVExtract, EqualsOrIff
+from pysmt.shortcuts import (
+    BV,
+    BVULT,
+    FALSE,
+    TRUE,
+    And,
+    BVAdd,
+    BVAnd,
+    BVExtract,
+    EqualsOrIff,
+    Iff,
+    Ite,
+    Not,
+    Or,
+)
 
 from formal import engines
 from formal import events as ev
@@ -75,6 +89,38 @@ def test_a_corrupted_invariant_fails_the_cvc5_recheck(bit, verdict):
         assert "consecution" in r.reason
 
 
+def test_the_recheck_asks_consecution_per_path_and_names_the_path_that_breaks_it():
+    """Two paths, x += 2 where x < 100 and x += 1 elsewhere: "x is even" survives the first
+    and not the second, and the recheck names the second (path1)."""
+    toy = counter(2, -1)
+    (er,) = toy.events
+    x = toy.pre["regs.cr0"].node
+    low = BVULT(x, BV(100, 64))
+    odd = er.post | {"regs.cr0": BVAdd(x, BV(1, 64))}
+    er.cases = [(low, er.post), (Not(low), odd)]
+    er.post = {n: Ite(low, t, odd[n]) for n, t in er.post.items()}
+    s0 = engines.Unroller(toy).state(0)["regs.cr0"]
+    even = EqualsOrIff(BVAnd(s0, BV(1, 64)), BV(0, 64))
+    r = engines.recheck_invariant(toy, PROP, even, engines.Checker(), {}, "test")
+    assert (r.verdict, r.reason) == (
+        "unknown", "cvc5 rejects the invariant's certificate: the consecution-mov_cr3-path1 "
+        "query is satisfiable")
+
+
+def test_an_event_relation_is_the_disjunction_of_its_cases():
+    """What the per-path recheck relies on (formal.engines.recheck_invariant): `steps` is the
+    disjunction of the path conditions, and on each path `post` is that path's successor."""
+    rel = build(POLICIES["v6.6"], CONFIGS["shadow"], [ev.MovCr3, ev.Invpcid], PROP)
+    ck = engines.Checker()
+    for er in rel.events:
+        assert len(er.cases) > 1
+        assert not ck.sat("steps", Not(Iff(er.steps, Or([c for c, _ in er.cases]))))
+        for cond, post in er.cases:
+            same = And([EqualsOrIff(er.post[n], t) for n, t in post.items()])
+            assert post.keys() == er.post.keys()
+            assert not ck.sat("case", And(cond, Not(same)))
+
+
 def test_kind_fails_without_strengthening_where_pdr_proves():
     toy = counter(2, -1)
     assert engines.kind(toy, PROP, 3).verdict == "unknown"
@@ -137,8 +183,9 @@ def test_houdini_proves_v6_6_tdp_with_a_cvc5_checked_invariant():
     assert vacuity(rel, PROPERTIES, 2, engines.Checker()) == []
     r = engines.houdini(rel, PROPERTIES)
     assert r.verdict == "proved", r.reason
-    assert "re-checked by cvc5 (initiation; consecution and safety for each of 7 event kinds)" \
-        in r.certificate
+    # 2 initiation queries, consecution on each of the 128 paths, safety per event kind
+    assert "re-checked by cvc5 in 137 one-shot queries (initiation; consecution per path and " \
+        "safety for each of 7 event kinds)" in r.certificate
 
 
 def test_pdr_proves_a_v6_6_tdp_cell_with_a_cvc5_checked_invariant():
@@ -147,8 +194,9 @@ def test_pdr_proves_a_v6_6_tdp_cell_with_a_cvc5_checked_invariant():
     rel = build(POLICIES["v6.6"], CONFIGS["tdp"], [ev.MovCr3, ev.Invpcid, ev.MovCr4], PROP)
     r = engines.pdr(rel, PROP, engines.Checker(timeout=300))
     assert r.verdict == "proved", r.reason
-    assert "re-checked by cvc5 (initiation; consecution and safety for each of 3 event kinds)" \
-        in r.certificate
+    # 2 initiation queries, consecution on each of the 91 paths, safety per event kind
+    assert "re-checked by cvc5 in 96 one-shot queries (initiation; consecution per path and " \
+        "safety for each of 3 event kinds)" in r.certificate
     # The invariant cvc5 accepted says the guest's hardware TLB context holds nothing stale.
     (inv,) = rel.rechecked
     stale = engines.Unroller(rel).state(0)["hw.0.0.stale"]
