@@ -452,22 +452,35 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
     translation, and a last-entry record stale only with paging off, and none of paging off
     where the hardware walks the guest's tables (formal.kvm.Mechanism.mark_active).  A policy
     that flushes what each invalidation covers keeps both; a step that switches to another tag
-    (MOV CR3 with another PCID, a VM entry) then finds nothing stale under it.  Candidates
-    only."""
-    def run(which: str):
+    (MOV CR3 with another PCID, a VM entry) then finds nothing stale under it.  With nested
+    virtualization, also both with an exception for VPID 0, which L1 always runs under and L2
+    does when vmcs12 gives it none: what the running level invalidates under VPID 0 (its
+    INVLPG, a VM transition without VPID, SDM Vol. 3C §28.3.3.1) covers the idle level's
+    entries under VPID 0 too, and KVM's flush for it (nested_vmx_transition_tlb_flush's
+    TLB_FLUSH_GUEST) reaches the idle level's context only when it runs again under VPID 0.  So
+    L1's idle context may hold stale entries while L2 runs without a VPID, and L2's entries
+    under VPID 0 may be stale unless L2 runs under VPID 0.  Candidates only."""
+    def run(which: str, vpid0_idle: bool):
         v = copy.deepcopy(pre_state)
         out = True
+        l2_on_vpid0 = truth(v.guest_mode) & (v.vpid12 == 0)
         for ctx, records in enumerate(v.hw):
             walks = cfg.nested_tdp if ctx else cfg.tdp_enabled
             for r in records:
+                excused = False
+                if vpid0_idle:
+                    excused = l2_on_vpid0 if ctx == 0 else (r.tag >> 12 == 0) & neg(l2_on_vpid0)
                 off = r.ran_tables == arch.NO_TABLES
                 if which == "old":
-                    out = out & neg(r.stale)
+                    held = neg(r.stale)
                 else:
-                    out = out & (neg(r.ran) | ((neg(off) if walks else True)
-                                               & (neg(r.ran_stale) | off)))
+                    held = neg(r.ran) | ((neg(off) if walks else True)
+                                         & (neg(r.ran_stale) | off))
+                out = out & (held | excused)
         return out
-    return [_holds(functools.partial(run, w)) for w in ("old", "last")]
+    variants = (False, True) if cfg.nested else (False,)
+    return [_holds(functools.partial(run, w, vpid0)) for vpid0 in variants
+            for w in ("old", "last")]
 
 
 def legality_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
