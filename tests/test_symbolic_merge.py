@@ -65,3 +65,27 @@ def test_a_cut_keeps_the_relation(monkeypatch):
         + [And(plain.steps, Not(EqualsOrIff(plain.post[n], cut.post[n]))) for n in plain.post]
     with Solver(name="z3") as s:
         assert not s.is_sat(Or(differ))
+
+
+def test_a_cut_point_outside_the_merge_points_is_merged_and_keeps_the_relation(monkeypatch):
+    """RSM with em_rsm, which MERGE_POINTS does not list, as a cut point (as rfc-2022-02's RSM
+    has it, formal.transition.CUT_POINTS): em_rsm's paths are merged where it returns, so fewer
+    paths reach the guest entry, and the relation is equivalent."""
+    plain = _relation("v5.12", "shadow", ev.Rsm)
+    assert "em_rsm" not in transition.MERGE_POINTS
+    cuts = []
+    orig = symbolic.Exploration.name
+    monkeypatch.setattr(symbolic.Exploration, "name",
+                        lambda self, base, term: cuts.append(base) or orig(self, base, term))
+    monkeypatch.setitem(transition.CUT_POINTS, ("v5.12", ev.Rsm), ("em_rsm",))
+    cut = _relation("v5.12", "shadow", ev.Rsm)
+    assert any(c.startswith("em_rsm.") for c in cuts) and cut.paths < plain.paths
+    terms = [cut.steps, cut.model_error, cut.not_modeled, *cut.post.values(),
+             *cut.violated.values()]
+    assert not any(s.symbol_name().startswith("cut") for t in terms for s in t.get_free_variables())
+    differ = [Not(Iff(plain.steps, cut.steps)), Not(Iff(plain.model_error, cut.model_error)),
+              Not(Iff(plain.not_modeled, cut.not_modeled))] \
+        + [Not(Iff(plain.violated[p], cut.violated[p])) for p in plain.violated] \
+        + [And(plain.steps, Not(EqualsOrIff(plain.post[n], cut.post[n]))) for n in plain.post]
+    with Solver(name="z3") as s:
+        assert not s.is_sat(Or(differ))
