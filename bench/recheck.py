@@ -51,7 +51,6 @@ def main() -> None:
     for k, er in enumerate(un.kinds):
         if not er.post or (a.kind and er.kind.op not in a.kind):
             continue
-        m = un._subst(1, er)
         merged, split, answers = [], [], set()
         for _ in range(a.repeat):
             ck = engines.Checker("cvc5", a.timeout)
@@ -59,10 +58,8 @@ def main() -> None:
             merged.append(took)
             answers.add(answer)
             t0 = time.perf_counter()
-            for cond, post in er.branches():
-                nxt = inv.substitute({s0[n]: post[n].substitute(m) for n in s0})
-                _, answer = _timed(engines.Checker("cvc5", a.timeout), "path",
-                                   And(inv, cond.substitute(m), Not(nxt)))
+            for query in engines.path_consecution(un, er, inv):
+                _, answer = _timed(engines.Checker("cvc5", a.timeout), "path", query)
                 answers.add(answer)
             split.append(time.perf_counter() - t0)
         mm, ms = statistics.median(merged), statistics.median(split)

@@ -15,6 +15,7 @@ nothing is proved about a model that contradicts itself.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from formal import simulate
 from formal.bits import CR4_LA57
 from formal.state import Regs
 from formal.trace import Trace
-from formal.transition import Relation
+from formal.transition import EventRelation, Relation
 from formal.unroll import Unroller
 
 ENGINES = ("auto", "bmc", "kind", "houdini", "pdr")
@@ -366,23 +367,15 @@ def recheck_invariant(rel: Relation, props: tuple[str, ...], invariant: FNode, c
     un = Unroller(rel)
     path = ck.dump("certificate-invariant", invariant)
     cv = Checker("cvc5", None, ck.dump_dir)
-    s0 = un.state(0)
-
-    def consecution():
-        for er in un.kinds:
-            if not er.post:
-                continue
-            m = un._subst(1, er)
-            for i, (cond, post) in enumerate(er.branches()):
-                nxt = invariant.substitute({s0[n]: post[n].substitute(m) for n in s0})
-                yield f"consecution-{er.kind.op}-path{i}", And(invariant, cond.substitute(m),
-                                                               Not(nxt))
 
     def queries():
         yield "initiation", And(un.init(), Or(un.init_bad(props), un.init_error()))
         if invariant not in rel.rechecked:
             yield "initiation", And(un.init(), Not(invariant))
-            yield from consecution()
+            for er in un.kinds:
+                if er.post:
+                    for i, q in enumerate(path_consecution(un, er, invariant)):
+                        yield f"consecution-{er.kind.op}-path{i}", q
         for k, er in enumerate(un.kinds):
             yield f"safety-{er.kind.op}", And(invariant, Or(
                 un.bad_kind(1, k, props), er.model_error.substitute(un._subst(1, er))))
@@ -401,6 +394,15 @@ def recheck_invariant(rel: Relation, props: tuple[str, ...], invariant: FNode, c
         f"inductive invariant re-checked by cvc5 in {asked} one-shot queries (initiation; "
         f"consecution per path and safety for each of {len(un.kinds)} event kinds){where}: "
         f"{_short(invariant)}"))
+
+
+def path_consecution(un: Unroller, er: EventRelation, invariant: FNode) -> Iterator[FNode]:
+    """Per path of event kind er, one at a time, its consecution query for an invariant over
+    s0: the path's condition holds and its successor falsifies the invariant."""
+    s0, m = un.state(0), un._subst(1, er)
+    for cond, post in er.branches():
+        nxt = invariant.substitute({s0[n]: post[n].substitute(m) for n in s0})
+        yield And(invariant, cond.substitute(m), Not(nxt))
 
 
 def _short(f: FNode, limit: int = 400) -> str:
