@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from formal import arch, properties
 from formal import events as ev
 from formal.properties import ModelError, StaleCause, Violation, root_key
-from formal.state import Regs, Vcpu
+from formal.state import HwTlb, Regs, Vcpu
 from formal.symbolic import is_symbolic
 
 if TYPE_CHECKING:
@@ -144,8 +144,20 @@ def _regs(r: Regs) -> str:
 
 def diff(a: Vcpu, b: Vcpu) -> list[str]:
     """Changed fields between two states, as 'path: old -> new' lines."""
+    before, after = _flatten(a), _flatten(b)
+    # A record under a tag first used now held nothing before: compare it with a blank one.
+    for ctx, records in enumerate(b.hw):
+        for h in records:
+            for k, blank in _hw_fields(ctx, HwTlb(tag=h.tag)).items():
+                before.setdefault(k, blank)
     out: list[str] = []
-    _diff("", _flatten(a), _flatten(b), out)
+    for k, new in after.items():
+        old = before[k]
+        if old != new:
+            if isinstance(old, int) and not isinstance(old, bool):
+                out.append(f"{k}: {old:#x} -> {new:#x}")
+            else:
+                out.append(f"{k}: {old} -> {new}")
     return out
 
 
@@ -164,11 +176,15 @@ def _flatten(v: Vcpu) -> dict[str, object]:
             flat[f"{mname}.{slot}"] = _root(r)
     for ctx, records in enumerate(v.hw):
         for h in records:
-            name = f"hw[{'L2' if ctx else 'L1'}][tag {h.tag:#x}]"
-            flat[name] = f"old stale={int(h.stale)}" if h.old else "clean"
-            flat[f"{name}.last_entry"] = (
-                f"tables={h.ran_tables:#x} stale={int(h.ran_stale)}" if h.ran else "none")
+            flat.update(_hw_fields(ctx, h))
     return flat
+
+
+def _hw_fields(ctx: int, h: HwTlb) -> dict[str, str]:
+    name = f"hw[{'L2' if ctx else 'L1'}][tag {h.tag:#x}]"
+    return {name: f"old stale={int(h.stale)}" if h.old else "clean",
+            f"{name}.last_entry":
+                f"tables={h.ran_tables:#x} stale={int(h.ran_stale)}" if h.ran else "none"}
 
 
 def _root(r) -> str:
@@ -176,14 +192,3 @@ def _root(r) -> str:
         return "invalid"
     ghost = [n for n in ("unsync", "hw_old", "stale", "live") if getattr(r, n)]
     return f"pgd={r.pgd:#x} role={r.role:#x} tag={r.tag:#x} {'|'.join(ghost) or 'synced'}"
-
-
-def _diff(prefix: str, a: dict, b: dict, out: list[str]) -> None:
-    for k in b:
-        # A hardware record under a tag first used now held nothing before either.
-        old, new = a.get(k, "clean" if k.endswith("]") else "none"), b[k]
-        if old != new:
-            if isinstance(old, int) and not isinstance(old, bool):
-                out.append(f"{k}: {old:#x} -> {new:#x}")
-            else:
-                out.append(f"{k}: {old} -> {new}")

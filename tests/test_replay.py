@@ -12,11 +12,11 @@ import pytest
 from formal import arch, trace
 from formal import events as ev
 from formal.cli import main
-from formal.machine import Machine
+from formal.machine import Machine, diff
 from formal.paging import Mode
 from formal.replay import replay
 from formal.shadow import GuestWorld, concrete_policy
-from formal.state import CONFIGS, Regs
+from formal.state import CONFIGS, HwTlb, Regs, Vcpu
 from formal.tlb_oracle import TlbOracle
 from specs import POLICIES
 from tests.conftest import LONG_MODE, TRACES
@@ -80,6 +80,17 @@ def test_corpus_replays_to_its_verdict(name, policy):
         assert not out.violated, out.message
     else:
         assert out.event == int(want.split("@")[1])
+
+
+def test_a_hardware_record_under_a_new_tag_is_diffed_against_a_blank_record():
+    a = Vcpu(regs=Regs(0x8001_0033, 0x1000, 0x20, 0xD00))
+    b = a.clone()
+    b.hw[0].append(HwTlb(tag=0x5, ran=True, ran_tables=0x3000))
+    b.hw[1].append(HwTlb(tag=0x1008, old=True, stale=True))
+    assert diff(a, b) == [
+        "hw[L1][tag 0x5].last_entry: none -> tables=0x3000 stale=0",
+        "hw[L2][tag 0x1008]: clean -> old stale=1",
+    ]
 
 
 def test_cli_replay_exit_codes_and_json(capsys):
