@@ -365,6 +365,10 @@ def _invvpid(cfg: Config, v: Vcpu, e: ev.Invvpid) -> ArchStep:
         return _fault(v, "invalid: INVVPID is L1's instruction")
     if e.type not in (0, 1, 2, 3):
         return _fault(v, f"VMfail: INVVPID type {e.type} is not 0-3")
+    # The descriptor's VPID is bits 15:0, bits 63:16 are reserved and checked for every type
+    # (SDM Vol. 3C §30.3, INVVPID Operation; vmx/nested.c handle_invvpid: operand.vpid >> 16).
+    if e.vpid > 0xFFFF:
+        return _fault(v, "VMfail: INVVPID descriptor bits 63:16 are reserved")
     if e.type != 2 and not e.vpid:
         return _fault(v, "VMfail: INVVPID with VPID 0")
     if e.type == 0 and not canonical(e.va):

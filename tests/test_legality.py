@@ -66,6 +66,33 @@ def test_illegal_event_faults_and_changes_nothing(policy_name, name, regs, event
     assert m.v == before
 
 
+NESTED_CASES = [
+    ("invvpid_vpid_too_wide_type2", ev.Invvpid(2, 0x10000, 0),
+     "VMfail: INVVPID descriptor bits 63:16 are reserved"),
+    ("invvpid_vpid_too_wide_type1", ev.Invvpid(1, 0x1_0001, 0),
+     "VMfail: INVVPID descriptor bits 63:16 are reserved"),
+    ("invvpid_vpid0_type1", ev.Invvpid(1, 0, 0), "VMfail: INVVPID with VPID 0"),
+    ("invvpid_type_4", ev.Invvpid(4, 1, 0), "VMfail: INVVPID type 4 is not 0-3"),
+    ("vmentry_vpid_too_wide", ev.VmEntry(0x8001_0033, 0x1000, 0x20, 0xD00, 0x5000, 0x10000),
+     "VM-entry failure: VPID is 16 bits"),
+]
+
+
+@pytest.mark.parametrize("name,event,fault", NESTED_CASES, ids=[c[0] for c in NESTED_CASES])
+def test_illegal_nested_event_faults_and_changes_nothing(name, event, fault):
+    m = machine("v6.6", "nested-ept")
+    before = m.v.clone()
+    rec = m.step(0, event)
+    assert rec.fault == fault
+    assert rec.violations == [] and rec.actions == []
+    assert m.v == before
+
+
+@pytest.mark.parametrize("event", [ev.Invvpid(2, 0xFFFF, 0), ev.Invvpid(1, 0xFFFF, 0)])
+def test_invvpid_with_a_16_bit_vpid_does_not_fault(event):
+    assert machine("v6.6", "nested-ept").step(0, event).fault is None
+
+
 @pytest.mark.parametrize("event", [ev.MovCr4(0x20), ev.MovCr3(0x8000_0000_0000_1001)])
 def test_legal_neighbours_of_the_rules_do_not_fault(event):
     rec = machine("v6.6", regs=PCID_ON).step(0, event)
