@@ -470,7 +470,11 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
     entries under VPID 0 too, and KVM's flush for it (nested_vmx_transition_tlb_flush's
     TLB_FLUSH_GUEST) reaches the idle level's context only when it runs again under VPID 0.  So
     L1's idle context may hold stale entries while L2 runs without a VPID, and L2's entries
-    under VPID 0 may be stale unless L2 runs under VPID 0.  Candidates only."""
+    under VPID 0 may be stale unless L2 runs under VPID 0.  And L1's context holds nothing
+    under a nonzero VPID: L1 always runs under VPID 0 (arch.vpid), and only an entry fills a
+    record.  Without it, L1's INVVPID (or INVLPGA) naming the VPID of the watched tag would
+    make an L1 record under it stale, which KVM does not flush: it flushes L2's context
+    (handle_invvpid).  Candidates only."""
     def run(which: str, vpid0_idle: bool):
         v = copy.deepcopy(pre_state)
         out = True
@@ -489,9 +493,16 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
                                          & (neg(r.ran_stale) | off))
                 out = out & (held | excused)
         return out
+    def l1_on_vpid0():
+        v = copy.deepcopy(pre_state)
+        out = True
+        for r in v.hw[0]:
+            out = out & ((r.tag >> 12 == 0)
+                         | (neg(r.old) & neg(r.stale) & neg(r.ran) & neg(r.ran_stale)))
+        return out
     variants = (False, True) if cfg.nested else (False,)
     return [_holds(functools.partial(run, w, vpid0)) for vpid0 in variants
-            for w in ("old", "last")]
+            for w in ("old", "last")] + ([_holds(l1_on_vpid0)] if cfg.nested else [])
 
 
 def legality_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
