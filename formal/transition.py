@@ -24,7 +24,7 @@ from pysmt.shortcuts import FALSE, And, EqualsOrIff, Ite, Not, Or, Solver
 
 from formal import arch, properties
 from formal import events as ev
-from formal.kvm import Mechanism
+from formal.kvm import Mechanism, root_in_l2
 from formal.machine import enter, execute
 from formal.properties import PROPERTIES, ModelError
 from formal.simulate import _not_modeled
@@ -474,7 +474,9 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
     under a nonzero VPID: L1 always runs under VPID 0 (arch.vpid), and only an entry fills a
     record.  Without it, L1's INVVPID (or INVLPGA) naming the VPID of the watched tag would
     make an L1 record under it stale, which KVM does not flush: it flushes L2's context
-    (handle_invvpid).  Candidates only."""
+    (handle_invvpid).  That needs another: a root whose old translations go to L1's context
+    when it is freed (formal.kvm.root_in_l2) was last used under VPID 0 (formal.kvm.
+    Mechanism.mark_active tags it).  Candidates only."""
     def run(which: str, vpid0_idle: bool):
         v = copy.deepcopy(pre_state)
         out = True
@@ -500,9 +502,16 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
             out = out & ((r.tag >> 12 == 0)
                          | (neg(r.old) & neg(r.stale) & neg(r.ran) & neg(r.ran_stale)))
         return out
+    def l1_roots_on_vpid0():
+        v = copy.deepcopy(pre_state)
+        out = True
+        for root in v.all_roots():
+            out = out & (neg(root.valid) | truth(root_in_l2(root)) | (root.tag >> 12 == 0))
+        return out
     variants = (False, True) if cfg.nested else (False,)
     return [_holds(functools.partial(run, w, vpid0)) for vpid0 in variants
-            for w in ("old", "last")] + ([_holds(l1_on_vpid0)] if cfg.nested else [])
+            for w in ("old", "last")] \
+        + ([_holds(l1_on_vpid0), _holds(l1_roots_on_vpid0)] if cfg.nested else [])
 
 
 def legality_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
