@@ -121,6 +121,30 @@ def test_an_event_relation_is_the_disjunction_of_its_cases():
             assert not ck.sat("case", And(cond, Not(same)))
 
 
+def test_the_l1_vpid_lemmas_are_what_invvpid_and_vm_entry_need():
+    """houdini's counterexamples to induction on v6.6 nested-ept (formal.transition.
+    record_lemmas): L1's INVVPID naming the watched tag's VPID made an L1 record under it
+    stale unless L1 holds nothing under a nonzero VPID; a VM entry that freed an L1 root
+    tagged with a nonzero VPID broke that, unless such roots are last used under VPID 0."""
+    rel = build(POLICIES["v6.6"], CONFIGS["nested-ept"], [ev.Invvpid, ev.VmEntry], PROP)
+    # record_lemmas' order: old, last, each again with the VPID-0 exception, then the two
+    # L1 lemmas (L1's records, the roots freed into L1's context).
+    old0, last0, l1_records, l1_roots = rel.lemmas[-4:]
+    ck = engines.Checker()
+    pre = {n: v.node for n, v in rel.pre.items()}
+
+    def kept(er, assumed, goal):
+        post = {pre[n]: t for n, t in er.post.items()}
+        return not ck.sat("step", And(*assumed, er.steps, Not(goal.substitute(post))))
+
+    invvpid, vmentry = rel.events
+    records = And(old0, last0)
+    assert not kept(invvpid, [records], records)
+    assert kept(invvpid, [records, l1_records], records)
+    assert not kept(vmentry, [l1_records], l1_records)
+    assert kept(vmentry, [l1_records, l1_roots], And(l1_records, l1_roots))
+
+
 def test_kind_fails_without_strengthening_where_pdr_proves():
     toy = counter(2, -1)
     assert engines.kind(toy, PROP, 3).verdict == "unknown"
