@@ -476,17 +476,24 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
     make an L1 record under it stale, which KVM does not flush: it flushes L2's context
     (handle_invvpid).  That needs another: a root whose old translations go to L1's context
     when it is freed (formal.kvm.root_in_l2) was last used under VPID 0 (formal.kvm.
-    Mechanism.mark_active tags it).  Candidates only."""
-    def run(which: str, vpid0_idle: bool):
+    Mechanism.mark_active tags it).  On SVM, the two record lemmas once more, with L2's
+    context excused while L1 runs: L1's INVLPGA does not flush it (invlpga_interception), every
+    VMRUN does (nested_svm_transition_tlb_flush).  Candidates only."""
+    def run(which: str, excuse: str):
         v = copy.deepcopy(pre_state)
         out = True
         l2_on_vpid0 = truth(v.guest_mode) & (v.vpid12 == 0)
         for ctx, records in enumerate(v.hw):
             walks = cfg.nested_tdp if ctx else cfg.tdp_enabled
             for r in records:
-                excused = False
-                if vpid0_idle:
-                    excused = l2_on_vpid0 if ctx == 0 else (r.tag >> 12 == 0) & neg(l2_on_vpid0)
+                if excuse == "none":
+                    excused = False
+                elif ctx == 0:
+                    excused = l2_on_vpid0
+                elif excuse == "vpid0":
+                    excused = (r.tag >> 12 == 0) & neg(l2_on_vpid0)
+                else:  # "l2-idle"
+                    excused = neg(truth(v.guest_mode))
                 off = r.ran_tables == arch.NO_TABLES
                 if which == "old":
                     held = neg(r.stale)
@@ -495,6 +502,7 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
                                          & (neg(r.ran_stale) | off))
                 out = out & (held | excused)
         return out
+
     def l1_on_vpid0():
         v = copy.deepcopy(pre_state)
         out = True
@@ -502,16 +510,21 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
             out = out & ((r.tag >> 12 == 0)
                          | (neg(r.old) & neg(r.stale) & neg(r.ran) & neg(r.ran_stale)))
         return out
+
     def l1_roots_on_vpid0():
         v = copy.deepcopy(pre_state)
         out = True
         for root in v.all_roots():
             out = out & (neg(root.valid) | truth(root_in_l2(root)) | (root.tag >> 12 == 0))
         return out
-    variants = (False, True) if cfg.nested else (False,)
-    return [_holds(functools.partial(run, w, vpid0)) for vpid0 in variants
-            for w in ("old", "last")] \
-        + ([_holds(l1_on_vpid0), _holds(l1_roots_on_vpid0)] if cfg.nested else [])
+
+    excuses = ("none", "vpid0") if cfg.nested else ("none",)
+    out = [_holds(functools.partial(run, w, x)) for x in excuses for w in ("old", "last")]
+    if cfg.nested:
+        out += [_holds(l1_on_vpid0), _holds(l1_roots_on_vpid0)]
+    if cfg.nested == "svm":
+        out += [_holds(functools.partial(run, w, "l2-idle")) for w in ("old", "last")]
+    return out
 
 
 def legality_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:

@@ -145,6 +145,26 @@ def test_the_l1_vpid_lemmas_are_what_invvpid_and_vm_entry_need():
     assert kept(vmentry, [l1_records, l1_roots], And(l1_records, l1_roots))
 
 
+def test_on_svm_l1s_invlpga_needs_l2s_context_excused_while_l1_runs():
+    """houdini's counterexample to induction on v6.6 nested-npt: L1's INVLPGA makes L2's record
+    under the ASID it names stale, and KVM flushes L2's context only at the next VMRUN; the
+    record lemmas with VPID 0's exception do not allow that, the SVM variant does."""
+    rel = build(POLICIES["v6.6"], CONFIGS["nested-npt"], [ev.Invlpga], PROP)
+    # record_lemmas' order on SVM: ..., old and last with VPID 0's exception, the two L1
+    # lemmas, old and last with L2's context excused while L1 runs.
+    old0, last0, l1_records, _, old_idle, last_idle = rel.lemmas[-6:]
+    (invlpga,) = rel.events
+    pre = {n: v.node for n, v in rel.pre.items()}
+    post = {pre[n]: t for n, t in invlpga.post.items()}
+    ck = engines.Checker()
+
+    def broken(records):
+        return bool(ck.sat("step", And(records, l1_records, invlpga.steps,
+                                       Not(records.substitute(post)))))
+    assert broken(And(old0, last0))
+    assert not broken(And(old_idle, last_idle))
+
+
 def test_kind_fails_without_strengthening_where_pdr_proves():
     toy = counter(2, -1)
     assert engines.kind(toy, PROP, 3).verdict == "unknown"
