@@ -464,21 +464,24 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
     where the hardware walks the guest's tables (formal.kvm.Mechanism.mark_active).  A policy
     that flushes what each invalidation covers keeps both; a step that switches to another tag
     (MOV CR3 with another PCID, a VM entry) then finds nothing stale under it.  With nested
-    virtualization, also both with an exception for VPID 0, which L1 always runs under and L2
-    does when vmcs12 gives it none: what the running level invalidates under VPID 0 (its
-    INVLPG, a VM transition without VPID, SDM Vol. 3C §28.3.3.1) covers the idle level's
-    entries under VPID 0 too, and KVM's flush for it (nested_vmx_transition_tlb_flush's
-    TLB_FLUSH_GUEST) reaches the idle level's context only when it runs again under VPID 0.  So
-    L1's idle context may hold stale entries while L2 runs without a VPID, and L2's entries
-    under VPID 0 may be stale unless L2 runs under VPID 0.  And L1's context holds nothing
-    under a nonzero VPID: L1 always runs under VPID 0 (arch.vpid), and only an entry fills a
-    record.  Without it, L1's INVVPID (or INVLPGA) naming the VPID of the watched tag would
-    make an L1 record under it stale, which KVM does not flush: it flushes L2's context
-    (handle_invvpid).  That needs another: a root whose old translations go to L1's context
-    when it is freed (formal.kvm.root_in_l2) was last used under VPID 0 (formal.kvm.
-    Mechanism.mark_active tags it).  On SVM, the two record lemmas once more, with L2's
-    context excused while L1 runs: L1's INVLPGA does not flush it (invlpga_interception), every
-    VMRUN does (nested_svm_transition_tlb_flush).  Candidates only."""
+    virtualization, also:
+    - both with an exception for VPID 0, which L1 always runs under and L2 does when vmcs12
+      gives it none: what the running level invalidates under VPID 0 (its INVLPG, a VM
+      transition without VPID, SDM Vol. 3C §28.3.3.1) covers the idle level's entries under
+      VPID 0 too, and KVM's flush for it (nested_vmx_transition_tlb_flush's TLB_FLUSH_GUEST)
+      reaches the idle level's context only when it runs again under VPID 0.  So L1's idle
+      context may hold stale entries while L2 runs without a VPID, and L2's entries under
+      VPID 0 may be stale unless L2 runs under VPID 0;
+    - L1's context holds nothing under a nonzero VPID: L1 always runs under VPID 0
+      (arch.vpid), and only an entry fills a record.  Without it, L1's INVVPID naming the
+      watched tag's VPID would make an L1 record under it stale, which KVM does not flush (it
+      flushes L2's context, handle_invvpid);
+    - a root whose old translations go to L1's context when it is freed (formal.kvm.
+      root_in_l2) was last used under VPID 0 (mark_active tags it), which the previous one
+      needs at a VM entry;
+    - on SVM, both with L2's context excused while L1 runs: L1's INVLPGA does not flush it
+      (invlpga_interception), every VMRUN does (nested_svm_transition_tlb_flush).
+    Candidates only."""
     def run(which: str, excuse: str):
         v = copy.deepcopy(pre_state)
         out = True
