@@ -121,6 +121,14 @@ def test_an_event_relation_is_the_disjunction_of_its_cases():
             assert not ck.sat("case", And(cond, Not(same)))
 
 
+def preserved(rel: Relation, er: EventRelation, assumed: list, goal) -> bool:
+    """Does every step of er from a state satisfying assumed satisfy goal after it?"""
+    pre = {n: v.node for n, v in rel.pre.items()}
+    post = {pre[n]: t for n, t in er.post.items()}
+    return not engines.Checker().sat(
+        "step", And(*assumed, er.steps, Not(goal.substitute(post))))
+
+
 def test_the_l1_vpid_lemmas_are_what_invvpid_and_vm_entry_need():
     """houdini's counterexamples to induction on v6.6 nested-ept (formal.transition.
     record_lemmas): L1's INVVPID naming the watched tag's VPID made an L1 record under it
@@ -130,19 +138,12 @@ def test_the_l1_vpid_lemmas_are_what_invvpid_and_vm_entry_need():
     # record_lemmas' order: old, last, each again with the VPID-0 exception, then the two
     # L1 lemmas (L1's records, the roots freed into L1's context).
     old0, last0, l1_records, l1_roots = rel.lemmas[-4:]
-    ck = engines.Checker()
-    pre = {n: v.node for n, v in rel.pre.items()}
-
-    def kept(er, assumed, goal):
-        post = {pre[n]: t for n, t in er.post.items()}
-        return not ck.sat("step", And(*assumed, er.steps, Not(goal.substitute(post))))
-
     invvpid, vmentry = rel.events
     records = And(old0, last0)
-    assert not kept(invvpid, [records], records)
-    assert kept(invvpid, [records, l1_records], records)
-    assert not kept(vmentry, [l1_records], l1_records)
-    assert kept(vmentry, [l1_records, l1_roots], And(l1_records, l1_roots))
+    assert not preserved(rel, invvpid, [records], records)
+    assert preserved(rel, invvpid, [records, l1_records], records)
+    assert not preserved(rel, vmentry, [l1_records], l1_records)
+    assert preserved(rel, vmentry, [l1_records, l1_roots], And(l1_records, l1_roots))
 
 
 def test_on_svm_l1s_invlpga_needs_l2s_context_excused_while_l1_runs():
@@ -154,15 +155,9 @@ def test_on_svm_l1s_invlpga_needs_l2s_context_excused_while_l1_runs():
     # lemmas, old and last with L2's context excused while L1 runs.
     old0, last0, l1_records, _, old_idle, last_idle = rel.lemmas[-6:]
     (invlpga,) = rel.events
-    pre = {n: v.node for n, v in rel.pre.items()}
-    post = {pre[n]: t for n, t in invlpga.post.items()}
-    ck = engines.Checker()
-
-    def broken(records):
-        return bool(ck.sat("step", And(records, l1_records, invlpga.steps,
-                                       Not(records.substitute(post)))))
-    assert broken(And(old0, last0))
-    assert not broken(And(old_idle, last_idle))
+    vpid0, idle = And(old0, last0), And(old_idle, last_idle)
+    assert not preserved(rel, invlpga, [vpid0, l1_records], vpid0)
+    assert preserved(rel, invlpga, [idle, l1_records], idle)
 
 
 def test_kind_fails_without_strengthening_where_pdr_proves():
