@@ -79,6 +79,16 @@ def tag(v: Vcpu) -> int:
     return vpid(v) << 12 | pcid(v.regs)
 
 
+def tag_vpid(tag: int) -> int:
+    """The VPID a tag (arch.tag) was made under."""
+    return tag >> 12
+
+
+def tag_pcid(tag: int) -> int:
+    """The PCID a tag (arch.tag) was made under."""
+    return tag & 0xFFF
+
+
 # arch.tables with paging off: not a page-table address (those are page aligned).
 NO_TABLES = 1
 

@@ -193,13 +193,13 @@ class Mechanism:
             linear_roots += [v.guest_mmu.root] + v.guest_mmu.prev_roots
         for inval in invals:
             for root in linear_roots:
-                hit = root.valid & inval.covers(root.tag >> 12, root.tag & 0xFFF)
+                hit = root.valid & inval.covers(arch.tag_vpid(root.tag), arch.tag_pcid(root.tag))
                 root.live = root.live & neg(hit)
                 root.stale = root.stale | (hit & (root.unsync | root.hw_old))
             if native:
                 continue
             for record in v.hw[0] + v.hw[1]:
-                covered = inval.covers(record.tag >> 12, record.tag & 0xFFF)
+                covered = inval.covers(arch.tag_vpid(record.tag), arch.tag_pcid(record.tag))
                 record.stale = record.stale | (record.old & covered)
                 record.ran_stale = record.ran_stale | (record.ran & covered)
 

@@ -448,11 +448,11 @@ def idle_entry_lemmas(policy_cls: type[Mechanism], cfg: Config,
             off = r.ran_tables == arch.NO_TABLES
             shape = truth(neg(off) if walks else True)
             if ctx:  # L2's tag is vmcs12's VPID (arch.tag); only a VM entry sets vpid12
-                shape = shape & (r.tag >> 12 == v.vpid12)
+                shape = shape & (arch.tag_vpid(r.tag) == v.vpid12)
             if which == "strong":
                 stale = _iff(r.ran_stale, off)
             else:
-                stale = neg(r.ran_stale) | off | ((v.vpid12 == 0) & (r.tag >> 12 == 0))
+                stale = neg(r.ran_stale) | off | ((v.vpid12 == 0) & (arch.tag_vpid(r.tag) == 0))
             out = out & (neg(r.ran) | (shape & stale))
         return out
     return [_holds(functools.partial(run, w)) for w in ("resume", "strong", "weak")]
@@ -494,7 +494,7 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
                 elif ctx == 0:
                     excused = l2_on_vpid0
                 elif excuse == "vpid0":
-                    excused = (r.tag >> 12 == 0) & neg(l2_on_vpid0)
+                    excused = (arch.tag_vpid(r.tag) == 0) & neg(l2_on_vpid0)
                 else:  # "l2-idle"
                     excused = neg(truth(v.guest_mode))
                 off = r.ran_tables == arch.NO_TABLES
@@ -510,7 +510,7 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
         v = copy.deepcopy(pre_state)
         out = True
         for r in v.hw[0]:
-            out = out & ((r.tag >> 12 == 0)
+            out = out & ((arch.tag_vpid(r.tag) == 0)
                          | (neg(r.old) & neg(r.stale) & neg(r.ran) & neg(r.ran_stale)))
         return out
 
@@ -518,7 +518,7 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
         v = copy.deepcopy(pre_state)
         out = True
         for root in v.all_roots():
-            out = out & (neg(root.valid) | truth(root_in_l2(root)) | (root.tag >> 12 == 0))
+            out = out & (neg(root.valid) | truth(root_in_l2(root)) | (arch.tag_vpid(root.tag) == 0))
         return out
 
     excuses = ("none", "vpid0") if cfg.nested else ("none",)
