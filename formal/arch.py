@@ -359,8 +359,16 @@ def _vmentry(cfg: Config, v: Vcpu, e: ev.VmEntry) -> ArchStep:
         return _fault(v, "VM-entry failure: nested_pgd (EPTP/nCR3) must be set")
     if not cfg.nested_tdp and e.nested_pgd:
         return _fault(v, f"VM-entry failure: nested paging is not available in {cfg.name}")
+    if cfg.nested == "svm" and not e.vpid:
+        # AMD APM Vol. 2 §15.5.1 (VMRUN consistency checks): ASID 0 is the host's; KVM checks
+        # the same (svm/nested.c nested_vmcb_check_controls: control->asid == 0).
+        return _fault(v, "VMEXIT_INVALID: VMRUN with ASID 0")
     if e.vpid > 0xFFFF:
-        return _fault(v, "VM-entry failure: VPID is 16 bits")
+        # VMX: the VPID field is 16 bits (SDM Vol. 3C §24.6.12).  SVM's ASID field is 32 bits,
+        # but KVM tells L1 it has 8 ASIDs (cpuid.c, CPUID 0x8000000A EBX = 8): the model covers
+        # ASIDs 1..0xFFFF, every one L1 may use, and not the rest of the field.
+        return _fault(v, "VM-entry failure: VPID is 16 bits" if cfg.nested == "vmx" else
+                      "not modelled: ASID above 0xFFFF (KVM gives L1 8 ASIDs)")
     return ArchStep(None, regs, _transition_invals("VM entry", e.vpid))
 
 
@@ -395,6 +403,9 @@ def _invvpid(cfg: Config, v: Vcpu, e: ev.Invvpid) -> ArchStep:
 def _invlpga(cfg: Config, v: Vcpu, e: ev.Invlpga) -> ArchStep:
     if v.guest_mode:
         return _fault(v, "invalid: INVLPGA is L1's instruction")
+    if e.asid >> 32:
+        # The ASID operand is ECX (AMD APM Vol. 3, INVLPGA): an event names at most 32 bits.
+        return _fault(v, "invalid: INVLPGA's ASID is ECX, 32 bits")
     return ArchStep(None, v.regs, (Inval(f"INVLPGA {e.va:#x} ASID {e.asid:#x}", e.asid,
                                          va=e.va),))
 

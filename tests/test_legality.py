@@ -3,6 +3,8 @@ crash, and leaves the state alone."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from formal import events as ev
@@ -66,21 +68,29 @@ def test_illegal_event_faults_and_changes_nothing(policy_name, name, regs, event
     assert m.v == before
 
 
+NTR = ev.VmEntry(0x8001_0033, 0x1000, 0x20, 0xD00, 0x5000, 0)  # with vpid replaced per case
+
 NESTED_CASES = [
-    ("invvpid_vpid_too_wide_type2", ev.Invvpid(2, 0x10000, 0),
+    ("invvpid_vpid_too_wide_type2", "nested-ept", ev.Invvpid(2, 0x10000, 0),
      "VMfail: INVVPID descriptor bits 63:16 are reserved"),
-    ("invvpid_vpid_too_wide_type1", ev.Invvpid(1, 0x1_0001, 0),
+    ("invvpid_vpid_too_wide_type1", "nested-ept", ev.Invvpid(1, 0x1_0001, 0),
      "VMfail: INVVPID descriptor bits 63:16 are reserved"),
-    ("invvpid_vpid0_type1", ev.Invvpid(1, 0, 0), "VMfail: INVVPID with VPID 0"),
-    ("invvpid_type_4", ev.Invvpid(4, 1, 0), "VMfail: INVVPID type 4 is not 0-3"),
-    ("vmentry_vpid_too_wide", ev.VmEntry(0x8001_0033, 0x1000, 0x20, 0xD00, 0x5000, 0x10000),
+    ("invvpid_vpid0_type1", "nested-ept", ev.Invvpid(1, 0, 0), "VMfail: INVVPID with VPID 0"),
+    ("invvpid_type_4", "nested-ept", ev.Invvpid(4, 1, 0), "VMfail: INVVPID type 4 is not 0-3"),
+    ("vmentry_vpid_too_wide", "nested-ept", replace(NTR, vpid=0x10000),
      "VM-entry failure: VPID is 16 bits"),
+    ("vmrun_asid0", "nested-npt", NTR, "VMEXIT_INVALID: VMRUN with ASID 0"),
+    ("vmrun_asid_above_model", "nested-npt", replace(NTR, vpid=0x10000),
+     "not modelled: ASID above 0xFFFF (KVM gives L1 8 ASIDs)"),
+    ("invlpga_asid_wider_than_ecx", "nested-npt", ev.Invlpga(0x400000, 0x1_0000_0001),
+     "invalid: INVLPGA's ASID is ECX, 32 bits"),
 ]
 
 
-@pytest.mark.parametrize("name,event,fault", NESTED_CASES, ids=[c[0] for c in NESTED_CASES])
-def test_illegal_nested_event_faults_and_changes_nothing(name, event, fault):
-    m = machine("v6.6", "nested-ept")
+@pytest.mark.parametrize("name,config,event,fault", NESTED_CASES,
+                         ids=[c[0] for c in NESTED_CASES])
+def test_illegal_nested_event_faults_and_changes_nothing(name, config, event, fault):
+    m = machine("v6.6", config)
     before = m.v.clone()
     rec = m.step(0, event)
     assert rec.fault == fault
@@ -88,9 +98,12 @@ def test_illegal_nested_event_faults_and_changes_nothing(name, event, fault):
     assert m.v == before
 
 
-@pytest.mark.parametrize("event", [ev.Invvpid(2, 0xFFFF, 0), ev.Invvpid(1, 0xFFFF, 0)])
-def test_invvpid_with_a_16_bit_vpid_does_not_fault(event):
-    assert machine("v6.6", "nested-ept").step(0, event).fault is None
+@pytest.mark.parametrize("config,event", [
+    ("nested-ept", ev.Invvpid(2, 0xFFFF, 0)), ("nested-ept", ev.Invvpid(1, 0xFFFF, 0)),
+    ("nested-ept", NTR), ("nested-npt", replace(NTR, vpid=0xFFFF)),
+    ("nested-npt", ev.Invlpga(0x400000, 0xFFFF_FFFF))])
+def test_legal_nested_neighbours_do_not_fault(config, event):
+    assert machine("v6.6", config).step(0, event).fault is None
 
 
 @pytest.mark.parametrize("event", [ev.MovCr4(0x20), ev.MovCr3(0x8000_0000_0000_1001)])
