@@ -338,7 +338,7 @@ def build(policy_cls: type[Mechanism], cfg: Config,
     rel.lemmas = entry_lemmas(policy_cls, cfg, pre_state) + legality_lemmas(cfg, pre_state) \
         + [last_entry_lemma(policy_cls, cfg, pre_state)] + role_lemmas(policy_cls, cfg, pre_state) \
         + (idle_entry_lemmas(policy_cls, cfg, pre_state) if cfg.nested else []) \
-        + record_lemmas(cfg, pre_state)
+        + list(record_lemmas(cfg, pre_state).values())
     return rel
 
 
@@ -458,7 +458,7 @@ def idle_entry_lemmas(policy_cls: type[Mechanism], cfg: Config,
     return [_holds(functools.partial(run, w)) for w in ("resume", "strong", "weak")]
 
 
-def record_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
+def record_lemmas(cfg: Config, pre_state: Vcpu) -> dict[str, FNode]:
     """Under whatever tag, running or not, a hardware context holds nothing stale: no stale old
     translation, and a last-entry record stale only with paging off, and none of paging off
     where the hardware walks the guest's tables (formal.kvm.Mechanism.mark_active).  A policy
@@ -481,7 +481,8 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
       needs at a VM entry;
     - on SVM, both with L2's context excused while L1 runs: L1's INVLPGA does not flush it
       (invlpga_interception), every VMRUN does (nested_svm_transition_tlb_flush).
-    Candidates only."""
+    Candidates only, by name: old, last; old-vpid0, last-vpid0; l1-records, l1-roots;
+    old-l2-idle, last-l2-idle."""
     def run(which: str, excuse: str):
         v = copy.deepcopy(pre_state)
         out = True
@@ -522,11 +523,13 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> list[FNode]:
         return out
 
     excuses = ("none", "vpid0") if cfg.nested else ("none",)
-    out = [_holds(functools.partial(run, w, x)) for x in excuses for w in ("old", "last")]
+    out = {w if x == "none" else f"{w}-{x}": _holds(functools.partial(run, w, x))
+           for x in excuses for w in ("old", "last")}
     if cfg.nested:
-        out += [_holds(l1_on_vpid0), _holds(l1_roots_on_vpid0)]
+        out |= {"l1-records": _holds(l1_on_vpid0), "l1-roots": _holds(l1_roots_on_vpid0)}
     if cfg.nested == "svm":
-        out += [_holds(functools.partial(run, w, "l2-idle")) for w in ("old", "last")]
+        out |= {f"{w}-l2-idle": _holds(functools.partial(run, w, "l2-idle"))
+                for w in ("old", "last")}
     return out
 
 

@@ -25,7 +25,7 @@ from formal import events as ev
 from formal.properties import PROPERTIES
 from formal.state import CONFIGS
 from formal.symbolic import fresh
-from formal.transition import EventRelation, Relation, build
+from formal.transition import EventRelation, Relation, build, record_lemmas, symbolic_state
 from specs import POLICIES
 
 PROP = ("freshness",)
@@ -129,15 +129,24 @@ def preserved(rel: Relation, er: EventRelation, assumed: list, goal) -> bool:
         "step", And(*assumed, er.steps, Not(goal.substitute(post))))
 
 
+def record_lemmas_of(rel: Relation) -> dict:
+    """rel's record lemmas by name (formal.transition.record_lemmas), each one of rel.lemmas:
+    the same terms over the same state variables."""
+    cfg = CONFIGS[rel.config]
+    named = record_lemmas(cfg, symbolic_state(cfg, "s.")[0])
+    assert all(lemma in rel.lemmas for lemma in named.values())
+    return named
+
+
 def test_the_l1_vpid_lemmas_are_what_invvpid_and_vm_entry_need():
     """houdini's counterexamples to induction on v6.6 nested-ept (formal.transition.
     record_lemmas): L1's INVVPID naming the watched tag's VPID made an L1 record under it
     stale unless L1 holds nothing under a nonzero VPID; a VM entry that freed an L1 root
     tagged with a nonzero VPID broke that, unless such roots are last used under VPID 0."""
     rel = build(POLICIES["v6.6"], CONFIGS["nested-ept"], [ev.Invvpid, ev.VmEntry], PROP)
-    # record_lemmas' order: old, last, each again with the VPID-0 exception, then the two
-    # L1 lemmas (L1's records, the roots freed into L1's context).
-    old0, last0, l1_records, l1_roots = rel.lemmas[-4:]
+    lemma = record_lemmas_of(rel)
+    old0, last0 = lemma["old-vpid0"], lemma["last-vpid0"]
+    l1_records, l1_roots = lemma["l1-records"], lemma["l1-roots"]
     invvpid, vmentry = rel.events
     records = And(old0, last0)
     assert not preserved(rel, invvpid, [records], records)
@@ -151,9 +160,9 @@ def test_on_svm_l1s_invlpga_needs_l2s_context_excused_while_l1_runs():
     under the ASID it names stale, and KVM flushes L2's context only at the next VMRUN; the
     record lemmas with VPID 0's exception do not allow that, the SVM variant does."""
     rel = build(POLICIES["v6.6"], CONFIGS["nested-npt"], [ev.Invlpga], PROP)
-    # record_lemmas' order on SVM: ..., old and last with VPID 0's exception, the two L1
-    # lemmas, old and last with L2's context excused while L1 runs.
-    old0, last0, l1_records, _, old_idle, last_idle = rel.lemmas[-6:]
+    lemma = record_lemmas_of(rel)
+    old0, last0, l1_records = lemma["old-vpid0"], lemma["last-vpid0"], lemma["l1-records"]
+    old_idle, last_idle = lemma["old-l2-idle"], lemma["last-l2-idle"]
     (invlpga,) = rel.events
     vpid0, idle = And(old0, last0), And(old_idle, last_idle)
     assert not preserved(rel, invlpga, [vpid0, l1_records], vpid0)
