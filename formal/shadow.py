@@ -139,9 +139,6 @@ class GuestWorld:
         elif mode is Mode.BITS32:
             self.mem.write(t.root, (t.pt | TABLE_FLAGS) << 32 * _PDE32_INDEX)
 
-    def read_leaf(self, pgd: int) -> int:
-        return self.mem.read(self.tables[pgd & _ADDR].leaf)
-
     def new_leaf(self, pgd: int) -> tuple[int, int]:
         """(address, value) of a guest PTE write pointing pgd's watched leaf at a fresh page."""
         return self.tables[pgd & _ADDR].leaf, self.data.alloc() | LEAF_FLAGS

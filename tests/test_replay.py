@@ -122,7 +122,7 @@ def test_root_frame_serves_every_paging_mode():
     frame is laid out for the mode (formal.shadow.GuestWorld.format_root)."""
     world = GuestWorld()
     world.add_pgd(0x1000)
-    page = world.read_leaf(0x1000) & ~0xFFF
+    page = world.mem.read(world.tables[0x1000].leaf) & ~0xFFF
     for mode, regs in [(Mode.LEVEL4, LONG_MODE), (Mode.PAE, Regs(0x8000_0033, 0x1000, 0x20, 0)),
                        (Mode.BITS32, Regs(0x8000_0033, 0x1000, 0x0, 0)),
                        (Mode.PAE, Regs(0x8000_0033, 0x1FE0, 0x20, 0))]:
@@ -174,7 +174,7 @@ def test_tdp_with_paging_off_reads_physical_memory_not_the_hardware_tlb(config):
     assert not replay(t).violated
     world = GuestWorld()
     world.add_pgd(LONG_MODE.cr3)
-    page = world.read_leaf(LONG_MODE.cr3) & ~0xFFF
+    page = world.mem.read(world.tables[LONG_MODE.cr3].leaf) & ~0xFFF
     policy = concrete_policy(POLICIES[t.policy])(CONFIGS[config], world)
     m = Machine(policy, LONG_MODE)
     m.start()
