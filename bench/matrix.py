@@ -29,7 +29,12 @@ def cell(policy: str, config: str, bound: int, timeout: float, unbounded: bool,
     t0 = time.perf_counter()
     rel = build(POLICIES[policy], CONFIGS[config])
     built = time.perf_counter() - t0
-    vac = vacuity(rel, PROPERTIES, bound, engines.Checker(timeout=timeout))
+    # Without a budget: no verdict of the cell counts until its vacuity check has passed.
+    # (rfc-2022-02 shadow's took more than 600 s at bound 3 on 2 cores loaded 4.)
+    try:
+        vac = vacuity(rel, PROPERTIES, bound, engines.Checker())
+    except engines.Inconclusive as exc:
+        vac = [f"vacuity not decided: {exc}"]
     rows = []
     for prop in PROPERTIES:
         t1 = time.perf_counter()
@@ -56,7 +61,7 @@ def cell(policy: str, config: str, bound: int, timeout: float, unbounded: bool,
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bound", type=int, default=4)
-    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--timeout", type=float, default=600, help="seconds for each bmc")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--policy", action="append")
     ap.add_argument("--config", action="append")
