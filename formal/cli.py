@@ -82,7 +82,8 @@ def _prove(args: argparse.Namespace) -> int:
     props = tuple(args.property) if args.property else PROPERTIES
     try:
         proof = prove.run(args.policy, args.config, props, args.engine, args.bound,
-                          args.timeout, Path(args.dump_smt) if args.dump_smt else None)
+                          args.timeout, Path(args.dump_smt) if args.dump_smt else None,
+                          tuple(args.event) if args.event else None)
     except prove.ObligationError as exc:
         print(f"flushproof: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -141,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--property", action="append", choices=PROPERTIES,
                    help="a property to check (repeatable; default: all four)")
     v.add_argument("--engine", default="auto", choices=engines.ENGINES)
+    v.add_argument("--event", action="append", metavar="OP",
+                   help="restrict the events to this kind (repeatable, e.g. --event smi "
+                        "--event rsm; default: all the configuration's); a verdict then covers "
+                        "only executions of these events")
     v.add_argument("--bound", type=int, default=prove.DEFAULT_BOUND,
                    help="events explored by bmc, or the largest k of kind")
     v.add_argument("--timeout", type=float, help="seconds for the solver queries")

@@ -10,10 +10,11 @@ from pathlib import Path
 from pysmt.shortcuts import And, Or
 
 from formal import engines, replay, simulate
+from formal import events as ev
 from formal.engines import Checker, Inconclusive, Result
 from formal.properties import PROPERTIES, ModelError
 from formal.state import CONFIGS
-from formal.transition import Relation, build
+from formal.transition import Relation, build, event_kinds
 from formal.unroll import Unroller
 from specs import POLICIES
 
@@ -36,10 +37,13 @@ class Proof:
     times: dict[str, float] = field(default_factory=dict)
     vacuity: list[str] = field(default_factory=list)
     replay: str = ""  # what the concrete replay of the counterexample showed
+    # The event kinds the environment may issue when not all the configuration's: a verdict
+    # then covers executions of these events only.
+    events: tuple[str, ...] | None = None
 
 
 def check_obligation(policy: str, config: str, props: tuple[str, ...], engine: str,
-                     bound: int) -> None:
+                     bound: int, events: tuple[str, ...] | None = None) -> None:
     if policy not in POLICIES:
         raise ObligationError(f"unknown policy {policy!r} (known: {', '.join(POLICIES)})")
     if config not in CONFIGS:
@@ -51,6 +55,21 @@ def check_obligation(policy: str, config: str, props: tuple[str, ...], engine: s
         raise ObligationError(f"unknown engine {engine!r} (known: {', '.join(engines.ENGINES)})")
     if bound < 0:
         raise ObligationError(f"bound must be >= 0, got {bound}")
+    if events is not None:
+        known = [k.op for k in event_kinds(CONFIGS[config])]
+        for op in events:
+            if op not in known:
+                raise ObligationError(f"event {op!r} is not one of config {config}'s "
+                                      f"(known: {', '.join(known)})")
+        if not events:
+            raise ObligationError("an empty event restriction: name at least one event")
+
+
+def _kinds(config: str, events: tuple[str, ...] | None) -> list[type[ev.Event]] | None:
+    """The event kinds of a restriction, in the configuration's order; None for all."""
+    if events is None:
+        return None
+    return [k for k in event_kinds(CONFIGS[config]) if k.op in events]
 
 
 def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> list[str]:
@@ -83,13 +102,17 @@ def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> l
 
 def run(policy: str, config: str, props: tuple[str, ...] = PROPERTIES, engine: str = "auto",
         bound: int = DEFAULT_BOUND, timeout: float | None = None,
-        dump_dir: Path | None = None) -> Proof:
-    check_obligation(policy, config, props, engine, bound)
+        dump_dir: Path | None = None, events: tuple[str, ...] | None = None) -> Proof:
+    """events: restrict the environment to these event kinds (default: every kind the
+    configuration has)."""
+    check_obligation(policy, config, props, engine, bound, events)
     t0 = time.perf_counter()
-    rel = build(POLICIES[policy], CONFIGS[config], props=props)
+    kinds = _kinds(config, events)
+    rel = build(POLICIES[policy], CONFIGS[config], kinds, props=props)
     proof = Proof(policy, config, props, engine, Result("unknown", engine),
                   paths={er.kind.op: er.paths for er in rel.events} | {"initial": rel.init_paths},
-                  times={"symbolic": time.perf_counter() - t0})
+                  times={"symbolic": time.perf_counter() - t0},
+                  events=None if kinds is None else tuple(k.op for k in kinds))
     ck = Checker("z3", timeout, dump_dir)
     try:
         t1 = time.perf_counter()

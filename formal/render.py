@@ -74,6 +74,11 @@ def proof_text(proof, cex_path) -> str:
     r = proof.result
     lines = [f"flushproof prove: policy {proof.policy}, config {proof.config}, properties "
              f"{', '.join(proof.props)}, engine {proof.engine}"]
+    only = ""
+    if proof.events is not None:
+        lines.append(f"events: only {', '.join(proof.events)} (the environment is restricted: "
+                     "a verdict covers executions of these events only)")
+        only = f" (for executions of {', '.join(proof.events)} only)"
     paths = ", ".join(f"{k} {n}" for k, n in proof.paths.items())
     lines.append(f"symbolic execution: paths per handler: {paths}")
     if proof.vacuity:
@@ -87,9 +92,9 @@ def proof_text(proof, cex_path) -> str:
                      f"{r.bound} events (bmc found none shorter)")
         lines.append(f"  {message}")
     elif r.verdict == "proved":
-        lines.append(f"verdict: PROVED by {r.engine}: {r.certificate}")
+        lines.append(f"verdict: PROVED by {r.engine}{only}: {r.certificate}")
     elif r.verdict == "bounded":
-        lines.append(f"verdict: bounded({r.bound}): no violation within {r.bound} events; "
+        lines.append(f"verdict: bounded({r.bound}){only}: no violation within {r.bound} events; "
                      f"NOT a proof{': ' + r.reason if r.reason else ''}")
     else:
         lines.append(f"verdict: UNKNOWN: {r.reason}")
@@ -113,6 +118,7 @@ def proof_json(proof, cex_path) -> dict[str, object]:
     r = proof.result
     return {
         "policy": proof.policy, "config": proof.config, "properties": list(proof.props),
+        "events": None if proof.events is None else list(proof.events),
         "verdict": r.label, "engine": r.engine, "bound": r.bound, "reason": r.reason,
         "violation": None if r.violation is None else {
             "event": r.violation[0], "property": r.violation[1], "message": r.violation[2]},

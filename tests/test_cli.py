@@ -132,12 +132,37 @@ def test_corpus_command_passes(capsys, monkeypatch):
     (["prove", "--policy", "v6.6", "--config", "shadow", "--engine", "magic"], "invalid choice"),
     (["prove", "--policy", "v6.6", "--config", "shadow", "--property", "speed"],
      "invalid choice"),
+    (["prove", "--policy", "v6.6", "--config", "tdp", "--event", "vmentry"],
+     "event 'vmentry' is not one of config tdp's (known: mov_cr0, "),
+    (["prove", "--policy", "v6.6", "--config", "nested-npt", "--event", "invvpid"],
+     "event 'invvpid' is not one of config nested-npt's"),
 ])
 def test_prove_rejects_bad_obligations_with_exit_3(argv, needle, capsys):
     with pytest.raises(SystemExit) as exc:
         raise SystemExit(main(argv))
     assert exc.value.code == 3
     assert needle in capsys.readouterr().err
+
+
+RESTRICTED = ["prove", "--policy", "v6.6", "--config", "tdp", "--property", "pgd", "--engine",
+              "houdini", "--bound", "1", "--event", "invlpg", "--event", "mov_cr3"]
+
+
+def test_prove_restricted_to_some_events_says_so_in_text_and_json(capsys):
+    """--event builds the relation of those kinds only (in the configuration's order); the
+    verdict names the restriction, since it covers executions of those events only."""
+    assert main(RESTRICTED + ["--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["verdict"], doc["events"]) == ("proved", ["mov_cr3", "invlpg"])
+    assert set(doc["paths"]) == {"mov_cr3", "invlpg", "initial"}
+    assert "safety for each of 2 event kinds" in doc["certificate"]
+    assert doc["vacuity"] == {"ok": True, "failures": []}
+    assert main(RESTRICTED) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == ("events: only mov_cr3, invlpg (the environment is restricted: a verdict "
+                        "covers executions of these events only)")
+    assert lines[4].startswith("verdict: PROVED by houdini (for executions of mov_cr3, invlpg "
+                               "only): ")
 
 
 @pytest.mark.parametrize("doc,needle", [
