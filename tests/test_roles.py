@@ -20,8 +20,8 @@ def field(role: int, shift: int, width: int = 1) -> int:
     return role >> shift & ((1 << width) - 1)
 
 
-@pytest.mark.parametrize("cr0,cr4,efer,smm,guest", itertools.product(
-    CR0S, CR4S, EFERS, [False, True], [False, True]))
+@pytest.mark.parametrize("cr0,cr4,efer,smm,guest", list(itertools.product(
+    CR0S, CR4S, EFERS, [False, True], [False, True])))
 def test_cpu_role_fields_follow_the_registers(cr0, cr4, efer, smm, guest):
     role = roles.calc_cpu_role(cr0, cr4, efer, smm, guest)
     assert field(role, 24, 8) == int(smm)
