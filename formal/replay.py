@@ -273,7 +273,7 @@ def replay(t: Trace) -> ReplayOutcome:
     for i, e in enumerate(t.events):
         if found is not None:
             return found
-        why = _not_modeled(m.v, e)
+        why = _not_modeled(cfg, m.v, e)
         if why:
             raise NotModeled(f"event {i} ({e.op}): {why}")
         a = arch.step(cfg, m.v, e)

@@ -227,7 +227,7 @@ def event_relation(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu,
         v = copy.deepcopy(pre_state)
         policy = symbolic_policy(policy_cls, cfg, CUT_POINTS.get((policy_cls.name, kind), ()))
         e = kind(**ops)
-        if _not_modeled(v, e):
+        if _not_modeled(cfg, v, e):
             return "not-modeled", v, []
         try:
             fault, viol = execute(policy, v, e, props)

@@ -94,6 +94,10 @@ BAD = [
      "event 0 (vmexit): config shadow has no nested virtualization"),
     ("illegal_initial_state", dict(GOOD, initial=dict(GOOD["initial"], efer="0x100")),
      "initial: registers are not a legal state: invalid: EFER.LMA must equal"),
+    ("svm_asid_above_the_model", dict(GOOD, config="nested-npt", events=[
+        {"op": "vmentry", "cr0": "0x80010033", "cr3": "0x3000", "cr4": "0x20", "efer": "0xd00",
+         "nested_pgd": "0x5000", "vpid": "0x10000"}]),
+     "event 0 (vmentry): an L2 ASID above 0xFFFF is not modeled (KVM gives L1 8 ASIDs)"),
 ]
 
 

@@ -73,7 +73,7 @@ def modelled(policy: str, config: str, events: list[ev.Event],
     for e in events:
         if isinstance(e, ev.VmEntry) and cfg.nested_tdp:
             e = ev.VmEntry(e.cr0, e.cr3, e.cr4, e.efer, 0x9000, e.vpid)
-        if _not_modeled(m.v, e):
+        if _not_modeled(cfg, m.v, e):
             continue
         m.step(len(kept), e)
         kept.append(e)

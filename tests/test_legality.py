@@ -80,8 +80,6 @@ NESTED_CASES = [
     ("vmentry_vpid_too_wide", "nested-ept", replace(NTR, vpid=0x10000),
      "VM-entry failure: VPID is 16 bits"),
     ("vmrun_asid0", "nested-npt", NTR, "VMEXIT_INVALID: VMRUN with ASID 0"),
-    ("vmrun_asid_above_model", "nested-npt", replace(NTR, vpid=0x10000),
-     "not modelled: ASID above 0xFFFF (KVM gives L1 8 ASIDs)"),
     ("invlpga_asid_wider_than_ecx", "nested-npt", ev.Invlpga(0x400000, 0x1_0000_0001),
      "invalid: INVLPGA's ASID is ECX, 32 bits"),
 ]

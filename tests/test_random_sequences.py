@@ -58,7 +58,7 @@ def run(policy: str, config: str, events: list[ev.Event]) -> list:
     for i, e in enumerate(events):
         if isinstance(e, ev.VmEntry) and cfg.nested_tdp:
             e = ev.VmEntry(e.cr0, e.cr3, e.cr4, e.efer, 0x9000, e.vpid)
-        if _not_modeled(m.v, e):
+        if _not_modeled(cfg, m.v, e):
             continue
         rec = m.step(i, e)
         out.append(rec)

@@ -55,7 +55,7 @@ def agree(policy: str, config: str, data) -> None:
     m.start()
     kinds = {er.kind for er in rel.events}
     for i, e in enumerate(data.draw(st.lists(pool, max_size=6))):
-        if _not_modeled(m.v, e) or type(e) not in kinds:
+        if _not_modeled(cfg, m.v, e) or type(e) not in kinds:
             continue
         pre = m.v.clone()
         rec = m.step(i, e)
