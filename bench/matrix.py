@@ -16,11 +16,13 @@ import json
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from formal import engines
-from formal.properties import PROPERTIES
-from formal.prove import vacuity
-from formal.state import CONFIGS
-from formal.transition import build
+from formal.cli import prove
+from formal.cli.prove import vacuity
+from formal.engines import search as engines
+from formal.model.properties import PROPERTIES
+from formal.model.state import CONFIGS
+from formal.solvers import Inconclusive
+from formal.symbolic.transition import build
 from specs import POLICIES
 
 
@@ -33,25 +35,29 @@ def cell(policy: str, config: str, bound: int, timeout: float, unbounded: bool,
     # (rfc-2022-02 shadow's took more than 600 s at bound 3 on 2 cores loaded 4.)
     try:
         vac = vacuity(rel, PROPERTIES, bound, engines.Checker())
-    except engines.Inconclusive as exc:
+    except Inconclusive as exc:
         vac = [f"vacuity not decided: {exc}"]
     rows = []
     for prop in PROPERTIES:
         t1 = time.perf_counter()
         r = engines.houdini(rel, (prop,), engines.Checker(timeout=houdini_timeout)) \
-            if houdini_first else engines.Result("unknown", "houdini")
+            if houdini_first else engines.Result(engines.Verdict.UNKNOWN, "houdini")
         if r.verdict != "proved":
-            r = engines.bmc(rel, (prop,), bound, engines.Checker(timeout=timeout))
+            r = engines.bmc(rel, (prop,), bound, engines.Checker(timeout=timeout),
+                            prefer=prove.preferences)
         if r.verdict == "bounded" and unbounded:
-            for attempt in (engines.houdini, lambda rl, ps, ck: engines.kind(rl, ps, 1, ck)):
+            for attempt in (engines.houdini, lambda rl, ps, ck: engines.kind(
+                    rl, ps, 1, ck, prefer=prove.preferences)):
                 u = attempt(rel, (prop,), engines.Checker(timeout=timeout))
                 if u.verdict in ("proved", "refuted"):
                     r = u
                     break
+        # A refutation stands once the simulator confirms it and the concrete MMU replays it.
+        cex = prove.counterexample(rel, r, (prop,)) if r.witness is not None else None
         rows.append({"policy": policy, "config": config, "property": prop,
                      "verdict": r.label, "engine": r.engine,
                      "length": r.bound if r.verdict == "refuted" else None,
-                     "event": r.violation[0] if r.violation else None,
+                     "event": cex.violation[0] if cex and cex.violation else None,
                      "reason": r.reason, "seconds": round(time.perf_counter() - t1, 1),
                      "build_seconds": round(built, 1), "vacuity": vac})
         print(json.dumps(rows[-1]), flush=True)

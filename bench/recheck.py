@@ -1,5 +1,5 @@
 """cvc5's consecution re-check of houdini's invariant: one query per path of each event kind
-(formal.engines.recheck_invariant) against one query per event kind over the merged successor
+(formal.engines.search.recheck_invariant) against one query per event kind over the merged successor
 (the baseline, how the re-check asked before), in the same process.  Not run by CI.
 
     python bench/recheck.py --policy v6.6 --config tdp [--kind mov_cr4 ...] [--repeat 3]
@@ -17,10 +17,11 @@ import time
 
 from pysmt.shortcuts import And, Not
 
-from formal import engines
-from formal.state import CONFIGS
-from formal.transition import build
-from formal.unroll import Unroller
+from formal.engines import search as engines
+from formal.engines.unroll import Unroller
+from formal.model.state import CONFIGS
+from formal.solvers import Inconclusive
+from formal.symbolic.transition import build
 from specs import POLICIES
 
 
@@ -28,7 +29,7 @@ def _timed(ck: engines.Checker, name: str, query) -> tuple[float, str]:
     t0 = time.perf_counter()
     try:
         answer = "sat" if ck.sat(name, query) else "unsat"
-    except engines.Inconclusive:
+    except Inconclusive:
         answer = "timeout"
     return time.perf_counter() - t0, answer
 
@@ -44,17 +45,17 @@ def main() -> None:
     rel = build(POLICIES[a.policy], CONFIGS[a.config])
     lemmas = engines.inductive_lemmas(rel, engines.Checker())
     un = Unroller(rel)
-    inv = And(lemmas).substitute(un._subst(1, None))
+    inv = And(lemmas).substitute(un.substitution(1, None))
     s0 = un.state(0)
     inv1 = inv.substitute({s0[n]: un.state(1)[n] for n in s0})
     print(f"{a.policy} {a.config}: invariant of {len(lemmas)} lemmas", flush=True)
-    for k, er in enumerate(un.kinds):
-        if not er.post or (a.kind and er.kind.op not in a.kind):
+    for k, er in enumerate(un.events):
+        if not er.post or (a.kind and er.name not in a.kind):
             continue
         merged, split, answers = [], [], set()
         for _ in range(a.repeat):
             ck = engines.Checker("cvc5", a.timeout)
-            took, answer = _timed(ck, "kind", And(inv, un.trans_kind(1, k), Not(inv1)))
+            took, answer = _timed(ck, "kind", And(inv, un.trans_event(1, k), Not(inv1)))
             merged.append(took)
             answers.add(answer)
             t0 = time.perf_counter()
@@ -63,7 +64,7 @@ def main() -> None:
                 answers.add(answer)
             split.append(time.perf_counter() - t0)
         mm, ms = statistics.median(merged), statistics.median(split)
-        print(f"{er.kind.op:16} paths {len(er.branches()):4}  per kind {mm:8.1f} s  "
+        print(f"{er.name:16} paths {len(er.branches()):4}  per kind {mm:8.1f} s  "
               f"per path {ms:8.1f} s  ratio {mm / ms:6.2f}  answers {sorted(answers)}",
               flush=True)
 

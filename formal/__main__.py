@@ -1,3 +1,3 @@
-from formal.cli import entry
+from formal.cli.main import entry
 
 entry()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from formal.kvm import Mechanism
+from formal.model.kvm import Mechanism
 from specs.no_pcide_free import NoPcideFree
 from specs.rfc_2022_02 import Rfc2022_02
 from specs.v5_12 import V5_12

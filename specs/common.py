@@ -7,17 +7,23 @@ kernel function each method mirrors (arch/x86/kvm/).
 
 from __future__ import annotations
 
-from formal import arch, roles
-from formal import events as ev
-from formal.bits import CR0_EM, CR0_PE, CR0_PG, CR0_TS, CR3_PCID_MASK, CR4_PAE, CR4_PCIDE, EFER_LMA
-from formal.kvm import ROOT_CURRENT, ROOT_PREVIOUS, ROOTS_ALL, Mechanism
-from formal.roles import RoleFacts
-from formal.state import KVM_MMU_NUM_PREV_ROOTS, Mmu, Req, Root, Vcpu
-from formal.symbolic import ite, truth
-
-
-class Unsupported(Exception):
-    """An event the model does not cover in the current state (said, never silently skipped)."""
+from formal.errors import NotModeled
+from formal.model import arch, roles
+from formal.model import events as ev
+from formal.model.bits import (
+    CR0_EM,
+    CR0_PE,
+    CR0_PG,
+    CR0_TS,
+    CR3_PCID_MASK,
+    CR4_PAE,
+    CR4_PCIDE,
+    EFER_LMA,
+)
+from formal.model.kvm import ROOT_CURRENT, ROOT_PREVIOUS, ROOTS_ALL, Mechanism
+from formal.model.roles import RoleFacts
+from formal.model.state import KVM_MMU_NUM_PREV_ROOTS, Mmu, Req, Root, Vcpu
+from formal.model.values import ite, truth
 
 
 class Common(Mechanism):
@@ -215,7 +221,7 @@ class Common(Mechanism):
             case ev.Invlpga(va=va, asid=asid):
                 self.invlpga(v, va, asid)
             case _:
-                raise Unsupported(f"no KVM handler for {e.op}")
+                raise NotModeled(f"no KVM handler for {e.op}")
 
     def vcpu_enter_guest(self, v: Vcpu) -> None:
         """x86.c vcpu_enter_guest: service the MMU requests in the version's order, then

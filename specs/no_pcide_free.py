@@ -1,12 +1,12 @@
-"""`509bfe3-no-pcide-free`: a hypothetical patch (DESIGN.md §4).  v5.17 keeps 509bfe3d9796's
+"""`509bfe3-no-pcide-free`: a hypothetical patch (docs/design.md §4).  v5.17 keeps 509bfe3d9796's
 caching of prev roots while CR4.PCIDE=0 but does not free the roots when CR4.PCIDE changes:
 0 -> 1 does nothing (the SDM requires no flush) and 1 -> 0 only raises the architecturally
 required flush of all PCIDs (KVM_REQ_TLB_FLUSH_GUEST, as v5.18 does)."""
 
 from __future__ import annotations
 
-from formal.bits import CR4_PCIDE, CR4_PGE
-from formal.state import Req, Vcpu
+from formal.model.bits import CR4_PCIDE, CR4_PGE
+from formal.model.state import Req, Vcpu
 from specs.v5_17 import V5_17
 
 

@@ -1,7 +1,7 @@
 """`rfc-2022-02`: v5.17 plus the series "[PATCH 00/12] KVM: MMU: do not unload MMU roots on all
 role changes" (Paolo Bonzini, v1, 9 Feb 2022,
 https://lore.kernel.org/kvm/20220209170020.1775368-1-pbonzini@redhat.com/), patches 1..12 as
-posted; 12/12 was never merged.  Facts from /work/research/rfc_2022_02.md §A.
+posted; 12/12 was never merged.  Facts from the posted patches (the thread above).
 
 The posted 12/12 applies on top of 1..11, so the tree modelled is "v5.17 + 1..12".  What each
 patch does to the model:
@@ -28,9 +28,9 @@ of v5.18's CR0/CR4 changes are not part of the posted series."""
 
 from __future__ import annotations
 
-from formal import arch
-from formal.bits import CR0_PG, CR4_PCIDE, CR4_PGE, CR4_SMEP
-from formal.state import Req, Vcpu
+from formal.model import arch
+from formal.model.bits import CR0_PG, CR4_PCIDE, CR4_PGE, CR4_SMEP
+from formal.model.state import Req, Vcpu
 from specs.v5_17 import V5_17
 from specs.v5_18 import V5_18
 

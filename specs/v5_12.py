@@ -3,10 +3,10 @@ MMU sync" and before 21823fbda552).  Functions mirror arch/x86/kvm/{x86.c,mmu/mm
 
 from __future__ import annotations
 
-from formal import arch, bits, roles
-from formal.bits import CR0_PG, CR0_WP, CR3_NOFLUSH, CR4_PCIDE, EFER_NX
-from formal.kvm import ROOT_CURRENT, ROOT_PREVIOUS
-from formal.state import KVM_MMU_NUM_PREV_ROOTS, Req, Root, Vcpu
+from formal.model import arch, bits, roles
+from formal.model.bits import CR0_PG, CR0_WP, CR3_NOFLUSH, CR4_PCIDE, EFER_NX
+from formal.model.kvm import ROOT_CURRENT, ROOT_PREVIOUS
+from formal.model.state import KVM_MMU_NUM_PREV_ROOTS, Req, Root, Vcpu
 from specs.common import Common
 
 

@@ -3,7 +3,7 @@ force MMU sync" (May 2021, Fixes: f38a7b75267f).  21823fbda552 is not in yet."""
 
 from __future__ import annotations
 
-from formal.state import Vcpu
+from formal.model.state import Vcpu
 from specs.v5_12 import V5_12
 
 

@@ -6,11 +6,11 @@ bits), the SMAP/PKE role-bit reset (v5.14) and kvm_mmu_sync_prev_roots on guest 
 
 from __future__ import annotations
 
-from formal import bits
-from formal.bits import CR3_NOFLUSH, CR4_PCIDE, CR4_PGE
-from formal.kvm import ROOT_CURRENT, ROOT_PREVIOUS
-from formal.state import KVM_MMU_NUM_PREV_ROOTS, Req, Vcpu
-from formal.symbolic import on
+from formal.model import bits
+from formal.model.bits import CR3_NOFLUSH, CR4_PCIDE, CR4_PGE
+from formal.model.kvm import ROOT_CURRENT, ROOT_PREVIOUS
+from formal.model.state import KVM_MMU_NUM_PREV_ROOTS, Req, Vcpu
+from formal.model.values import on
 from specs.v5_13 import V5_13
 
 

@@ -10,15 +10,15 @@ from 32-bit to 64-bit" (v1 9/12, <20220209170020.1775368-10-pbonzini@redhat.com>
 x86/mmu: load new PGD after the shadow MMU is initialized" (v1 10/12), "KVM: x86/mmu: Always use
 current mmu's role when loading new PGD" (v1 11/12), "KVM: x86: Reinitialize context if host
 userspace toggles EFER.LME" (v1 1/12).  The code below follows mmu.c as read at b28cb0cd2c5e
-(the last mmu.c commit before the v5.18 tag; /work/research/rfc_2022_02.md §B)."""
+(the last mmu.c commit before the v5.18 tag)."""
 
 from __future__ import annotations
 
-from formal import roles
-from formal.bits import CR0_PG, CR4_PAE, CR4_PCIDE, CR4_PGE, CR4_SMEP, EFER_LME, EFER_NX
-from formal.kvm import ROOT_CURRENT
-from formal.state import KVM_MMU_NUM_PREV_ROOTS, Req, Vcpu, invalid_root
-from formal.symbolic import on
+from formal.model import roles
+from formal.model.bits import CR0_PG, CR4_PAE, CR4_PCIDE, CR4_PGE, CR4_SMEP, EFER_LME, EFER_NX
+from formal.model.kvm import ROOT_CURRENT
+from formal.model.state import KVM_MMU_NUM_PREV_ROOTS, Req, Vcpu, invalid_root
+from formal.model.values import on
 from specs.v5_17 import V5_17
 
 
@@ -85,8 +85,9 @@ class V5_18(V5_17):
 
         The searches below branch like the C (return on the first usable slot) instead of
         accumulating the slot conditions: kvm_mmu_new_pgd is a merge point
-        (formal.transition.MERGE_POINTS), and measured on the symbolic build the branch-free
-        form's nested select_root terms made the later branches (kvm_mmu_reload) 2-4x slower."""
+        (formal.symbolic.transition.MERGE_POINTS), and on the symbolic build the branch-free
+        form's nested select_root terms made the later branches (kvm_mmu_reload) slower
+        (docs/proving.md, "Cost")."""
         mmu = v.mmu
         special = mmu.root.valid & (roles.level(mmu.root.role) < roles.PT64_ROOT_4LEVEL)
         self.kvm_mmu_free_roots(v, mmu, on(special, ROOT_CURRENT))

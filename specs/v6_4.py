@@ -8,15 +8,15 @@ introduced.  What later list patches show of it -- mmu->root_role instead of mmu
 (v5.19), the comments "Limit reuse to 64-bit hosts+VMs without 'special' roots" and "Return
 immediately if no usable root was found, kvm_mmu_reload() will establish a valid root prior to
 the next VM-Enter", root_to_sp() with a WARN -- renames and comments only, no change in what is
-kept, freed or requested.  No v6.4 mmu.c blob was available to the research
-(/work/research/rfc_2022_02.md §B, "v6.4 -- NOT found in the index"), so that v6.4's root cache
-equals v5.18's is an assumption, not a reading of the v6.4 tree."""
+kept, freed or requested.  No v6.4 mmu.c was found in the kernel trees searched when this
+policy was written, so that v6.4's root cache equals v5.18's is an assumption, not a reading of
+the v6.4 tree."""
 
 from __future__ import annotations
 
-from formal.bits import CR0_PG, CR0_WP
-from formal.roles import RoleFacts
-from formal.state import Vcpu
+from formal.model.bits import CR0_PG, CR0_WP
+from formal.model.roles import RoleFacts
+from formal.model.state import Vcpu
 from specs.v5_18 import V5_18
 
 

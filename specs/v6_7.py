@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from formal import events as ev
-from formal.state import Req, Vcpu
+from formal.model import events as ev
+from formal.model.state import Req, Vcpu
 from specs.v6_6 import V6_6
 
 

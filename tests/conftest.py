@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from formal import simulate, trace
-from formal.machine import Machine
-from formal.state import CONFIGS, Regs
+from formal.cli import policies
+from formal.model import trace
+from formal.model.machine import Machine
+from formal.model.state import CONFIGS, Regs
 from specs import POLICIES
 
 TRACES = Path(__file__).resolve().parent.parent / "traces"
@@ -19,7 +20,7 @@ LONG_MODE = Regs(cr0=0x8001_0033, cr3=0x1000, cr4=0x20, efer=0xD00)
 
 def run_trace(name: str, policy: str | None = None, config: str | None = None):
     t = trace.override(trace.load(TRACES / name), policy, config)
-    return simulate.run(t)
+    return policies.simulate(t)
 
 
 def machine(policy: str, config: str = "shadow", regs: Regs = LONG_MODE) -> Machine:

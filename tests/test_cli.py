@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from formal.cli import main
+from formal.cli.main import main
 from tests.conftest import TRACES
 
 GOOD = {"format": "flushproof-trace/1", "policy": "v5.18", "config": "shadow",

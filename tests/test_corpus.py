@@ -1,10 +1,10 @@
-"""The historical bugs of DESIGN.md §4, as hand-written traces, on every version."""
+"""The historical bugs of docs/design.md §4, as hand-written traces, on every version."""
 
 from __future__ import annotations
 
 import pytest
 
-from formal import corpus
+from formal.cli import corpus
 from specs import POLICIES
 from tests.conftest import TRACES, run_trace
 

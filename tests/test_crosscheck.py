@@ -1,6 +1,8 @@
-"""Cross-check of the two levels (DESIGN.md §6, issue #4 item 5): on random event sequences, for
+"""Cross-check of the two levels (docs/design.md §6, issue #4 item 5): on random event sequences,
+for
 every policy and configuration, the abstract model flags a role, pgd or freshness violation iff
-the concrete replay (formal.replay) observes an access the saturated-TLB oracle forbids, and at
+the concrete replay (formal.concrete.replay) observes an access the saturated-TLB oracle forbids,
+and at
 the same event.
 
 The sequences mix perturbed corpus traces (TEMPLATES: the known violations need their events in
@@ -20,12 +22,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from formal import bits, trace
-from formal import events as ev
-from formal.machine import Machine
-from formal.replay import replay
-from formal.simulate import _not_modeled
-from formal.state import CONFIGS, Regs
+from formal.cli.policies import replay
+from formal.model import bits, trace
+from formal.model import events as ev
+from formal.model.machine import Machine
+from formal.model.scope import not_modeled
+from formal.model.state import CONFIGS, Regs
 from specs import POLICIES
 from tests.conftest import LONG_MODE, TRACES
 from tests.test_random_sequences import CR0S, CR4S, EFERS, PGDS, events
@@ -33,10 +35,10 @@ from tests.test_random_sequences import CR0S, CR4S, EFERS, PGDS, events
 EXAMPLES = int(os.environ.get("FLUSHPROOF_CROSSCHECK_EXAMPLES", "50"))
 PROPS = ("role", "pgd", "freshness")
 
-# 5-level paging (CR4.LA57 with IA-32e mode) is not modelled by formal.paging.
+# 5-level paging (CR4.LA57 with IA-32e mode) is not modelled by formal.concrete.paging.
 FLAT_CR4S = [c for c in CR4S if not c & 0x1000]
 EVENTS = events(FLAT_CR4S)
-# The paths the historical bugs take (DESIGN.md §4): PCID and NOFLUSH CR3 switches among a few
+# The paths the historical bugs take (docs/design.md §4): PCID and NOFLUSH CR3 switches among a few
 # address spaces, PTE writes, INVPCID/INVLPG, CR4.PCIDE/PGE toggles and guest flushes, in long
 # mode; uniform draws from EVENTS almost always reset the MMU first and never reach them.
 FEW_PGDS = st.builds(lambda a, p, f: a | p | f, st.sampled_from(PGDS[:2]), st.sampled_from([0, 1]),
@@ -73,7 +75,7 @@ def modelled(policy: str, config: str, events: list[ev.Event],
     for e in events:
         if isinstance(e, ev.VmEntry) and cfg.nested_tdp:
             e = ev.VmEntry(e.cr0, e.cr3, e.cr4, e.efer, 0x9000, e.vpid)
-        if _not_modeled(cfg, m.v, e):
+        if not_modeled(cfg, m.v, e):
             continue
         m.step(len(kept), e)
         kept.append(e)
@@ -191,7 +193,7 @@ def test_corpus_traces_agree_on_every_cell(name, policy, config):
 # an invalidation covering any tag made it stale, though the guest never ran with that PCID
 # (rfc-2022-02, whose kvm_mmu_reset_context keeps the root and flushes nothing) or had not run
 # on the written tables (v5.12 and v5.13 on AMD, whose MOV CR4 setting PKE flushes nothing).
-# The ghost now keeps a record per tag (formal.state.HwTlb).  refreshed and paging-off-entry
+# The ghost now keeps a record per tag (formal.model.state.HwTlb).  refreshed and paging-off-entry
 # (found by the longer run with 1,000 sequences a cell) were its last-entry record: it stayed
 # stale through an entry that caches the same tables afresh, and an entry with paging off under
 # TDP, which caches nothing, folded it into the old translations, though paging back on through
@@ -238,7 +240,7 @@ def test_pte_write_with_paging_off_after_an_unflushed_invalidation_violates_on_b
 
 # bmc's freshness counterexample on v6.6 nested-ept, which the replay did not confirm: the
 # abstract INIT invalidated L2's VPID too, the replay's only L1's, and KVM flushes only L1's
-# context.  INIT cannot reach L1 in VMX operation (formal.arch._init); under SVM both levels
+# context.  INIT cannot reach L1 in VMX operation (formal.model.arch._init); under SVM both levels
 # invalidate every context and KVM flushes L2's at every VMRUN.
 INIT_AFTER_L2 = (Regs(0x4000_0033, 0x80_4000, 0x20_00A8, 0x900),
                  [ev.VmEntry(0xC004_003B, 0x2_0000, 0x12_04B0, 0xD00, 0x1, 4), ev.VmExit(),

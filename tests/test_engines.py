@@ -20,12 +20,14 @@ from pysmt.shortcuts import (
     Or,
 )
 
-from formal import engines
-from formal import events as ev
-from formal.properties import PROPERTIES
-from formal.state import CONFIGS
-from formal.symbolic import fresh
-from formal.transition import EventRelation, Relation, build, record_lemmas, symbolic_state
+from formal.cli import prove
+from formal.engines import search as engines
+from formal.engines.system import EventRelation, Relation
+from formal.model import events as ev
+from formal.model.properties import PROPERTIES
+from formal.model.state import CONFIGS
+from formal.symbolic.execution import fresh
+from formal.symbolic.transition import build, record_lemmas, symbolic_state
 from specs import POLICIES
 
 PROP = ("freshness",)
@@ -38,21 +40,21 @@ def counter(step: int, bad_at: int) -> Relation:
     regs = {f"regs.{r}": fresh(f"s.regs.{r}", "bv") for r in ("cr0", "cr3", "cr4", "efer")}
     x = regs["regs.cr0"]
     post = {n: v.node for n, v in regs.items()} | {"regs.cr0": BVAdd(x.node, BV(step, 64))}
-    er = EventRelation(kind=ev.MovCr3, ops={"value": fresh("e.mov_cr3.value", "bv")}, paths=1,
+    er = EventRelation(name="mov_cr3", ops={"value": fresh("e.mov_cr3.value", "bv").node}, paths=1,
                        steps=TRUE(), not_modeled=FALSE(), model_error=FALSE(), post=post,
                        violated={"freshness": EqualsOrIff(x.node, BV(bad_at % 2**64, 64))})
     init = And([EqualsOrIff(v.node, BV(0, 64)) for v in regs.values()])
-    return Relation("toy", "toy", list(regs), regs, 1, init, {"freshness": FALSE()}, FALSE(),
-                    [er])
+    return Relation("toy", "toy", list(regs), {n: v.node for n, v in regs.items()}, 1, init,
+                    {"freshness": FALSE()}, FALSE(), [er])
 
 
 def test_bmc_finds_the_shortest_counterexample_of_an_unsafe_counter():
-    r = engines.bmc(counter(2, 6), PROP, 8, confirm_with_simulator=False)
+    r = engines.bmc(counter(2, 6), PROP, 8)
     assert (r.verdict, r.bound) == ("refuted", 4)  # x = 0, 2, 4, 6: the 4th event is bad
 
 
 def test_bmc_reports_bounded_never_proved_on_a_safe_counter():
-    r = engines.bmc(counter(2, -1), PROP, 5, confirm_with_simulator=False)
+    r = engines.bmc(counter(2, -1), PROP, 5)
     assert (r.verdict, r.label) == ("bounded", "bounded(5)")
 
 
@@ -71,7 +73,7 @@ def test_kind_fails_without_strengthening_where_houdini_proves():
 
 
 def test_kind_and_houdini_refute_nothing_and_prove_nothing_on_an_unsafe_counter():
-    r = engines.kind(counter(2, 6), PROP, 4, confirm_with_simulator=False)
+    r = engines.kind(counter(2, 6), PROP, 4)
     assert (r.verdict, r.bound) == ("refuted", 4)
     assert engines.houdini(counter(2, 6), PROP, bit_fields=("cr0",)).verdict == "unknown"
 
@@ -94,7 +96,7 @@ def test_the_recheck_asks_consecution_per_path_and_names_the_path_that_breaks_it
     and not the second, and the recheck names the second (path1)."""
     toy = counter(2, -1)
     (er,) = toy.events
-    x = toy.pre["regs.cr0"].node
+    x = toy.pre["regs.cr0"]
     low = BVULT(x, BV(100, 64))
     odd = er.post | {"regs.cr0": BVAdd(x, BV(1, 64))}
     er.cases = [(low, er.post), (Not(low), odd)]
@@ -108,7 +110,7 @@ def test_the_recheck_asks_consecution_per_path_and_names_the_path_that_breaks_it
 
 
 def test_an_event_relation_is_the_disjunction_of_its_cases():
-    """What the per-path recheck relies on (formal.engines.recheck_invariant): `steps` is the
+    """What the per-path recheck relies on (formal.engines.search.recheck_invariant): `steps` is the
     disjunction of the path conditions, and on each path `post` is that path's successor."""
     rel = build(POLICIES["v6.6"], CONFIGS["shadow"], [ev.MovCr3, ev.Invpcid], PROP)
     ck = engines.Checker()
@@ -123,15 +125,15 @@ def test_an_event_relation_is_the_disjunction_of_its_cases():
 
 def preserved(rel: Relation, er: EventRelation, assumed: list, goal) -> bool:
     """Does every step of er from a state satisfying assumed satisfy goal after it?"""
-    pre = {n: v.node for n, v in rel.pre.items()}
+    pre = rel.pre
     post = {pre[n]: t for n, t in er.post.items()}
     return not engines.Checker().sat(
         "step", And(*assumed, er.steps, Not(goal.substitute(post))))
 
 
 def record_lemmas_of(rel: Relation) -> dict:
-    """rel's record lemmas by name (formal.transition.record_lemmas), each one of rel.lemmas:
-    the same terms over the same state variables."""
+    """rel's record lemmas by name (formal.symbolic.transition.record_lemmas), each one of
+    rel.lemmas: the same terms over the same state variables."""
     cfg = CONFIGS[rel.config]
     named = record_lemmas(cfg, symbolic_state(cfg, "s.")[0])
     assert all(lemma in rel.lemmas for lemma in named.values())
@@ -139,7 +141,7 @@ def record_lemmas_of(rel: Relation) -> dict:
 
 
 def test_the_l1_vpid_lemmas_are_what_invvpid_and_vm_entry_need():
-    """houdini's counterexamples to induction on v6.6 nested-ept (formal.transition.
+    """houdini's counterexamples to induction on v6.6 nested-ept (formal.symbolic.transition.
     record_lemmas): L1's INVVPID naming the watched tag's VPID made an L1 record under it
     stale unless L1 holds nothing under a nonzero VPID; a VM entry that freed an L1 root
     tagged with a nonzero VPID broke that, unless such roots are last used under VPID 0."""
@@ -205,12 +207,15 @@ def no_pcide_free():
 
 def test_bmc_refutes_the_hypothetical_patch_with_a_replayed_shortest_counterexample(
         no_pcide_free):
-    r = engines.bmc(no_pcide_free, PROP, 5)
+    r = engines.bmc(no_pcide_free, PROP, 5, prefer=prove.preferences)
     assert (r.verdict, r.bound) == ("refuted", 4)
-    index, prop, message = r.violation
+    cex = prove.counterexample(no_pcide_free, r, PROP)
+    assert r.verdict == "refuted", r.reason
+    index, prop, message = cex.violation
     assert (index, prop) == (3, "freshness")
     assert "reused" in message
-    assert r.trace is not None and len(r.trace.events) == 4
+    assert len(cex.trace.events) == 4
+    assert cex.replay is not None and cex.replay.status is prove.ReplayStatus.CONFIRMED
 
 
 def test_houdini_proves_nothing_on_the_refuted_hypothetical_patch(no_pcide_free):
@@ -226,7 +231,7 @@ TDP_EVENTS = [ev.MovCr0, ev.MovCr3, ev.MovCr4, ev.WrmsrEfer, ev.Invpcid, ev.Gues
 def test_houdini_proves_v6_6_tdp_with_a_cvc5_checked_invariant():
     """A KVM cell with an unbounded proof: v6.6 under TDP, on the register, INVPCID, PTE-write
     and KVM_SET_SREGS events (the full cell is in proofs/suite.json)."""
-    from formal.prove import vacuity
+    from formal.cli.prove import vacuity
     rel = build(POLICIES["v6.6"], CONFIGS["tdp"], TDP_EVENTS)
     assert vacuity(rel, PROPERTIES, 2, engines.Checker()) == []
     r = engines.houdini(rel, PROPERTIES)
@@ -254,7 +259,7 @@ def test_pdr_proves_a_v6_6_tdp_cell_with_a_cvc5_checked_invariant():
 def test_vacuity_checks_fail_on_empty_initial_states_dead_events_and_unviolable_properties():
     from dataclasses import replace
 
-    from formal.prove import vacuity
+    from formal.cli.prove import vacuity
     toy = counter(2, 6)
     assert vacuity(toy, PROP, 2, engines.Checker()) == []
     no_init = replace(toy, init=FALSE())

@@ -1,4 +1,4 @@
-"""The SDM's legality rules (DESIGN.md §2): an illegal value is a fault in the trace, never a
+"""The SDM's legality rules (docs/design.md §2): an illegal value is a fault in the trace, never a
 crash, and leaves the state alone."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from formal import events as ev
-from formal.state import Regs
+from formal.model import events as ev
+from formal.model.state import Regs
 from tests.conftest import LONG_MODE, machine
 
 PCID_ON = Regs(cr0=0x8001_0033, cr3=0x1001, cr4=0x20020, efer=0xD00)

@@ -4,7 +4,7 @@ The permission matrix follows kvm-unit-tests x86/access.c: PTE and PDE R/W, U/S 
 PDE.PS, times CR0.WP, CR4.SMEP, CR4.SMAP, EFER.NXE and EFLAGS.AC, times user/supervisor
 read/write/fetch, in each paging mode.  The expected outcome comes from `expected_fault`, the
 SDM's rules restated here as the conditions under which an access faults; it never calls
-formal.paging.
+formal.concrete.paging.
 """
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from formal import bits
-from formal.paging import (
+from formal.concrete.paging import (
     Access,
     FrameAllocator,
     Kind,
     Memory,
     Mode,
-    PageTables,
     Perms,
     check_access,
     load_pdptes,
@@ -32,7 +30,7 @@ from formal.paging import (
     translate,
     walk,
 )
-from formal.pte import (
+from formal.concrete.pte import (
     PAGE_1G,
     PAGE_2M,
     PAGE_4K,
@@ -51,8 +49,10 @@ from formal.pte import (
     PTE_US,
     PTE_XD,
 )
-from formal.state import Regs
-from formal.tlb_oracle import TlbOracle
+from formal.concrete.tlb_oracle import TlbOracle
+from formal.model import bits
+from formal.model.state import Regs
+from tests.support.pagetables import PageTables
 
 PG = bits.CR0_PG | bits.CR0_PE
 LONG = bits.EFER_LME | bits.EFER_LMA

@@ -7,10 +7,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from formal import events as ev
-from formal.machine import Machine
-from formal.simulate import _not_modeled
-from formal.state import CONFIGS
+from formal.model import events as ev
+from formal.model.machine import Machine
+from formal.model.scope import not_modeled
+from formal.model.state import CONFIGS
 from specs import POLICIES
 from tests.conftest import LONG_MODE
 
@@ -58,7 +58,7 @@ def run(policy: str, config: str, events: list[ev.Event]) -> list:
     for i, e in enumerate(events):
         if isinstance(e, ev.VmEntry) and cfg.nested_tdp:
             e = ev.VmEntry(e.cr0, e.cr3, e.cr4, e.efer, 0x9000, e.vpid)
-        if _not_modeled(cfg, m.v, e):
+        if not_modeled(cfg, m.v, e):
             continue
         rec = m.step(i, e)
         out.append(rec)

@@ -1,5 +1,7 @@
-"""`flushproof replay` and formal.replay: the corpus's stale accesses observed on the concrete
-shadow MMU, pinned to the addresses the concretization chooses (formal.shadow.GuestWorld: data
+"""`flushproof replay` and formal.concrete.replay: the corpus's stale accesses observed on the
+concrete
+shadow MMU, pinned to the addresses the concretization chooses (formal.concrete.shadow.GuestWorld:
+data
 pages from 0x2000000 in the order the trace names the pgds, a fresh page per PTE write)."""
 
 from __future__ import annotations
@@ -9,15 +11,15 @@ from dataclasses import replace
 
 import pytest
 
-from formal import arch, trace
-from formal import events as ev
-from formal.cli import main
-from formal.machine import Machine, diff
-from formal.paging import Mode
-from formal.replay import replay
-from formal.shadow import GuestWorld, concrete_policy
-from formal.state import CONFIGS, HwTlb, Regs, Vcpu
-from formal.tlb_oracle import TlbOracle
+from formal.cli.main import main
+from formal.cli.policies import replay
+from formal.concrete.paging import Mode
+from formal.concrete.shadow import GuestWorld, concrete_policy
+from formal.concrete.tlb_oracle import TlbOracle
+from formal.model import arch, trace
+from formal.model import events as ev
+from formal.model.machine import Machine, diff
+from formal.model.state import CONFIGS, HwTlb, Regs, Vcpu
 from specs import POLICIES
 from tests.conftest import LONG_MODE, TRACES
 
@@ -119,7 +121,7 @@ def test_cli_replay_bad_input_exits_3(tmp_path, capsys):
 
 def test_root_frame_serves_every_paging_mode():
     """One pgd's tables give the same data page in 4-level, PAE and 32-bit paging once the root
-    frame is laid out for the mode (formal.shadow.GuestWorld.format_root)."""
+    frame is laid out for the mode (formal.concrete.shadow.GuestWorld.format_root)."""
     world = GuestWorld()
     world.add_pgd(0x1000)
     page = world.mem.read(world.tables[0x1000].leaf) & ~0xFFF

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from formal.state import Req
+from formal.model.state import Req
 from tests.conftest import machine
 
 OLD = ["service MMU_RELOAD", "service MMU_SYNC", "service LOAD_MMU_PGD", "service TLB_FLUSH",

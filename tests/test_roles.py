@@ -7,8 +7,8 @@ import itertools
 
 import pytest
 
-from formal import bits, roles
-from formal.state import CONFIGS, Regs, Vcpu
+from formal.model import bits, roles
+from formal.model.state import CONFIGS, Regs, Vcpu
 from specs import POLICIES
 
 CR0S = [0x33, 0x8000_0033, 0x8001_0033]  # paging off; PG without WP; PG|WP

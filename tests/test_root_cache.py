@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from formal.state import CONFIGS, Regs, Root, Vcpu
+from formal.model.state import CONFIGS, Regs, Root, Vcpu
 from specs import POLICIES
 
 ROLE = 0x3704  # the 4-level shadow root role of tests.conftest.LONG_MODE

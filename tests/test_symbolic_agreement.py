@@ -12,15 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from formal import events as ev
-from formal.machine import Machine
-from formal.properties import PROPERTIES
-from formal.simulate import _not_modeled
-from formal.state import CONFIGS
-from formal.symbolic import get_leaf, leaves
-from formal.transition import build, evaluate, watching
+from formal.model import events as ev
+from formal.model.machine import Machine
+from formal.model.properties import PROPERTIES
+from formal.model.scope import not_modeled
+from formal.model.state import CONFIGS
+from formal.symbolic.execution import get_leaf, leaves
+from formal.symbolic.transition import build
 from specs import POLICIES
 from tests.conftest import LONG_MODE
+from tests.support.relation import evaluate, watching
 from tests.test_random_sequences import EVENTS, NESTED
 
 # (policy, config, sequences): the nested relation is the largest, so it gets fewer in CI;
@@ -53,9 +54,9 @@ def agree(policy: str, config: str, data) -> None:
     pool = st.one_of(EVENTS, NESTED) if cfg.nested else EVENTS
     m = Machine(POLICIES[policy](cfg), LONG_MODE)
     m.start()
-    kinds = {er.kind for er in rel.events}
+    kinds = {er.name for er in rel.events}
     for i, e in enumerate(data.draw(st.lists(pool, max_size=6))):
-        if _not_modeled(cfg, m.v, e) or type(e) not in kinds:
+        if not_modeled(cfg, m.v, e) or e.op not in kinds:
             continue
         pre = m.v.clone()
         rec = m.step(i, e)
@@ -81,7 +82,7 @@ def agree(policy: str, config: str, data) -> None:
 
 def test_relation_reports_paths_per_handler():
     rel = relation("v5.12", "shadow")
-    paths = {er.kind.op: er.paths for er in rel.events}
+    paths = {er.name: er.paths for er in rel.events}
     assert set(paths) == {k.op for k in ev.EVENT_TYPES.values()} - ev.NESTED_OPS
     assert all(n >= 1 for n in paths.values())
     assert paths["guest_pte_write"] == 1  # branch-free: one path, whatever the state

@@ -1,13 +1,15 @@
-"""Merged calls (formal.symbolic.merged): reusing an explored call and naming the merged state
+"""Merged calls (formal.symbolic.execution.merged): reusing an explored call and naming the merged
+state
 at a cut point change the cost of symbolic execution, never the relation."""
 
 from __future__ import annotations
 
 from pysmt.shortcuts import And, EqualsOrIff, Iff, Not, Or, Solver
 
-from formal import events as ev
-from formal import symbolic, transition
-from formal.state import CONFIGS
+from formal.model import events as ev
+from formal.model.state import CONFIGS
+from formal.symbolic import execution as symbolic
+from formal.symbolic import transition
 from specs import POLICIES
 
 
@@ -80,7 +82,8 @@ def test_a_cut_keeps_the_relation(monkeypatch):
 
 def test_a_cut_point_outside_the_merge_points_is_merged_and_keeps_the_relation(monkeypatch):
     """RSM with em_rsm, which MERGE_POINTS does not list, as a cut point (as rfc-2022-02's RSM
-    has it, formal.transition.CUT_POINTS): em_rsm's paths are merged where it returns, so fewer
+    has it, formal.symbolic.transition.CUT_POINTS): em_rsm's paths are merged where it returns, so
+    fewer
     paths reach the guest entry, and the relation is equivalent."""
     plain = _relation("v5.12", "shadow", ev.Rsm)
     assert "em_rsm" not in transition.MERGE_POINTS

@@ -1,4 +1,4 @@
-"""The saturated-TLB oracle: one test per row of the DESIGN.md §2 invalidation table (Intel SDM
+"""The saturated-TLB oracle: one test per row of the docs/design.md §2 invalidation table (Intel SDM
 Vol. 3A §4.10.4.1), pinning exactly which entries each operation leaves behind, globals included.
 
 Most tests start from `four_entries`: CR4.PCIDE=1 and CR4.PGE=1, a user non-global page A and a
@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import pytest
 
-from formal import bits
-from formal.paging import (
+from formal.concrete.paging import (
     FrameAllocator,
     Memory,
     Mode,
-    PageTables,
     Perms,
     Translation,
 )
-from formal.pte import PAGE_2M, PAGE_4K, PTE_A, PTE_G, PTE_P, PTE_RW, PTE_US
-from formal.state import Regs
-from formal.tlb_oracle import TlbOracle
+from formal.concrete.pte import PAGE_2M, PAGE_4K, PTE_A, PTE_G, PTE_P, PTE_RW, PTE_US
+from formal.concrete.tlb_oracle import TlbOracle
+from formal.model import bits
+from formal.model.state import Regs, Vendor
+from tests.support.oracle import allowed
+from tests.support.pagetables import PageTables
 
 VA_A = 0x0040_0000
 VA_G = 0x0060_0000
@@ -54,7 +55,8 @@ def fill_both(oracle: TlbOracle) -> None:
     assert oracle.fill(VA_G) is not None
 
 
-def four_entries(vendor: str = "intel", cr4: int = 0) -> tuple[TlbOracle, PageTables, PageTables]:
+def four_entries(vendor: Vendor = Vendor.INTEL,
+                 cr4: int = 0) -> tuple[TlbOracle, PageTables, PageTables]:
     mem, root1, root2 = two_roots()
     regs = Regs(cr0=CR0, cr3=root1.cr3(1), cr4=CR4 | bits.CR4_PCIDE | cr4, efer=EFER)
     oracle = TlbOracle(mem, regs, vendor=vendor)
@@ -155,7 +157,7 @@ def test_mov_cr4_toggling_pae_flushes_current_pcid():
 
 
 def test_mov_cr4_setting_smep_on_amd_flushes_every_pcid():
-    oracle, _, _ = four_entries(vendor="amd")
+    oracle, _, _ = four_entries(vendor=Vendor.AMD)
     oracle.mov_cr4(oracle.regs.cr4 | bits.CR4_SMEP)
     assert tags(oracle) == set()
 
@@ -181,7 +183,7 @@ def test_mov_cr4_setting_pcide_invalidates_nothing():
 
 
 def test_mov_cr4_setting_pke_on_amd_flushes_everything():
-    oracle, _, _ = four_entries(vendor="amd")
+    oracle, _, _ = four_entries(vendor=Vendor.AMD)
     oracle.mov_cr4(oracle.regs.cr4 | bits.CR4_PKE)
     assert tags(oracle) == set()
 
@@ -235,7 +237,7 @@ def test_invpcid_rejects_unknown_types():
 
 # Row: SMI / RSM -> AMD: everything; Intel: not listed.
 
-@pytest.mark.parametrize("vendor,left", [("intel", ALL), ("amd", set())])
+@pytest.mark.parametrize("vendor,left", [(Vendor.INTEL, ALL), (Vendor.AMD, set())])
 def test_smi_and_rsm(vendor, left):
     oracle, _, _ = four_entries(vendor=vendor)
     saved = Regs(oracle.regs.cr0, oracle.regs.cr3, oracle.regs.cr4, oracle.regs.efer)
@@ -255,8 +257,8 @@ def test_paging_off_serves_the_physical_address_and_no_entry_until_paging_is_bac
     cached = Translation(A1, PAGE_4K, False, Perms(True, True, False))
     oracle.smi(Regs(cr0=bits.CR0_ET, cr3=saved.cr3, cr4=0, efer=0))
     assert tags(oracle) == {(0, VA_A, False), (0, VA_G, True)}  # kept, but not usable
-    assert oracle.usable(VA_A) == [] and not oracle.allowed(VA_A, cached)
-    assert oracle.allowed(VA_A | 0x10, Translation(VA_A | 0x10, PAGE_4K, False, cached.perms))
+    assert oracle.usable(VA_A) == [] and not allowed(oracle, VA_A, cached)
+    assert allowed(oracle, VA_A | 0x10, Translation(VA_A | 0x10, PAGE_4K, False, cached.perms))
     assert oracle.explain(VA_A) == \
         "fresh walk of 0x400000 under PCID 0x0: paging disabled\nretained: none"
     oracle.rsm(saved)
@@ -280,25 +282,25 @@ def test_guest_pte_write_leaves_the_old_translation_usable_until_invlpg():
     old = Translation(A2 | 0x10, PAGE_4K, False, Perms(True, True, False))
     new = Translation(0x5000_0010, PAGE_4K, False, Perms(True, True, False))
     assert oracle.mem.read(leaf) == 0x5000_0000 | USER_RW
-    assert oracle.allowed(VA_A | 0x10, old) and oracle.allowed(VA_A | 0x10, new)
+    assert allowed(oracle, VA_A | 0x10, old) and allowed(oracle, VA_A | 0x10, new)
     assert "retained: PCID 0x2 non-global 4 KiB page 0x400000 -> 0x20000000 WU" \
         in oracle.explain(VA_A)
     oracle.invlpg(VA_A)
-    assert not oracle.allowed(VA_A | 0x10, old) and oracle.allowed(VA_A | 0x10, new)
+    assert not allowed(oracle, VA_A | 0x10, old) and allowed(oracle, VA_A | 0x10, new)
     assert oracle.explain(VA_A).endswith("retained: none")
 
 
 def test_other_pcids_entries_are_not_usable_but_globals_are():
     oracle, root1, _ = four_entries()
     a1 = Translation(A1, PAGE_4K, False, Perms(True, True, False))
-    assert not oracle.allowed(VA_A, a1)  # cached under PCID 1, current is 2
+    assert not allowed(oracle, VA_A, a1)  # cached under PCID 1, current is 2
     root1.map(VA_G, 0x6000_0000, PTE_P | PTE_A | PTE_G)  # unreachable from PCID 2's tables
     oracle.mov_cr3(root1.cr3(1) | bits.CR3_NOFLUSH)
-    assert oracle.allowed(VA_A, a1)
+    assert allowed(oracle, VA_A, a1)
     # The global G entries (cached under PCIDs 1 and 2) still serve G, though root 1 now maps
     # it elsewhere.
     g = Translation(G, PAGE_4K, True, Perms(True, False, False))
-    assert oracle.allowed(VA_G, g)
+    assert allowed(oracle, VA_G, g)
     assert {e.pcid for e in oracle.usable(VA_G)} == {1, 2}
 
 
@@ -343,7 +345,8 @@ def test_pae_pdpte_registers_are_reloaded_only_by_the_listed_cr_writes(operation
         assert "no valid translation (P=0 in the PDPTE)" in oracle.explain(VA_A)
 
 
-# Operations the replay adds (formal.replay): whole-context flushes, one page in every PCID,
+# Operations the replay adds (formal.concrete.replay): whole-context flushes, one page in every
+# PCID,
 # register images, refilling a context that runs again.
 
 def test_flush_and_invalidate_page_cover_every_pcid_and_globals():

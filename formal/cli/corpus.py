@@ -1,0 +1,54 @@
+"""The regression corpus: every trace of a directory under every policy, against the verdicts
+recorded in its expected.json ("holds", or "PROPERTY@EVENT" for the first violation)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from formal.cli import policies
+from formal.model import trace
+from formal.model.simulate import Run
+from specs import POLICIES
+
+
+@dataclass(frozen=True)
+class Cell:
+    trace: str
+    policy: str
+    expected: str
+    actual: str
+
+    @property
+    def ok(self) -> bool:
+        return self.expected == self.actual
+
+
+def verdict(out: Run) -> str:
+    if out.violation is None:
+        return "holds"
+    idx, viol = out.violation
+    return f"{viol.prop}@{idx}"
+
+
+def run(directory: Path) -> list[Cell]:
+    """Every (trace, policy) cell; raises TraceError for a malformed file or expectation."""
+    exp_path = directory / "expected.json"
+    try:
+        expected = json.loads(exp_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise trace.TraceError(f"{exp_path}: cannot read expectations: {exc}") from None
+    cells = []
+    for path in sorted(directory.glob("*.json")):
+        if path.name == "expected.json":
+            continue
+        want = expected.get(path.name)
+        if not isinstance(want, dict) or set(want) != set(POLICIES):
+            raise trace.TraceError(f"{exp_path}: '{path.name}' needs a verdict for every "
+                                   f"policy ({', '.join(POLICIES)})")
+        t = policies.load(path)
+        for policy in POLICIES:
+            out = policies.simulate(trace.override(t, policy, None))
+            cells.append(Cell(path.name, policy, want[policy], verdict(out)))
+    return cells

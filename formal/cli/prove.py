@@ -1,0 +1,309 @@
+"""One proof obligation: a policy, a configuration, properties, an engine, a bound and an
+optional event restriction; the vacuity checks every obligation needs; the counterexample as a
+trace, confirmed on the simulator and replayed on the concrete MMU."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+
+from pysmt.fnode import FNode
+from pysmt.shortcuts import BV, And, BVAnd, EqualsOrIff, Or
+
+from formal.cli import policies
+from formal.concrete.replay import ReplayOutcome
+from formal.engines import search as engines
+from formal.engines.checker import Checker
+from formal.engines.search import Result, Verdict
+from formal.engines.system import Relation
+from formal.engines.unroll import Unroller
+from formal.errors import Malformed, NotModeled
+from formal.model import events as ev
+from formal.model.bits import CR4_LA57
+from formal.model.properties import PROPERTIES, ModelError
+from formal.model.simulate import Run
+from formal.model.state import CONFIGS, Regs
+from formal.model.trace import Trace
+from formal.solvers import Deadline, Inconclusive
+from formal.symbolic.transition import build, event_kinds
+from specs import POLICIES
+
+DEFAULT_BOUND = 4
+DEFAULT_K = 2
+
+
+class ObligationError(Malformed):
+    """A malformed obligation (unknown policy, configuration, property or engine)."""
+
+
+@dataclass(frozen=True)
+class Obligation:
+    """What to prove, as the command line, a proof script and the benchmarks say it."""
+
+    policy: str
+    config: str
+    props: tuple[str, ...] = PROPERTIES
+    engine: str = "auto"
+    bound: int = DEFAULT_BOUND
+    timeout: float | None = None
+    # The event kinds the environment may issue when not all the configuration's: a verdict
+    # then covers executions of these events only.
+    events: tuple[str, ...] | None = None
+
+    def check(self) -> None:
+        """Raises ObligationError naming the first field that is not well formed."""
+        if self.policy not in POLICIES:
+            raise ObligationError(f"unknown policy {self.policy!r} "
+                                  f"(known: {', '.join(POLICIES)})")
+        if self.config not in CONFIGS:
+            raise ObligationError(f"unknown config {self.config!r} (known: {', '.join(CONFIGS)})")
+        for p in self.props:
+            if p not in PROPERTIES:
+                raise ObligationError(f"unknown property {p!r} (known: {', '.join(PROPERTIES)})")
+        if self.engine not in engines.ENGINES:
+            raise ObligationError(f"unknown engine {self.engine!r} "
+                                  f"(known: {', '.join(engines.ENGINES)})")
+        if self.bound < 0:
+            raise ObligationError(f"bound must be >= 0, got {self.bound}")
+        if self.events is not None:
+            known = [k.op for k in event_kinds(CONFIGS[self.config])]
+            for op in self.events:
+                if op not in known:
+                    raise ObligationError(f"event {op!r} is not one of config {self.config}'s "
+                                          f"(known: {', '.join(known)})")
+            if not self.events:
+                raise ObligationError("an empty event restriction: name at least one event")
+
+    def kinds(self) -> list[type[ev.Event]] | None:
+        """The event kinds of the restriction, in the configuration's order; None for all."""
+        if self.events is None:
+            return None
+        return [k for k in event_kinds(CONFIGS[self.config]) if k.op in self.events]
+
+
+class ReplayStatus(StrEnum):
+    CONFIRMED = "confirmed"
+    NOT_CONFIRMED = "NOT confirmed"
+    NOT_REPLAYED = "not replayed"
+
+
+@dataclass
+class Replay:
+    """What the concrete replay of a counterexample showed."""
+
+    status: ReplayStatus
+    detail: str
+    outcome: ReplayOutcome | None = None
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.detail}"
+
+
+@dataclass
+class Counterexample:
+    """A counterexample as a trace file, with the simulator's run that confirms it (or not)
+    and, for a refutation, its concrete replay."""
+
+    trace: Trace
+    run: Run | None  # None: the simulator could not run it (the reason is the result's)
+    # (event index, property, message): the confirmed violation of one of the properties asked
+    violation: tuple[int, str, str] | None = None
+    replay: Replay | None = None
+
+
+@dataclass
+class Proof:
+    obligation: Obligation
+    result: Result
+    paths: dict[str, int] = field(default_factory=dict)
+    times: dict[str, float] = field(default_factory=dict)
+    vacuity: list[str] = field(default_factory=list)
+    counterexample: Counterexample | None = None
+
+
+def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> list[str]:
+    """The obligation is not vacuous: its initial states exist, every event is enabled in some
+    state reachable within the bound, and each property's violation is expressible (its
+    negation is satisfiable in some unconstrained state).  Returns the failures."""
+    un = Unroller(rel)
+    failures = []
+    if not ck.sat("vacuity-init", un.init()):
+        return ["no initial state: the initial-state constraint is unsatisfiable"]
+    for p in props:
+        if not ck.sat(f"vacuity-{p}", Or([er.violated[p] for er in rel.events]
+                                         + [rel.init_violated[p]])):
+            failures.append(f"property {p} cannot be violated in any state: it checks nothing")
+    pending = set(range(len(un.events)))
+    path = [un.init()]
+    for d in range(1, max(bound, 1) + 1):
+        for k in sorted(pending):
+            er = un.events[k]
+            enabled = And(un.is_event(d, k), er.steps.substitute(un.substitution(d, er)))
+            if ck.sat(f"vacuity-enabled-{er.name}-{d}", And(path + [enabled])):
+                pending.discard(k)
+        if not pending:
+            break
+        path.append(un.trans(d))
+    failures += [f"event {un.events[k].name} is never enabled within {max(bound, 1)} events"
+                 for k in sorted(pending)]
+    return failures
+
+
+def run(ob: Obligation, dump_dir: Path | None = None) -> Proof:
+    """Decide ob: build the relation, check vacuity, run the engine, and turn a counterexample
+    into a trace that the simulator confirms and the concrete MMU replays."""
+    ob.check()
+    if ob.events is not None:  # in the configuration's order, as the relation has them
+        ob = replace(ob, events=tuple(k.op for k in ob.kinds()))
+    t0 = time.perf_counter()
+    deadline = Deadline.after(ob.timeout)
+    proof = Proof(ob, Result(Verdict.UNKNOWN, ob.engine))
+    try:
+        rel = build(policies.resolve(ob.policy), CONFIGS[ob.config], ob.kinds(), ob.props,
+                    deadline)
+    except Inconclusive as exc:
+        proof.result.reason = f"symbolic execution: {exc}"
+        proof.times["symbolic"] = time.perf_counter() - t0
+        return proof
+    proof.paths = {er.name: er.paths for er in rel.events} | {"initial": rel.init_paths}
+    proof.times["symbolic"] = time.perf_counter() - t0
+    ck = Checker("z3", dump_dir=dump_dir, deadline=deadline)
+    try:
+        t1 = time.perf_counter()
+        proof.vacuity = vacuity(rel, ob.props, ob.bound, ck)
+        proof.times["vacuity"] = time.perf_counter() - t1
+        if proof.vacuity:
+            proof.result = Result(Verdict.UNKNOWN, ob.engine, reason="vacuity check failed: "
+                                  + "; ".join(proof.vacuity))
+            return proof
+        proof.result = _engine(rel, ob, ck)
+    except Inconclusive as exc:
+        proof.result = Result(Verdict.UNKNOWN, ob.engine, reason=str(exc))
+    proof.times.update(proof.result.times)
+    if proof.result.witness is not None:
+        proof.counterexample = counterexample(rel, proof.result, ob.props)
+    return proof
+
+
+def _engine(rel: Relation, ob: Obligation, ck: Checker) -> Result:
+    props = ob.props
+    if ob.engine == "bmc":
+        return engines.bmc(rel, props, ob.bound, ck, prefer=preferences)
+    if ob.engine == "kind":
+        return engines.kind(rel, props, max(ob.bound, 1), ck, prefer=preferences)
+    if ob.engine == "houdini":
+        return engines.houdini(rel, props, ck)
+    if ob.engine == "pdr":
+        return engines.pdr(rel, props, ck)
+    # auto: a shortest counterexample within the bound, else an unbounded proof attempt,
+    # cheapest engine first.
+    first = engines.bmc(rel, props, ob.bound, ck, prefer=preferences)
+    if first.verdict != Verdict.BOUNDED:
+        return first
+    for attempt in (lambda: engines.houdini(rel, props, ck),
+                    lambda: engines.kind(rel, props, DEFAULT_K, ck, prefer=preferences),
+                    lambda: engines.pdr(rel, props, ck)):
+        r = attempt()
+        if r.verdict in (Verdict.PROVED, Verdict.REFUTED):
+            r.times = first.times | r.times
+            return r
+    first.reason = "no unbounded proof: houdini, k-induction and pdr were inconclusive"
+    return first
+
+
+# -- counterexamples --
+
+# Operands that hold guest addresses or page-table pointers, and those that hold CR4.
+_ADDRESSES = {("mov_cr3", "value"), ("guest_pte_write", "pgd"), ("invlpg", "va"),
+              ("invpcid", "va"), ("set_sregs", "cr3"), ("vmentry", "cr3"),
+              ("vmentry", "nested_pgd"), ("invvpid", "va"), ("invlpga", "va")}
+_CR4S = {("mov_cr4", "value"), ("set_sregs", "cr4"), ("vmentry", "cr4")}
+
+
+def preferences(un: Unroller, depth: int) -> list[FNode]:
+    """What makes a counterexample readable (and replayable on the concrete MMU), tried in
+    order as one extra constraint, the first satisfiable one kept: addresses below 16 MiB
+    (CR3's bit 63, NOFLUSH, left free) and no 5-level paging; first also with CR3 bits 11:5
+    clear, so a PAE PDPT reads as a page address (the concrete level replays either:
+    formal.concrete.paging.pdpt_address)."""
+    s0 = un.state(0)
+    addrs = [s0[n] for n in ("regs.cr3",) if n in s0]
+    cr4s = [s0[n] for n in ("regs.cr4",) if n in s0]
+    for i in range(1, depth + 1):
+        for er in un.events:
+            for f, var in un.ops(i, er).items():
+                if (er.name, f) in _ADDRESSES:
+                    addrs.append(var)
+                elif (er.name, f) in _CR4S:
+                    cr4s.append(var)
+    zero = BV(0, 64)
+    small = [EqualsOrIff(BVAnd(a, BV(0x7FFF_FFFF_FF00_0000, 64)), zero) for a in addrs]
+    no_la57 = [EqualsOrIff(BVAnd(c, BV(CR4_LA57, 64)), zero) for c in cr4s]
+    page_aligned = [EqualsOrIff(BVAnd(a, BV(0xFE0, 64)), zero) for a in addrs]
+    return [And(small + no_la57 + page_aligned), And(small + no_la57)]
+
+
+def extract_trace(rel: Relation, w: engines.Witness, how: str) -> Trace:
+    """The events and initial registers the solver chose, as a trace file."""
+    un = Unroller(rel)
+    s0 = un.state(0)
+    regs = Regs(*(w.values[s0[f"regs.{r}"]] for r in ("cr0", "cr3", "cr4", "efer")))
+    events = []
+    for i in range(1, w.depth + 1):
+        er = un.events[w.values[un.sel(i)]]
+        ops = {f: w.values[var] for f, var in un.ops(i, er).items()}
+        events.append(ev.EVENT_TYPES[er.name](**ops))
+    return Trace(rel.policy, rel.config, regs, tuple(events), how)
+
+
+def counterexample(rel: Relation, r: Result, props: tuple[str, ...]) -> Counterexample:
+    """The witness as a trace.  A refutation stands only if the simulator violates one of props
+    at the same event (else symbolic and concrete execution disagree: a bug, never a verdict)
+    and the concrete MMU replays it (else the two levels disagree: a modelling gap)."""
+    w = r.witness
+    assert w is not None
+    if w.model_error:
+        t = extract_trace(rel, w, f"model error reached by flushproof {r.engine} "
+                          f"({w.depth} events)")
+        return Counterexample(t, None)
+    t = extract_trace(rel, w, f"shortest counterexample found by flushproof {r.engine} "
+                      f"({w.depth} events)")
+    out = policies.simulate(t)
+    cex = Counterexample(t, out)
+    want = w.depth - 1  # the initial entry is index -1
+    if out.violation is None or out.violation[0] != want:
+        got = "no violation" if out.violation is None else f"a violation at {out.violation[0]}"
+        _demote(r, f"the solver's counterexample ({w.depth} events) gives {got} on the "
+                "concrete simulator: symbolic and concrete execution disagree")
+        return cex
+    mine = [x for x in out.records[-1].violations if x.prop in props]
+    if not mine:
+        _demote(r, f"the concrete simulator violates {out.violation[1].prop}, not "
+                f"{', '.join(props)}: symbolic and concrete execution disagree")
+        return cex
+    cex.violation = (want, mine[0].prop, mine[0].message)
+    cex.replay = _replay(t)
+    if cex.replay.status is ReplayStatus.NOT_CONFIRMED:
+        # The two levels disagree: a modelling gap in one of them, never a verdict.
+        _demote(r, "the abstract counterexample is not confirmed by the concrete MMU: the two "
+                "levels disagree (a modelling gap)")
+    return cex
+
+
+def _demote(r: Result, reason: str) -> None:
+    r.verdict = Verdict.UNKNOWN
+    r.reason = reason
+
+
+def _replay(t: Trace) -> Replay:
+    """Concretize the counterexample on the concrete MMU (formal.concrete.replay)."""
+    try:
+        out = policies.replay(t)
+    except (NotModeled, ModelError) as exc:
+        return Replay(ReplayStatus.NOT_REPLAYED, str(exc))
+    if out.violated:
+        return Replay(ReplayStatus.CONFIRMED, out.message, out)
+    return Replay(ReplayStatus.NOT_CONFIRMED, f"the concrete MMU observed no forbidden access "
+                  f"in {out.events_run} events", out)

@@ -1,0 +1,405 @@
+"""The concrete shadow MMU (docs/design.md §6, issue #4 item 3): KVM's mechanism on real guest page
+tables, run by the unchanged policy specs.
+
+`concrete_policy(cls)` builds `type(name, (ConcreteMmuMixin, cls), {})`: the mixin overrides the
+Mechanism primitives of formal.model.kvm so that, besides keeping the ghost state (super()), they
+act
+on a concrete model of what KVM and the hardware hold for the watched page
+(formal.model.arch.WATCHED_VA):
+
+- guest memory with x86 paging structures for every pgd (`GuestWorld`, formal.concrete.paging
+formats);
+- shadow pages keyed by (gfn, role) in one shared table, as KVM's mmu_page_hash
+  (mmu.c kvm_mmu_get_page / kvm_mmu_find_shadow_page): a leaf shadow page holds the guest PTE its
+  SPTE was built from, goes unsync on a guest PTE write (mmu.c mmu_try_to_unsync_pages ->
+  kvm_unsync_page) and keeps the old translation until synced (mmu.c mmu_sync_children ->
+  kvm_sync_page, paging_tmpl.h FNAME(sync_spte) re-reads the guest PTE);
+- the hardware TLB of each guest context (L1's VPID, L2's vpid02): a saturated set of
+  (PCID, translation) entries of the watched page, filled whenever the guest runs and emptied only
+  by KVM's flushes (vmx_flush_tlb_* / svm_flush_tlb_*) or, for an instruction the hardware
+  executes itself, by that instruction (SDM Vol. 3A §4.10.4.1).
+
+With TDP the hardware walks the guest's tables itself (SDM Vol. 3C §28.2.1); KVM's direct root maps
+guest-physical addresses correctly, so the guest's translation is a hardware walk of its own
+tables.  For L2 under nested EPT/NPT the guest_mmu roots shadow L1's EPT/NPT tables: their leaf
+shadow page holds the EPT entry of L2's data pages (modelled as an offset from L2-physical to
+L1-physical addresses, the one EPT entry the traces write).
+
+What the concrete level does not model: guest writes to non-leaf tables (the traces write only the
+watched leaf PTE; KVM keeps non-leaf guest tables write-protected, so the path to the leaf table
+is always the current one), zapping (no event zaps a shadow page), and permission bits of roles
+(a root built for another CR0.WP/SMEP/SMAP/NX regime serves the same user read of a user page).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from formal.concrete.paging import (
+    FrameAllocator,
+    Memory,
+    Mode,
+    Perms,
+    Translation,
+    load_pdptes,
+    paging_mode,
+    pdpt_address,
+    translate,
+)
+from formal.concrete.pte import PTE_P, PTE_RW, PTE_US, PTE_XD
+from formal.errors import NotModeled
+from formal.model import arch, bits, roles
+from formal.model.arch import Inval
+from formal.model.kvm import Mechanism
+from formal.model.state import Config, Mmu, Regs, Root, Vcpu
+
+# Paging structures other than the roots (which sit at the pgds' own addresses) and the guest's
+# data pages live in these regions of guest-physical memory, below 4 GiB so that 32-bit paging
+# reaches them (SDM §4.3).
+TABLES_BASE = 0x0100_0000
+DATA_BASE = 0x0200_0000
+REGION_END = 0x0400_0000
+# The offset each write to an L1 EPT/NPT table moves L2's data pages by, and how far apart the
+# offsets of L1's different EPT/NPT tables start (see GuestWorld.ept): distinct tables map L2's
+# pages to distinct L1 pages, so using one table's shadow root for another is seen.
+EPT_STEP = 0x1000_0000
+EPT_TABLE_STEP = 0x1_0000_0000
+
+TABLE_FLAGS = PTE_P | PTE_RW | PTE_US
+LEAF_FLAGS = PTE_P | PTE_RW | PTE_US
+_ADDR = bits.CR3_ADDR_MASK
+
+# Indexes of WATCHED_VA (0x400000): PAE PDPTE index 0, 4-level and PAE PD index 2, PT index 0
+# (SDM §4.4.2, §4.5.4); 32-bit PDE index 1, PTE index 0 (SDM §4.3).
+_PDPTE_INDEX = (arch.WATCHED_VA >> 30) & 3
+_PD_INDEX = (arch.WATCHED_VA >> 21) & 0x1FF
+_PT_INDEX = (arch.WATCHED_VA >> 12) & 0x1FF
+_PDE32_INDEX = arch.WATCHED_VA >> 22
+
+
+@dataclass
+class Tables:
+    """The paging structures below one pgd's root frame, shared by every paging mode: the PD and
+    PT are valid both as PAE/4-level tables (8-byte entries) and, since every address is below
+    4 GiB, the PT's first entry as a 32-bit PTE (its low 4 bytes).  Pgds that differ only in
+    CR3[11:0] share them, as the abstract model's tables are CR3[M-1:12]
+    (formal.model.arch.tables)."""
+
+    root: int
+    pdpt: int
+    pd: int
+    pt: int
+
+    @property
+    def leaf(self) -> int:
+        """Address of the watched page's PTE."""
+        return self.pt + 8 * _PT_INDEX
+
+
+@dataclass
+class GuestWorld:
+    """Guest-physical memory and the guest's page tables: each pgd maps WATCHED_VA to a data page
+    of its own; each guest PTE write points that leaf at a fresh data page, so an out-of-sync
+    translation always differs from the current one."""
+
+    mem: Memory = field(default_factory=Memory)
+    tables: dict[int, Tables] = field(default_factory=dict)
+    alloc: FrameAllocator = field(default_factory=lambda: FrameAllocator(TABLES_BASE))
+    data: FrameAllocator = field(default_factory=lambda: FrameAllocator(DATA_BASE))
+    # L1's EPT/NPT for L2, per nested pgd: every offset (L1 GPA - L2 GPA of a data page) it ever
+    # held, current last, the k-th table named starting at k * EPT_TABLE_STEP; and the frame of
+    # its leaf table (the shadow page's gfn).
+    ept: dict[int, list[int]] = field(default_factory=dict)
+    ept_leaf: dict[int, int] = field(default_factory=dict)
+
+    def add_pgd(self, pgd: int) -> Tables:
+        """The tables rooted at pgd's frame, built on first use (root formatted for 4-level)."""
+        addr = pgd & _ADDR
+        if addr in self.tables:
+            return self.tables[addr]
+        if TABLES_BASE <= addr < REGION_END or addr >> 32:
+            raise NotModeled(f"the concrete level: pgd {pgd:#x}: its root frame must lie below "
+                             f"4 GiB and outside {TABLES_BASE:#x}..{REGION_END:#x}, where replay "
+                             "builds tables")
+        t = Tables(addr, self.alloc.alloc(), self.alloc.alloc(), self.alloc.alloc())
+        self.mem.write(t.pdpt, t.pd | TABLE_FLAGS)
+        self.mem.write(t.pd + 8 * _PD_INDEX, t.pt | TABLE_FLAGS)
+        self.mem.write(t.leaf, self.data.alloc() | LEAF_FLAGS)
+        self.tables[addr] = t
+        self.format_root(pgd, Mode.LEVEL4)
+        return t
+
+    def format_root(self, pgd: int, mode: Mode) -> None:
+        """Lay out pgd's top-level table for a paging mode: the first 8-byte entry of the root
+        frame holds the PML4E 0 (4-level) or, in its high half, the 32-bit PDE 1 (SDM §4.3);
+        with PAE paging the PDPTE 0 of the PDPT at CR3[31:5] (SDM §4.4.1: 32-byte aligned, so
+        CR3[11:5] place it inside the frame; only P, Table 4-8 reserves its other low bits).
+        A guest that changes paging mode rewrites its top-level table this way before it uses
+        it."""
+        t = self.tables[pgd & _ADDR]
+        if mode is Mode.PAE:
+            self.mem.write(pdpt_address(pgd) + 8 * _PDPTE_INDEX, t.pd | PTE_P)
+        elif mode is Mode.LEVEL4:
+            self.mem.write(t.root, t.pdpt | TABLE_FLAGS)
+        elif mode is Mode.BITS32:
+            self.mem.write(t.root, (t.pt | TABLE_FLAGS) << 32 * _PDE32_INDEX)
+
+    def new_leaf(self, pgd: int) -> tuple[int, int]:
+        """(address, value) of a guest PTE write pointing pgd's watched leaf at a fresh page."""
+        return self.tables[pgd & _ADDR].leaf, self.data.alloc() | LEAF_FLAGS
+
+    def add_ept(self, nested_pgd: int) -> None:
+        addr = nested_pgd & _ADDR
+        if addr not in self.ept:
+            self.ept[addr] = [len(self.ept) * EPT_TABLE_STEP]
+            self.ept_leaf[addr] = self.alloc.alloc()
+
+    def write_ept(self, nested_pgd: int) -> None:
+        """L1 rewrites the EPT/NPT entry of L2's data pages: they move by EPT_STEP."""
+        offsets = self.ept[nested_pgd & _ADDR]
+        offsets.append(offsets[-1] + EPT_STEP)
+
+
+def leaf_perms(gpte: int) -> Perms:
+    """The rights a translation through these tables has: every non-leaf entry is P|RW|US, so
+    the leaf's R/W, U/S and XD decide (SDM §4.6.1: R/W and U/S ANDed, XD ORed)."""
+    return Perms(writable=gpte & PTE_RW != 0, user=gpte & PTE_US != 0, xd=gpte & PTE_XD != 0)
+
+
+@dataclass
+class ShadowPage:
+    """A leaf struct kvm_mmu_page: the guest entry its SPTE for the watched page was built from
+    (None: not faulted in yet) and whether it is unsync."""
+
+    gpte: int | None = None
+    unsync: bool = False
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A translation the guest may get: its guest-physical address, rights (None without
+    paging) and where it comes from."""
+
+    gpa: int
+    perms: Perms | None
+    via: str
+
+
+@dataclass
+class HwContext:
+    """One hardware TLB context (VPID/ASID) of the guest: per PCID, every translation of the
+    watched page it may hold (saturated: cached whenever the guest ran, kept until flushed)."""
+
+    entries: dict[int, dict[tuple[int, Perms | None], Seen]] = field(default_factory=dict)
+
+    def fill(self, pcid: int, seen: Seen) -> None:
+        self.entries.setdefault(pcid, {}).setdefault((seen.gpa, seen.perms), seen)
+
+    def held(self, pcid: int) -> list[Seen]:
+        return list(self.entries.get(pcid, {}).values())
+
+
+class ConcreteMmuMixin(Mechanism):
+    """Mechanism primitives that also maintain the concrete shadow MMU and hardware TLBs.  Put
+    before a policy class in the bases; every override calls super() first, so the ghost state
+    stays exactly the abstract model's."""
+
+    world: GuestWorld
+
+    def __init__(self, cfg: Config, world: GuestWorld | None = None) -> None:
+        super().__init__(cfg)
+        self.world = world if world is not None else GuestWorld()
+        self.pages: dict[tuple[int, int], ShadowPage] = {}
+        # The PDPTEs each PAE root (by pgd and role) was built from (alloc_root).
+        self.pdptrs: dict[tuple[int, int], tuple[int, ...]] = {}
+        self.hw = [HwContext(), HwContext()]
+
+    # -- shadow pages --
+
+    def _is_ept_root(self, v: Vcpu, root: Root) -> bool:
+        """A guest_mmu root under nested EPT/NPT: it shadows L1's EPT/NPT tables."""
+        return self.cfg.nested_tdp and any(root is r for r in _slots(v.guest_mmu))
+
+    @staticmethod
+    def _pae_guest(root: Root) -> bool:
+        """An indirect root shadowing PAE paging: level 3 with 8-byte guest entries (a 32-bit
+        guest's shadow root is level 3 too, with 4-byte ones: roles.shadow_root_role)."""
+        return root.valid and not roles.is_direct(root.role) \
+            and roles.level(root.role) == roles.PT32E_ROOT_LEVEL \
+            and not root.role & roles.HAS_4_BYTE_GPTE
+
+    def alloc_root(self, v: Vcpu, mmu: Mmu, pgd: int) -> None:
+        """A PAE root also records the guest's PDPTEs: mmu.c mmu_alloc_shadow_roots builds
+        pae_root[i] from mmu->get_pdptr(i) (kvm_pdptr_read), the PDPTE registers x86.c
+        load_pdptrs read from the PDPT at CR3[31:5] (SDM §4.4.1), and leaves it empty for a
+        PDPTE without P.  The replay's guest never rewrites a PDPT it runs on, so the memory at
+        CR3[31:5] now holds what load_pdptrs loaded."""
+        super().alloc_root(v, mmu, pgd)
+        if self._pae_guest(mmu.root):
+            self.pdptrs[(pgd, mmu.root.role)] = load_pdptes(self.world.mem, pgd)
+
+    def _leaf_key(self, v: Vcpu, root: Root) -> tuple[int, int] | None:
+        """(gfn, role) of the leaf shadow page under root that maps the watched page, None when
+        the root maps nothing there: the leaf role is the root's with level 1 (mmu.c
+        kvm_mmu_child_role)."""
+        role = root.role & ~roles.LEVEL_MASK | 1
+        if self._is_ept_root(v, root):
+            self.world.add_ept(root.pgd)
+            return self.world.ept_leaf[root.pgd & _ADDR] >> 12, role
+        t = self.world.add_pgd(root.pgd)
+        if not self._pae_guest(root):
+            return t.pt >> 12, role
+        # Below the root's PDPTE, the guest's PD entry leads to the leaf table (paging_tmpl.h
+        # FNAME(walk_addr_generic)); KVM write-protects the PD it shadows, the replay never
+        # rewrites one.
+        pdpte = self.pdptrs[(root.pgd, root.role)][_PDPTE_INDEX]
+        if not pdpte & PTE_P:
+            return None
+        pde = self.world.mem.read((pdpte & _ADDR) + 8 * _PD_INDEX)
+        return ((pde & _ADDR) >> 12, role) if pde & PTE_P else None
+
+    def _guest_entry(self, v: Vcpu, root: Root, gfn: int) -> int:
+        """The guest entry the SPTE is built from: the leaf guest PTE in table gfn (paging_tmpl.h
+        FNAME(walk_addr) / FNAME(sync_spte)), or L1's EPT entry for a guest_mmu root."""
+        if self._is_ept_root(v, root):
+            return self.world.ept[root.pgd & _ADDR][-1]
+        return self.world.mem.read((gfn << 12) + 8 * _PT_INDEX)
+
+    def _faulted_in(self, v: Vcpu, root: Root) -> ShadowPage | None:
+        """The leaf shadow page, with its SPTE installed from the current guest entry if missing
+        (the shadow page fault, paging_tmpl.h FNAME(page_fault) -> FNAME(fetch)); None when the
+        root maps nothing for the watched page (the guest gets the page fault)."""
+        key = self._leaf_key(v, root)
+        if key is None:
+            return None
+        sp = self.pages.setdefault(key, ShadowPage())
+        if sp.gpte is None:
+            sp.gpte = self._guest_entry(v, root, key[0])
+        return sp
+
+    def sync_root(self, v: Vcpu, root: Root, when: object = True) -> None:
+        super().sync_root(v, root, when)
+        if when and root.valid and not roles.is_direct(root.role):
+            key = self._leaf_key(v, root)
+            sp = None if key is None else self.pages.get(key)
+            if sp is not None:
+                # kvm_sync_page: every SPTE rebuilt from the guest's current entries.
+                sp.gpte = self._guest_entry(v, root, key[0]) if sp.gpte is not None else None
+                sp.unsync = False
+
+    def guest_pte_write(self, v: Vcpu, pgd: int) -> None:
+        """The guest's store itself lands in memory (the replay performs it); KVM's part is
+        mmu_try_to_unsync_pages: every leaf shadow page of the written table goes unsync and
+        keeps its SPTE."""
+        super().guest_pte_write(v, pgd)
+        if self.cfg.nested_tdp and pgd & _ADDR == v.nested_pgd & _ADDR:
+            self.world.add_ept(pgd)
+            gfn = self.world.ept_leaf[pgd & _ADDR] >> 12
+        else:
+            gfn = self.world.add_pgd(pgd).pt >> 12
+        for (page_gfn, _), sp in self.pages.items():
+            if page_gfn == gfn:
+                sp.unsync = True
+
+    # -- the hardware TLB --
+
+    def flush_hw_context(self, v: Vcpu, ctx: int) -> None:
+        super().flush_hw_context(v, ctx)
+        self.hw[ctx] = HwContext()
+
+    def apply_invalidations(self, v: Vcpu, invals: tuple[Inval, ...], native: bool) -> None:
+        """An instruction the hardware executes itself (not intercepted) invalidates the running
+        context's TLB as the architecture says; an intercepted one touches no hardware TLB."""
+        super().apply_invalidations(v, invals, native)
+        if native:
+            hw = self.hw[self.current_ctx(v)]
+            for inval in invals:
+                hw.entries = {pcid: held for pcid, held in hw.entries.items()
+                              if not inval.covers(arch.vpid(v), pcid)}
+
+    def mark_active(self, v: Vcpu) -> None:
+        """The guest runs: the hardware may cache what it translates now."""
+        super().mark_active(v)
+        ctx = self.current_ctx(v)
+        if self.caches_no_linear(v, ctx):
+            return
+        seen = self.translation(v)
+        if seen is not None:
+            self.hw[ctx].fill(arch.pcid(v.regs), seen)
+
+    # -- what the guest gets --
+
+    def translation(self, v: Vcpu) -> Seen | None:
+        """The watched page's translation through the active root now (None: the guest would
+        page-fault)."""
+        root = v.mmu.root
+        where = f"root pgd={root.pgd:#x} role={roles.describe(root.role)}"
+        if v.mmu_is_guest:
+            walked = self._hardware_walk(v.regs)
+            if walked is None:
+                return None
+            ept = self._faulted_in(v, root)
+            assert ept is not None and ept.gpte is not None
+            offset = ept.gpte
+            return Seen(walked.gpa + offset, walked.perms,
+                        f"L2 GPA {walked.gpa:#x} via shadow EPT/NPT {where}")
+        if roles.is_direct(root.role):
+            if not self.tdp_enabled:
+                # Shadow paging of a guest without paging: the direct root maps linear =
+                # physical (mmu.c nonpaging_init_context).
+                return Seen(arch.WATCHED_VA, None, f"via {where}")
+            walked = self._hardware_walk(v.regs)
+            if walked is None:
+                return None
+            return Seen(walked.gpa, walked.perms,
+                        f"via the hardware walk of the guest's tables ({where})")
+        sp = self._faulted_in(v, root)
+        if sp is None:
+            return None
+        gpte = sp.gpte
+        assert gpte is not None
+        if not gpte & PTE_P:
+            return None
+        return Seen(gpte & _ADDR, leaf_perms(gpte), f"via {where}")
+
+    def _hardware_walk(self, regs: Regs) -> Seen | None:
+        """The hardware's own walk of the guest's tables (TDP), or linear = physical without
+        paging (SDM §4.1.1)."""
+        if paging_mode(regs.cr0, regs.cr4, regs.efer) is Mode.NONE:
+            return Seen(arch.WATCHED_VA, None, "paging disabled")
+        found = translate(self.world.mem, regs.cr0, regs.cr3, regs.cr4, regs.efer,
+                          arch.WATCHED_VA)
+        if not isinstance(found, Translation):
+            return None
+        return Seen(found.paddr, found.perms, "walk")
+
+    def observable(self, v: Vcpu) -> list[Seen]:
+        """Everything a user read of the watched page may return now: the active root's
+        translation, then whatever the running context's TLB holds under the current PCID."""
+        out = []
+        now = self.translation(v)
+        if now is not None:
+            out.append(now)
+        ctx = self.current_ctx(v)
+        if self.caches_no_linear(v, ctx):
+            # The guest's paging is off and the hardware walks its tables (TDP): no linear
+            # translation happens, linear addresses are physical (SDM Vol. 3A §4.1.1), and the
+            # TLB serves only translations through paging structures (§4.10.2.3), so what it
+            # holds is not used until paging is back on.  Under shadow paging the hardware
+            # still pages, through KVM's nonpaging root (vmx.c KVM_VM_CR0_ALWAYS_ON without
+            # unrestricted guest, svm.c svm_set_cr0 without NPT), and its TLB stays in use.
+            return out
+        for seen in self.hw[ctx].held(arch.pcid(v.regs)):
+            if all((s.gpa, s.perms) != (seen.gpa, seen.perms) for s in out):
+                out.append(Seen(seen.gpa, seen.perms, f"from the hardware TLB, cached {seen.via}"))
+        return out
+
+
+def _slots(mmu: Mmu) -> list[Root]:
+    return [mmu.root, *mmu.prev_roots]
+
+
+def concrete_policy(policy_cls: type[Mechanism]) -> Callable[..., ConcreteMmuMixin]:
+    """The policy's class with the concrete mechanism underneath its unchanged handlers."""
+    return type(f"Concrete{policy_cls.__name__}", (ConcreteMmuMixin, policy_cls), {})

@@ -1,0 +1,242 @@
+"""KVM's MMU mechanism: the primitives the policy specs call.
+
+The policy (specs/) decides *which* roots to keep, free or switch to and which requests to raise;
+this module carries those decisions out on the model state and keeps the ghost state (docs/design.md
+§5) in step: which roots hold out-of-sync or architecturally invalidated translations of the
+watched page, and what the hardware TLB contexts may still hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from formal.model import arch, roles
+from formal.model.arch import Inval
+from formal.model.bits import CR3_ADDR_MASK
+from formal.model.state import Config, HwTlb, Mmu, Req, Root, Vcpu, invalid_root
+from formal.model.values import SymbolicValue, is_symbolic, ite, neg
+
+# kvm_host.h: KVM_MMU_ROOT_CURRENT, KVM_MMU_ROOT_PREVIOUS(i), KVM_MMU_ROOTS_ALL.
+ROOT_CURRENT = 1
+
+
+def ROOT_PREVIOUS(i: int) -> int:  # noqa: N802 - the kernel's macro name
+    return 1 << (i + 1)
+
+
+ROOTS_ALL = 0xF
+
+
+def root_in_l2(root: Root) -> bool:
+    """Whether a shadow root's translations live in L2's hardware TLB context (its VPID), not
+    L1's."""
+    return root.role & roles.GUEST_MODE != 0
+
+
+def select_root(cond: object, a: Root, b: Root) -> Root:
+    """a if cond else b, field by field when cond is symbolic."""
+    if not isinstance(cond, SymbolicValue):
+        return a if cond else b
+    return Root(**{f.name: ite(cond, getattr(a, f.name), getattr(b, f.name))
+                   for f in fields(Root)})
+
+
+class Mechanism:
+    """Primitives shared by every policy version; subclasses are the versions' policies.
+
+    The primitives are written without branches on state (`ite`, `&`, `|`, `neg`): under
+    symbolic execution a loop over the root slots then gives one term per field instead of a
+    path per slot.  The human-readable notes are only taken on concrete runs."""
+
+    name = ""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.log: list[str] = []
+
+    @property
+    def concrete(self) -> bool:
+        return not is_symbolic()
+
+    def note(self, text: str) -> None:
+        if self.concrete:
+            self.log.append(text)
+
+    # -- requests (kvm_host.h kvm_make_request / kvm_check_request) --
+
+    def kvm_make_request(self, v: Vcpu, req: Req) -> None:
+        if self.concrete and not v.requests & req:
+            self.note(f"request {req.name}")
+        v.requests |= req
+
+    def kvm_check_request(self, v: Vcpu, req: Req) -> bool:
+        if v.requests & req:
+            v.requests &= ~req
+            self.note(f"service {req.name}")
+            return True
+        return False
+
+    def kvm_clear_request(self, v: Vcpu, req: Req) -> None:
+        v.requests &= ~req
+
+    # -- roots --
+
+    @property
+    def tdp_enabled(self) -> bool:
+        return self.cfg.tdp_enabled
+
+    def free_root(self, v: Vcpu, mmu: Mmu, slot: int, when: object = True) -> None:
+        """mmu_free_root_page if when holds: slot -1 is the current root, 0..2 the previous
+        ones."""
+        root = mmu.root if slot < 0 else mmu.prev_roots[slot]
+        if self.concrete:
+            if not (when and root.valid):
+                return
+            where = "current root" if slot < 0 else f"prev_roots[{slot}]"
+            self.note(f"free {where} pgd={root.pgd:#x}")
+        # Freeing a root does not flush the hardware TLB; what it cached stays there.
+        kept = when & root.valid & root.hw_old
+        in_l2 = root_in_l2(root)
+        self.hw_keeps(v, 0, kept & neg(in_l2), root.tag, root.stale)
+        self.hw_keeps(v, 1, kept & in_l2, root.tag, root.stale)
+        freed = select_root(when, invalid_root(), root)
+        if slot < 0:
+            mmu.root = freed
+        else:
+            mmu.prev_roots[slot] = freed
+
+    def alloc_root(self, v: Vcpu, mmu: Mmu, pgd: int) -> None:
+        """mmu_alloc_roots: a new root for pgd with the MMU's root role.  Shadow pages are found
+        again by (gfn, role), but kvm_mmu_load syncs the new root before use, so it starts
+        fresh; its translations were never in the TLB."""
+        mmu.root = Root(valid=True, pgd=pgd, role=mmu.root_role, tag=arch.tag(v))
+        if self.concrete:
+            self.note(f"load new root pgd={pgd:#x} role={roles.describe(mmu.root_role)}")
+
+    def sync_root(self, v: Vcpu, root: Root, when: object = True) -> None:
+        """mmu_sync_children on a root, if when holds: every unsync leaf below it is brought up
+        to date with the guest's PTEs.  Shadow pages are shared by (gfn, role), so every cached
+        root with the same page-table address and role sees the sync."""
+        indirect = when & root.valid & neg(roles.is_direct(root.role))
+        for other in v.all_roots():
+            same = indirect & other.valid & (other.role == root.role) \
+                & ((other.pgd ^ root.pgd) & CR3_ADDR_MASK == 0)
+            if self.concrete and same and other.unsync:
+                self.note(f"sync root pgd={other.pgd:#x}")
+            other.stale = ite(same, other.stale & other.hw_old, other.stale)
+            other.unsync = other.unsync & neg(same)
+
+    def flush_hw_context(self, v: Vcpu, ctx: int) -> None:
+        """A hardware TLB flush of one guest context (vpid_sync_context / ASID flush): whatever
+        the hardware cached of shadow roots or, with TDP, of the guest's page tables, is gone."""
+        for record in v.hw[ctx]:
+            record.flush()
+        for root in v.all_roots():
+            here = root.valid & (root_in_l2(root) if ctx else neg(root_in_l2(root)))
+            root.hw_old = root.hw_old & neg(here)
+            root.stale = ite(here, root.stale & root.unsync, root.stale)
+
+    def hw_keeps(self, v: Vcpu, ctx: int, when: object, tag: int, stale: object) -> None:
+        """If when: record that hardware context ctx may hold an old translation under tag."""
+        for record in self.hw_records(v, ctx, tag):
+            here = when & (record.tag == tag)
+            record.old = record.old | here
+            record.stale = record.stale | (here & stale)
+
+    def hw_records(self, v: Vcpu, ctx: int, tag: int) -> list[HwTlb]:
+        """Context ctx's per-tag records, with one for tag: the concrete simulator starts a
+        record at the first use of a tag (a new one holds nothing, as every record under a tag
+        never used does); symbolic execution has its one watched record (HwTlb)."""
+        records = v.hw[ctx]
+        if self.concrete and all(r.tag != tag for r in records):
+            records.append(HwTlb(tag=tag))
+        return records
+
+    def current_ctx(self, v: Vcpu) -> int:
+        return 1 if v.guest_mode else 0
+
+    # -- guest page-table writes (mmu.c mmu_try_to_unsync_pages) --
+
+    def guest_pte_write(self, v: Vcpu, pgd: int) -> None:
+        """The guest writes the watched page's leaf PTE in the tables at pgd.  With shadow paging
+        the leaf shadow page is write-protected; KVM lets it go unsync and the guest's write
+        lands, so every root shadowing those tables keeps the old translation until synced."""
+        addr = pgd & CR3_ADDR_MASK
+        for root in v.all_roots():
+            hit = root.valid & neg(roles.is_direct(root.role)) \
+                & (root.pgd & CR3_ADDR_MASK == addr) & neg(root.unsync)
+            if self.concrete and hit:
+                self.note(f"root pgd={root.pgd:#x} goes unsync")
+            # Not cached since its tag's last flush: the old translation was never allowed.
+            root.stale = root.stale | (hit & neg(root.live))
+            root.unsync = root.unsync | hit
+        if self.cfg.tdp_enabled:
+            # The hardware walks the guest's tables itself: what it cached through them under a
+            # tag since its last entry there is now an old translation.  What it cached through
+            # them at an earlier entry is old already (mark_active).  L1's EPT/NPT tables are
+            # walked by KVM (guest_mmu), not cached as guest tables.
+            walked = neg(addr == v.nested_pgd & CR3_ADDR_MASK) if self.cfg.nested_tdp else True
+            for record in v.hw[self.current_ctx(v)]:
+                hit = walked & record.ran & (record.ran_tables == addr)
+                record.old = record.old | hit
+                # ...and stale, if an invalidation covered it and no entry has cached since.
+                record.stale = record.stale | (hit & record.ran_stale)
+
+    # -- the architecture's invalidations applied to the ghost state --
+
+    def apply_invalidations(self, v: Vcpu, invals: tuple[Inval, ...], native: bool) -> None:
+        """Mark what the architecture's invalidations make stale.  A natively executed
+        instruction (native) invalidated the hardware TLB itself: only KVM's shadow roots can
+        still hold what it covered."""
+        linear_roots = [v.root_mmu.root] + v.root_mmu.prev_roots
+        if not self.cfg.nested_tdp:
+            linear_roots += [v.guest_mmu.root] + v.guest_mmu.prev_roots
+        for inval in invals:
+            for root in linear_roots:
+                hit = root.valid & inval.covers(arch.tag_vpid(root.tag), arch.tag_pcid(root.tag))
+                root.live = root.live & neg(hit)
+                root.stale = root.stale | (hit & (root.unsync | root.hw_old))
+            if native:
+                continue
+            for record in v.hw[0] + v.hw[1]:
+                covered = inval.covers(arch.tag_vpid(record.tag), arch.tag_pcid(record.tag))
+                record.stale = record.stale | (record.old & covered)
+                record.ran_stale = record.ran_stale | (record.ran & covered)
+
+    def mark_active(self, v: Vcpu) -> None:
+        """The guest runs on the active root: the hardware may now cache its translations, and
+        keeps what it cached through other tables under the same tag as old ones."""
+        root = v.mmu.root
+        active = root.valid & neg(roles.is_direct(root.role))
+        root.tag = ite(active, arch.tag(v), root.tag)
+        root.live = root.live | active
+        root.hw_old = root.hw_old | (active & root.unsync)
+        ctx = self.current_ctx(v)
+        now, tag = arch.tables(v.regs), arch.tag(v)
+        # With paging off the architecture caches nothing (SDM §4.10.2.3: TLB entries exist only
+        # for linear addresses translated through paging-structure entries with P=1).  Where
+        # the hardware walks the guest's tables itself (TDP) it then caches no linear
+        # translation at all (only guest-physical ones, SDM Vol. 3C §28.3.1); under shadow
+        # paging it runs on KVM's nonpaging root, and none of what it cached from that may be
+        # used once the guest walks tables.  An entry that caches nothing leaves the record of
+        # the last entry that did as it is.
+        caches = neg(self.caches_no_linear(v, ctx))
+        for record in self.hw_records(v, ctx, tag):
+            here = caches & (record.tag == tag)
+            # What the last entry under this tag cached through other tables is now old.
+            moved = here & record.ran & (record.ran_tables != now)
+            record.old = record.old | moved
+            record.stale = record.stale | (moved & record.ran_stale)
+            # This entry caches through the current tables afresh: what an invalidation
+            # covered there is cached again as the walk gives it now (the saturated TLB of
+            # docs/design.md §2: any translation valid at some moment since the last invalidation).
+            record.ran = record.ran | here
+            record.ran_tables = ite(here, now, record.ran_tables)
+            record.ran_stale = ite(here, now == arch.NO_TABLES, record.ran_stale)
+
+    def caches_no_linear(self, v: Vcpu, ctx: int) -> object:
+        """The guest's paging is off in context ctx and the hardware walks the guest's own
+        tables there (TDP for L1, nested TDP for L2), so this entry caches no linear
+        translation (mark_active)."""
+        walks = self.cfg.nested_tdp if ctx else self.cfg.tdp_enabled
+        return (arch.tables(v.regs) == arch.NO_TABLES) if walks else False

@@ -1,0 +1,52 @@
+"""Concrete simulation of a trace under a policy: the `flushproof simulate` command's engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from formal.errors import NotModeled
+from formal.model import arch
+from formal.model.kvm import Mechanism
+from formal.model.machine import Machine, StepRecord
+from formal.model.properties import Violation
+from formal.model.scope import not_modeled
+from formal.model.state import CONFIGS
+from formal.model.trace import Trace
+
+
+@dataclass
+class Run:
+    """A simulated trace: a record per guest entry, and the first violation, if any."""
+
+    trace: Trace
+    records: list[StepRecord]
+    violation: tuple[int, Violation] | None
+
+    @property
+    def violated(self) -> bool:
+        return self.violation is not None
+
+
+def run(trace: Trace, policy_cls: type[Mechanism], stop_at_violation: bool = True) -> Run:
+    """Run every event of trace under policy_cls; stop at the first violated property.  Raises
+    NotModeled, naming the event, for a step outside the model."""
+    policy = policy_cls(CONFIGS[trace.config])
+    err = arch.sregs_error(trace.initial)
+    if err:
+        raise NotModeled(f"initial: registers are not a legal state: {err}")
+    m = Machine(policy, trace.initial)
+    records = [m.start()]
+    if records[0].violations:
+        return Run(trace, records, (-1, records[0].violations[0]))
+    for i, e in enumerate(trace.events):
+        why = not_modeled(policy.cfg, m.v, e)
+        if why:
+            raise NotModeled(f"event {i} ({e.op}): {why}")
+        try:
+            rec = m.step(i, e)
+        except NotModeled as exc:
+            raise NotModeled(f"event {i} ({e.op}): {exc}") from None
+        records.append(rec)
+        if rec.violations and stop_at_violation:
+            return Run(trace, records, (i, rec.violations[0]))
+    return Run(trace, records, None)

@@ -1,0 +1,208 @@
+"""The state vocabulary of the abstract model (docs/design.md §6).
+
+Architectural registers are kept at full width; KVM's state mirrors struct kvm_mmu and
+struct kvm_mmu_root_info (arch/x86/include/asm/kvm_host.h); ghost fields carry what the
+properties of docs/design.md §5 need and are marked as such.  Everything is a plain dataclass of
+ints and bools so the same policy code runs on concrete values now and symbolic ones later.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+
+# kvm_host.h: KVM_MMU_NUM_PREV_ROOTS (v4.19, commit b94742c9 "KVM: x86: Add multi-entry LRU cache
+# for previous CR3s").
+KVM_MMU_NUM_PREV_ROOTS = 3
+
+
+class Req(int, Enum):
+    """KVM_REQ_* bits the MMU uses (kvm_host.h); the values are this model's, not the kernel's."""
+
+    MMU_RELOAD = 1 << 0
+    FREE_OBSOLETE_ROOTS = 1 << 1
+    MMU_SYNC = 1 << 2
+    LOAD_MMU_PGD = 1 << 3
+    TLB_FLUSH = 1 << 4
+    TLB_FLUSH_CURRENT = 1 << 5
+    TLB_FLUSH_GUEST = 1 << 6
+
+
+@dataclass
+class Regs:
+    """CR0, CR3 (64-bit, PCID in 11:0), CR4 and IA32_EFER as the guest sees them."""
+
+    cr0: int
+    cr3: int
+    cr4: int
+    efer: int
+
+    def same(self, other: Regs) -> bool:
+        """All four registers equal: one condition (a term under symbolic execution), where
+        `==` would test them one by one."""
+        return (self.cr0 == other.cr0) & (self.cr3 == other.cr3) & (self.cr4 == other.cr4) \
+            & (self.efer == other.efer)
+
+
+@dataclass
+class Root:
+    """One struct kvm_mmu_root_info, plus the ghost state of its shadow pages.
+
+    The ghost fields describe the one guest virtual page the abstract model watches
+    (formal.model.arch.WATCHED_VA): its leaf shadow PTE under this root.
+    """
+
+    valid: bool = False
+    pgd: int = 0
+    role: int = 0
+    # ghost: the leaf shadow page went unsync and still holds the pre-write translation.
+    unsync: bool = False
+    # ghost: the hardware TLB may hold that pre-write translation (cached while the root was
+    # active and unsync, not flushed since).
+    hw_old: bool = False
+    # ghost: the pre-write translation (in the shadow page or the hardware TLB) is one the
+    # architecture required to be invalidated.
+    stale: bool = False
+    # ghost: architectural TLB tag (VPID << 12 | PCID) the root was last active under.
+    tag: int = 0
+    # ghost: the TLB may hold this root's translations under `tag` (active since its last flush).
+    live: bool = False
+
+
+def invalid_root() -> Root:
+    """KVM_MMU_ROOT_INFO_INVALID (mmu.c)."""
+    return Root()
+
+
+@dataclass
+class Mmu:
+    """struct kvm_mmu: the current root, the LRU of previous roots, and the roles."""
+
+    root: Root = field(default_factory=invalid_root)
+    prev_roots: list[Root] = field(
+        default_factory=lambda: [invalid_root() for _ in range(KVM_MMU_NUM_PREV_ROOTS)])
+    # kvm_mmu_role as_u64 (v5.17/v5.18 mmu_role) or cpu_role (v5.19+): base | ext << 32.
+    cpu_role: int = 0
+    # The page role of the roots KVM builds for this MMU (mmu_role.base / root_role).
+    root_role: int = 0
+
+
+@dataclass
+class HwTlb:
+    """Ghost: what one hardware TLB context of the guest (a VPID/ASID) may hold for the watched
+    page under one tag, beyond the roots KVM still has.  With TDP the hardware walks the guest's
+    tables and caches their old translations; with shadow paging it keeps translations of freed
+    roots.  Either way it keeps what the guest used through other tables (another CR3, or
+    paging off) until flushed: `ran` is the last entry under the tag, folded into `old` when
+    the tables under the tag change.
+
+    The concrete simulator keeps one record per tag the context has run under
+    (Vcpu.hw); symbolic execution keeps one, whose tag is a free variable fixed
+    from the initial state on: a property that holds for every value of that tag holds for
+    every tag (formal.symbolic.transition.state_template)."""
+
+    # the tag (VPID << 12 | PCID) this record is about
+    tag: int = 0
+    # may hold an old translation of the watched page...
+    old: bool = False
+    # ...that the architecture required to be invalidated
+    stale: bool = False
+    # may hold the translations the guest made at its last entry under the tag, through the
+    # tables at ran_tables (arch.tables)...
+    ran: bool = False
+    ran_tables: int = 0
+    # ...which the architecture has since required to be invalidated
+    ran_stale: bool = False
+
+    def flush(self) -> None:
+        """The context was flushed: nothing is held under the tag any more."""
+        self.old = self.stale = self.ran = self.ran_stale = False
+        self.ran_tables = 0
+
+
+@dataclass
+class Vcpu:
+    """The whole state: architecture, KVM, ghost."""
+
+    regs: Regs
+    smm: bool = False
+    # SMRAM state-save area: the registers RSM restores (SDM §34.4.1).
+    smram: Regs = field(default_factory=lambda: Regs(0, 0, 0, 0))
+    guest_mode: bool = False
+    # L1's registers while L2 runs (vmcs12 host-state area / SVM host save area).
+    l1: Regs = field(default_factory=lambda: Regs(0, 0, 0, 0))
+    # L1's EPTP (VMX) or nCR3 (SVM) for L2; 0 when L1 does not use nested paging.
+    nested_pgd: int = 0
+    # vmcs12 virtual_processor_id (VMX) or L2's ASID (SVM); 0 = no tag for L2.
+    vpid12: int = 0
+    # struct nested_vmx last_vpid: the VPID12 of the previous VM-entry.
+    last_vpid: int = 0
+    root_mmu: Mmu = field(default_factory=Mmu)
+    guest_mmu: Mmu = field(default_factory=Mmu)
+    # vcpu->arch.mmu == &vcpu->arch.guest_mmu (L2 with nested EPT/NPT).
+    mmu_is_guest: bool = False
+    # vcpu->arch.nested_mmu.cpu_role: how KVM walks L2's tables in L2 with nested EPT/NPT.
+    nested_cpu_role: int = 0
+    requests: int = 0
+    # ghost: the hardware TLB contexts of L1 and L2, each a list of per-tag records (HwTlb).
+    hw: list[list[HwTlb]] = field(default_factory=lambda: [[], []])
+
+    @property
+    def mmu(self) -> Mmu:
+        """vcpu->arch.mmu."""
+        return self.guest_mmu if self.mmu_is_guest else self.root_mmu
+
+    @property
+    def walk_cpu_role(self) -> int:
+        """vcpu->arch.walk_mmu->cpu_role: what KVM uses to walk guest tables in software."""
+        return self.nested_cpu_role if self.mmu_is_guest else self.mmu.cpu_role
+
+    def clone(self) -> Vcpu:
+        return copy.deepcopy(self)
+
+    def all_roots(self) -> list[Root]:
+        """Every root slot of both MMUs, current first."""
+        return [m.root for m in (self.root_mmu, self.guest_mmu)] + \
+            self.root_mmu.prev_roots + self.guest_mmu.prev_roots
+
+
+class Vendor(StrEnum):
+    """Whose TLB rules apply (docs/design.md §2): Intel's SDM or AMD's APM."""
+
+    INTEL = "intel"
+    AMD = "amd"
+
+
+class Nested(StrEnum):
+    """The nested virtualization flavour L1 uses for L2."""
+
+    VMX = "vmx"
+    SVM = "svm"
+
+
+@dataclass(frozen=True)
+class Config:
+    """A KVM host configuration under which a policy is verified."""
+
+    name: str
+    tdp_enabled: bool
+    nested: Nested | None  # None: no nested virtualization
+    # L1 uses EPT/NPT for L2 (nested TDP); false means L2 is shadowed too.
+    nested_tdp: bool
+    vendor: Vendor
+
+
+CONFIGS: dict[str, Config] = {
+    c.name: c for c in (
+        Config("shadow", tdp_enabled=False, nested=None, nested_tdp=False,
+               vendor=Vendor.INTEL),
+        Config("tdp", tdp_enabled=True, nested=None, nested_tdp=False, vendor=Vendor.INTEL),
+        Config("nested-ept", tdp_enabled=True, nested=Nested.VMX, nested_tdp=True,
+               vendor=Vendor.INTEL),
+        Config("nested-npt", tdp_enabled=True, nested=Nested.SVM, nested_tdp=True,
+               vendor=Vendor.AMD),
+        Config("nested-shadow", tdp_enabled=False, nested=Nested.VMX, nested_tdp=False,
+               vendor=Vendor.INTEL),
+    )
+}

@@ -1,0 +1,81 @@
+"""The one place a solver is made (after pySMT's factory): every solver instance of flushproof,
+symbolic execution's path oracle included, comes from `make`, with the run's `Deadline`.
+
+A backend is one module of this package that defines `BACKEND` (formal.solvers.z3,
+formal.solvers.cvc5); adding one is adding its module to `BACKENDS` below.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+
+from pysmt.exceptions import SolverReturnedUnknownResultError
+from pysmt.shortcuts import Solver
+
+from formal.errors import Malformed
+
+BACKENDS = ("z3", "cvc5")
+
+
+class Inconclusive(Exception):
+    """The solver could not answer (deadline, `unknown`): the verdict is `unknown` with this
+    cause."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What flushproof needs to know of a pySMT backend."""
+
+    name: str
+    timeout_option: str  # the solver option that bounds one query, in milliseconds
+    options: dict[str, object] = field(default_factory=dict)
+    version: str = "?"
+
+
+def backend(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise Malformed(f"unknown solver {name!r} (known: {', '.join(BACKENDS)})")
+    return importlib.import_module(f"formal.solvers.{name}").BACKEND
+
+
+@dataclass
+class Deadline:
+    """The run's wall-clock limit (None: none), shared by every solver it makes."""
+
+    at: float | None = None
+
+    @classmethod
+    def after(cls, seconds: float | None) -> Deadline:
+        return cls(time.monotonic() + seconds if seconds else None)
+
+    def remaining(self) -> float | None:
+        """Seconds left, None without a deadline; raises Inconclusive once it has passed."""
+        if self.at is None:
+            return None
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise Inconclusive("timeout")
+        return left
+
+
+def make(name: str = "z3", deadline: Deadline | None = None, logic: str | None = "QF_BV"):
+    """A pySMT solver of backend `name` with its options; each query it answers is bounded by
+    what is left of the deadline when it is made (callers that keep a solver across queries
+    check `Deadline.remaining` between them)."""
+    b = backend(name)
+    opts = dict(b.options)
+    left = deadline.remaining() if deadline is not None else None
+    if left:
+        opts[b.timeout_option] = max(1, int(left * 1000))
+    return Solver(name=name, logic=logic, solver_options=opts)
+
+
+def versions() -> dict[str, str]:
+    import pysmt
+    return {name: backend(name).version for name in BACKENDS} | {"pysmt": pysmt.__version__}
+
+
+__all__ = ["BACKENDS", "Backend", "Deadline", "Inconclusive", "SolverReturnedUnknownResultError",
+           "backend", "make", "versions"]
