@@ -30,6 +30,9 @@ class Common(Mechanism):
     """The shared part of every policy."""
 
     role_facts = RoleFacts(shadow_root_forces_nx=False)
+    # The request of a nested VMX transition without VPID for L2: set by each version
+    # (specs/v5_12.py, specs/v5_17.py).
+    vmx_transition_request: Req
 
     # -- roles (mmu.c kvm_init_mmu and its helpers) --
 
@@ -367,11 +370,12 @@ class Common(Mechanism):
 
     def nested_vmx_transition_tlb_flush(self, v: Vcpu, is_vmenter: bool) -> None:
         """vmx/nested.c nested_vmx_transition_tlb_flush (v5.8+): without VPID for L2, L1
-        expects VPID 0 flushed on every transition; with it, a new VPID12 on VM-enter flushes
-        (flush_new_vpid12, which changed in v5.16).  Every configuration has EPT or a vpid02,
-        so nested_has_guest_tlb_tag() holds."""
+        expects VPID 0 flushed on every transition (the request is the version's
+        vmx_transition_request); with it, a new VPID12 on VM-enter flushes (flush_new_vpid12,
+        which changed in v5.16).  Every configuration has EPT or a vpid02, so
+        nested_has_guest_tlb_tag() holds."""
         if not v.vpid12:
-            self.kvm_make_request(v, Req.TLB_FLUSH_GUEST)
+            self.kvm_make_request(v, self.vmx_transition_request)
             return
         if is_vmenter and v.vpid12 != v.last_vpid:
             v.last_vpid = v.vpid12

@@ -15,12 +15,22 @@ class V5_12(Common):
 
     # x86.c v5.12 kvm_set_cr0: "update_bits = X86_CR0_PG | X86_CR0_WP".
     cr0_reset_bits = CR0_PG | CR0_WP
-    # x86.c v5.12 kvm_set_cr4: "pdptr_bits = X86_CR4_PGE | X86_CR4_PSE | X86_CR4_PAE |
-    # X86_CR4_SMEP" (SMAP and PKE joined in v5.14, commit 8 "Reset MMU context if guest toggles
-    # CR4.SMAP or CR4.PKE"; PGE left the role bits in v5.16, a91a7c709600).
-    cr4_reset_bits = bits.CR4_PGE | bits.CR4_PSE | bits.CR4_PAE | bits.CR4_SMEP
+    # x86.c v5.11-v5.13 kvm_post_set_cr4: "mmu_role_bits = X86_CR4_PGE | X86_CR4_PSE |
+    # X86_CR4_PAE | X86_CR4_SMEP | X86_CR4_SMAP | X86_CR4_PKE" (SMAP and PKE since 8d214c481611
+    # "KVM: x86: Reset MMU context if guest toggles CR4.SMAP or CR4.PKE", v5.9-rc7; pdptr_bits,
+    # the first four, only decide when kvm_set_cr4 reloads the PDPTRs).  LA57 joined in v5.14
+    # (KVM_MMU_CR4_ROLE_BITS); PGE left in v5.16 (a91a7c709600).
+    cr4_reset_bits = bits.CR4_PGE | bits.CR4_PSE | bits.CR4_PAE | bits.CR4_SMEP \
+        | bits.CR4_SMAP | bits.CR4_PKE
     # x86.c v5.12 set_efer: "if ((efer ^ old_efer) & EFER_NX) kvm_mmu_reset_context(vcpu)".
     efer_reset_bits = EFER_NX
+
+    # x86.c v5.11-v5.13 kvm_handle_invpcid, INVPCID_TYPE_ALL_INCL_GLOBAL (ALL_NON_GLOBAL falls
+    # through): KVM_REQ_MMU_RELOAD; KVM_REQ_TLB_FLUSH_GUEST since 28f28d453ffc (v5.14).
+    invpcid_all_request = Req.MMU_RELOAD
+    # vmx/nested.c nested_vmx_transition_tlb_flush before 50a417962a80 (v5.14): without a VPID
+    # for L2, "kvm_make_request(KVM_REQ_TLB_FLUSH, vcpu)" (every context, no MMU sync).
+    vmx_transition_request = Req.TLB_FLUSH
 
     # -- guest entry (x86.c v5.12 vcpu_enter_guest) --
 
@@ -94,6 +104,9 @@ class V5_12(Common):
         if v.regs.cr4 & CR4_PCIDE:
             skip_tlb_flush = cr3 & CR3_NOFLUSH != 0
             cr3 &= ~CR3_NOFLUSH
+        # The kernel's test is "!pdptrs_changed(vcpu)"; the model keeps no PDPTE history and
+        # takes PAE paging as "changed": it frees the root and rebuilds it at kvm_mmu_load,
+        # which syncs and flushes as the same-CR3 path does.
         if cr3 == v.regs.cr3 and not self.is_pae_paging(v):
             if not skip_tlb_flush:
                 self.kvm_mmu_sync_roots(v)
@@ -196,7 +209,7 @@ class V5_12(Common):
         else:
             # "KVM doesn't mark global entries in the shadow page tables, so a non-global flush
             # just degenerates to a global flush."
-            self.kvm_make_request(v, Req.TLB_FLUSH_GUEST)
+            self.kvm_make_request(v, self.invpcid_all_request)
 
     # -- nested CR3 loads (vmx/nested.c, svm/nested.c, mmu.c) --
 

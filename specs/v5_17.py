@@ -1,7 +1,9 @@
 """KVM as of v5.17, before the Feb 2022 series.  Since v5.13 it gained 21823fbda552 (v5.14,
 kvm_invalidate_pcid on a flushing MOV CR3), 509bfe3d9796 (v5.16, prev roots cached with
 PCIDE=0, KVM_REQ_MMU_RELOAD on a CR4.PCIDE change), a91a7c709600 (v5.16, PGE out of the CR4 role
-bits), the SMAP/PKE role-bit reset (v5.14) and kvm_mmu_sync_prev_roots on guest TLB flushes
+bits), the LA57 role bit (v5.14), INVPCID(all) as a guest TLB flush (28f28d453ffc, v5.14),
+TLB_FLUSH_GUEST on nested VMX transitions without VPID (50a417962a80, v5.14) and
+kvm_mmu_sync_prev_roots on guest TLB flushes
 (v5.16)."""
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ class V5_17(V5_13):
     # mmu.h KVM_MMU_CR4_ROLE_BITS after a91a7c709600 (v5.16): PGE is no longer a role bit.
     cr4_reset_bits = bits.CR4_PSE | bits.CR4_PAE | bits.CR4_SMEP | bits.CR4_SMAP \
         | bits.CR4_PKE | bits.CR4_LA57
+    # x86.c kvm_handle_invpcid since 28f28d453ffc (v5.14).
+    invpcid_all_request = Req.TLB_FLUSH_GUEST
+    # vmx/nested.c nested_vmx_transition_tlb_flush since 50a417962a80 (v5.14).
+    vmx_transition_request = Req.TLB_FLUSH_GUEST
 
     def kvm_vcpu_flush_tlb_guest(self, v: Vcpu) -> None:
         """x86.c v5.16+ (61b05a9fd4ae "KVM: X86: Don't unload MMU in
