@@ -1,9 +1,8 @@
-"""Cross-check of the two levels (docs/design.md §6, issue #4 item 5): on random event sequences,
-for
-every policy and configuration, the abstract model flags a role, pgd or freshness violation iff
-the concrete replay (formal.concrete.replay) observes an access the saturated-TLB oracle forbids,
-and at
-the same event.
+"""Cross-check of the two levels (docs/design.md §6): on random event sequences, for every policy
+and configuration, the abstract model flags a violation of any of the four properties iff the
+concrete replay (formal.concrete.replay) observes an access the architecture forbids (a user
+read the saturated-TLB oracle does not allow, or an access KVM would emulate under a stale cpu
+role with another outcome, formal.concrete.emulation), and at the same event.
 
 The sequences mix perturbed corpus traces (TEMPLATES: the known violations need their events in
 their order) with FOCUSED draws.  Fixed seed (derandomize): CI runs EXAMPLES sequences per
@@ -26,6 +25,7 @@ from formal.cli.policies import replay
 from formal.model import bits, trace
 from formal.model import events as ev
 from formal.model.machine import Machine
+from formal.model.properties import PROPERTIES
 from formal.model.scope import not_modeled
 from formal.model.state import CONFIGS, Regs
 from specs import POLICIES
@@ -33,7 +33,7 @@ from tests.conftest import LONG_MODE, TRACES
 from tests.test_random_sequences import CR0S, CR4S, EFERS, PGDS, events
 
 EXAMPLES = int(os.environ.get("FLUSHPROOF_CROSSCHECK_EXAMPLES", "50"))
-PROPS = ("role", "pgd", "freshness")
+PROPS = PROPERTIES
 
 # 5-level paging (CR4.LA57 with IA-32e mode) is not modelled by formal.concrete.paging.
 FLAT_CR4S = [c for c in CR4S if not c & 0x1000]
@@ -83,7 +83,7 @@ def modelled(policy: str, config: str, events: list[ev.Event],
 
 
 def abstract_verdict(t: trace.Trace) -> int | None:
-    """The event of the first role/pgd/freshness violation (-1: the first entry), or None."""
+    """The event of the first violation (-1: the first entry), or None."""
     m = Machine(POLICIES[t.policy](CONFIGS[t.config]), t.initial, PROPS)
     if m.start().violations:
         return -1

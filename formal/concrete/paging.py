@@ -4,11 +4,12 @@ Three paging modes: 32-bit (§4.3, 2 levels, 4 MiB pages with CR4.PSE), PAE (§4
 loaded from CR3 into registers, 2 MiB pages) and 4-level (§4.5, 2 MiB and 1 GiB pages, PCID in
 CR3[11:0] when CR4.PCIDE=1).  `translate` finds the translation of a linear address, `walk` adds
 the access-rights check of §4.6, and `check_access` applies that check on its own to permissions a
-TLB entry cached earlier (§4.10.2.2: CR0.WP, CR4.SMEP, CR4.SMAP and EFER.NXE are applied when an
-entry is used, not when it is cached).
+TLB entry cached earlier (§4.10.2.2: CR0.WP, CR4.SMEP, CR4.SMAP, CR4.PKE with PKRU and EFER.NXE
+are applied when an entry is used, not when it is cached).
 
-Not modelled: 5-level paging (CR4.LA57), protection keys, implicit supervisor accesses, memory
-types, and the accessed/dirty updates a walk makes (§4.8): they change no translation.
+Not modelled: 5-level paging (CR4.LA57), protection keys for supervisor pages (CR4.PKS),
+implicit supervisor accesses, memory types, and the accessed/dirty updates a walk makes (§4.8):
+they change no translation.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from formal.concrete.pte import (
     PAGE_4M,
     PFERR_I,
     PFERR_P,
+    PFERR_PK,
     PFERR_RSVD,
     PFERR_U,
     PFERR_W,
@@ -139,6 +141,7 @@ class Translation:
     page_size: int
     global_: bool  # the G bit of the entry that maps the page
     perms: Perms
+    pkey: int = 0  # the leaf's protection key, bits 62:59 (4-level paging only, SDM §4.6.2)
 
     @property
     def frame(self) -> int:
@@ -294,8 +297,11 @@ def translate(mem: Memory, cr0: int, cr3: int, cr4: int, efer: int, va: int, *,
         if large or i == len(levels) - 1:
             size = level.large if large and level.large else PAGE_4K
             frame = _large_frame(mode, entry, size) if large else table_address(mode, entry)
+            # SDM §4.5.4 Tables 4-18..4-20: bits 62:59 of the leaf are its protection key.
+            pkey = (entry >> 59) & 0xF if mode is Mode.LEVEL4 else 0
             return Translation(paddr=frame | (va & (size - 1)), page_size=size,
-                               global_=entry & PTE_G != 0, perms=Perms(writable, user, xd))
+                               global_=entry & PTE_G != 0, perms=Perms(writable, user, xd),
+                               pkey=pkey)
         table = table_address(mode, entry)
     raise AssertionError("unreachable: the last level always maps a page")
 
@@ -316,11 +322,12 @@ def access_error_bits(access: Access, cr4: int, efer: int) -> int:
 
 
 def check_access(perms: Perms, cr0: int, cr4: int, efer: int, access: Access, *,
-                 ac: bool = False) -> int | None:
-    """The #PF error code if the access rights deny the access, else None (SDM §4.6.1).
+                 ac: bool = False, pkru: int = 0, pkey: int = 0) -> int | None:
+    """The #PF error code if the access rights deny the access, else None (SDM §4.6).
 
     Applied at use time to a cached translation (SDM §4.10.2.2).  ac is EFLAGS.AC, which lets
-    explicit supervisor data accesses reach user-mode addresses under CR4.SMAP.
+    explicit supervisor data accesses reach user-mode addresses under CR4.SMAP; pkru is the
+    PKRU register and pkey the translation's protection key.
     """
     nx = perms.xd and efer & bits.EFER_NX != 0  # §4.6.2: XD only counts with NXE=1
     if access.user:
@@ -337,20 +344,38 @@ def check_access(perms: Perms, cr0: int, cr4: int, efer: int, access: Access, *,
         smap_denies = perms.user and cr4 & bits.CR4_SMAP and not ac
         wp_denies = access.kind is Kind.WRITE and cr0 & bits.CR0_WP and not perms.writable
         allowed = not smap_denies and not wp_denies
-    if allowed:
-        return None
-    return PFERR_P | access_error_bits(access, cr4, efer)
+    if not allowed:
+        return PFERR_P | access_error_bits(access, cr4, efer)
+    if _pkey_denies(perms, cr0, cr4, efer, access, pkru, pkey):
+        return PFERR_P | PFERR_PK | access_error_bits(access, cr4, efer)
+    return None
+
+
+def _pkey_denies(perms: Perms, cr0: int, cr4: int, efer: int, access: Access, pkru: int,
+                 pkey: int) -> bool:
+    """SDM §4.6.2 (protection keys): with CR4.PKE=1 and IA-32e paging, a data access to a
+    user-mode address is denied if PKRU's AD bit for the page's key is set, and a write if its
+    WD bit is set (a supervisor write only with CR0.WP=1).  Instruction fetches are exempt."""
+    if not (cr4 & bits.CR4_PKE and efer & bits.EFER_LMA) or not perms.user \
+            or access.kind is Kind.FETCH:
+        return False
+    ad, wd = (pkru >> 2 * pkey) & 1, (pkru >> (2 * pkey + 1)) & 1
+    if ad:
+        return True
+    return bool(wd) and access.kind is Kind.WRITE and (access.user or cr0 & bits.CR0_WP != 0)
 
 
 def walk(mem: Memory, cr0: int, cr3: int, cr4: int, efer: int, va: int, access: Access, *,
-         ac: bool = False, pdptes: tuple[int, ...] | None = None) -> WalkResult:
+         ac: bool = False, pkru: int = 0,
+         pdptes: tuple[int, ...] | None = None) -> WalkResult:
     """Translate va for an access and check its rights: the hardware page walk (SDM §4.3-§4.7)."""
     found = translate(mem, cr0, cr3, cr4, efer, va, pdptes=pdptes)
     if isinstance(found, NoTranslation):
         # SDM §4.7: P=0 for a not-present entry; a reserved bit sets P and RSVD.
         stop = PFERR_P | PFERR_RSVD if found.rsvd else 0
         return WalkResult(None, stop | access_error_bits(access, cr4, efer))
-    return WalkResult(found, check_access(found.perms, cr0, cr4, efer, access, ac=ac))
+    return WalkResult(found, check_access(found.perms, cr0, cr4, efer, access, ac=ac, pkru=pkru,
+                                          pkey=found.pkey))
 
 
 @dataclass

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from formal.concrete.emulation import first_divergence
 from formal.concrete.paging import Mode, Perms, paging_mode
 from formal.concrete.shadow import ConcreteMmuMixin, GuestWorld, Seen, concrete_policy
 from formal.concrete.tlb_oracle import TlbOracle
@@ -41,7 +42,8 @@ VA = arch.WATCHED_VA
 @dataclass(frozen=True)
 class ReplayOutcome:
     """The first forbidden access, or none: event is its index (-1: the first guest entry),
-    observed the GPA the guest got, allowed the GPAs the architecture permits."""
+    observed the GPA the guest got, allowed the GPAs the architecture permits (for an emulated
+    access: the GPA KVM's walk reached and the architecture's, each absent where it faults)."""
 
     trace: Trace
     event: int | None = None
@@ -221,6 +223,26 @@ def _check(t: Trace, ctx: _Contexts, policy: ConcreteMmuMixin, index: int,
     return None
 
 
+def _emulated(t: Trace, world: GuestWorld, index: int, v: Vcpu) -> ReplayOutcome | None:
+    """The first access KVM would emulate differently from the architecture: its software
+    walker uses the walk MMU's cached cpu role (formal.concrete.emulation)."""
+    found = first_divergence(world.mem, v.regs, v.walk_cpu_role, VA)
+    if found is None:
+        return None
+    where = "initial entry" if index < 0 else f"event {index}"
+    level = "L2" if v.guest_mode else "L1"
+    return ReplayOutcome(t, index, found.kvm[0], () if found.arch[0] is None else
+                         (found.arch[0],), f"{where}, {level}: "
+                         + found.describe(v.walk_cpu_role), index + 1)
+
+
+def _after_entry(t: Trace, ctx: _Contexts, policy: ConcreteMmuMixin, index: int,
+                 v: Vcpu) -> ReplayOutcome | None:
+    """What the guest observes after an entry: its user read of VA, then the accesses KVM
+    emulates."""
+    return _check(t, ctx, policy, index, v) or _emulated(t, ctx.world, index, v)
+
+
 def _forbidden(t: Trace, ctx: _Contexts, index: int, v: Vcpu, seen: Seen,
                allowed: list[tuple[int, Perms | None]]) -> ReplayOutcome:
     gpas = tuple(dict.fromkeys(gpa for gpa, _ in allowed))
@@ -260,7 +282,7 @@ def replay(t: Trace, policy_cls: type[Mechanism]) -> ReplayOutcome:
     ctx.start(None, t.initial)
     m = Machine(policy, t.initial)
     m.start()
-    found = _check(t, ctx, policy, -1, m.v)
+    found = _after_entry(t, ctx, policy, -1, m.v)
     for i, e in enumerate(t.events):
         if found is not None:
             return found
@@ -276,7 +298,7 @@ def replay(t: Trace, policy_cls: type[Mechanism]) -> ReplayOutcome:
         except NotModeled as exc:
             raise NotModeled(f"event {i} ({e.op}): {exc}") from None
         ctx.oracles[_key(m.v)].refill(f"event {i}")
-        found = _check(t, ctx, policy, i, m.v)
+        found = _after_entry(t, ctx, policy, i, m.v)
     return found or ReplayOutcome(t, events_run=len(t.events))
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from formal.concrete.emulation import PROBES
 from formal.concrete.paging import (
     FrameAllocator,
     Memory,
@@ -47,7 +48,7 @@ from formal.concrete.paging import (
     pdpt_address,
     translate,
 )
-from formal.concrete.pte import PTE_P, PTE_RW, PTE_US, PTE_XD
+from formal.concrete.pte import PAGE_4K, PTE_P, PTE_RW, PTE_US, PTE_XD
 from formal.errors import NotModeled
 from formal.model import arch, bits, roles
 from formal.model.arch import Inval
@@ -76,6 +77,12 @@ _PDPTE_INDEX = (arch.WATCHED_VA >> 30) & 3
 _PD_INDEX = (arch.WATCHED_VA >> 21) & 0x1FF
 _PT_INDEX = (arch.WATCHED_VA >> 12) & 0x1FF
 _PDE32_INDEX = arch.WATCHED_VA >> 22
+# The probe pages of emulated accesses (formal.concrete.emulation.PROBES) share the watched
+# page's table, at PT indexes 2 and 6 both as 8-byte and as 32-bit PTEs: the 32-bit entries lie
+# in the low halves of the 8-byte entries 1 and 3, so no two probe entries overlap (and the
+# 32-bit view of the 8-byte ones is entries 4, 5, 12 and 13, which no probe uses).  The pages
+# they map are never read: their frames sit at the top of the tables region.
+PROBE_FRAMES = DATA_BASE - 0x1_0000
 
 
 @dataclass
@@ -126,6 +133,10 @@ class GuestWorld:
         self.mem.write(t.pdpt, t.pd | TABLE_FLAGS)
         self.mem.write(t.pd + 8 * _PD_INDEX, t.pt | TABLE_FLAGS)
         self.mem.write(t.leaf, self.data.alloc() | LEAF_FLAGS)
+        for k, (va, flags) in enumerate(PROBES):
+            index, frame = (va >> 12) & 0x1FF, PROBE_FRAMES + k * PAGE_4K
+            self.mem.write(t.pt + 8 * index, frame | flags)
+            self.mem.write(t.pt + 4 * index, frame | (flags & 0xFFF), 4)
         self.tables[addr] = t
         self.format_root(pgd, Mode.LEVEL4)
         return t

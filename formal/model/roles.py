@@ -126,4 +126,10 @@ def describe(role: int) -> str:
             parts.append(name)
     if role >> SMM_SHIFT & 0xFF:
         parts.append("smm")
+    ext = [name for name, mask in (("pse", EXT_CR4_PSE), ("smep", EXT_CR4_SMEP),
+                                   ("smap", EXT_CR4_SMAP), ("pke", EXT_CR4_PKE),
+                                   ("la57", EXT_CR4_LA57), ("lma", EXT_EFER_LMA))
+           if role & mask]
+    if ext:
+        parts.append("ext:" + "+".join(ext))
     return ",".join(parts)
