@@ -11,7 +11,7 @@ from pathlib import Path
 from formal.cli import corpus, policies, prove, render, suite
 from formal.concrete import replay
 from formal.engines import search as engines
-from formal.errors import InputError
+from formal.errors import InputError, Malformed
 from formal.model import trace
 from formal.model.properties import PROPERTIES, ModelError
 from formal.model.state import CONFIGS
@@ -28,7 +28,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _trace(args: argparse.Namespace) -> trace.Trace:
-    return policies.override(policies.load(args.trace), args.policy, args.config)
+    policy = args.policy or (args.loaded[-1] if args.loaded else None)
+    return policies.override(policies.load(args.trace), policy, args.config)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -43,7 +44,7 @@ def _simulate(args: argparse.Namespace) -> int:
 def _corpus(args: argparse.Namespace) -> int:
     cells = corpus.run(Path(args.dir))
     for c in cells:
-        mark = "ok  " if c.ok else "FAIL"
+        mark = "new " if c.expected is None else "ok  " if c.ok else "FAIL"
         extra = "" if c.ok else f" (expected {c.expected})"
         print(f"{mark} {c.trace:32} {c.policy:24} {c.actual}{extra}")
     bad = sum(not c.ok for c in cells)
@@ -65,14 +66,17 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _prove(args: argparse.Namespace) -> int:
-    ob = prove.Obligation(args.policy, args.config,
+    policy = args.policy or (args.loaded[-1] if args.loaded else None)
+    if policy is None:
+        raise Malformed("prove needs --policy or --policy-file")
+    ob = prove.Obligation(policy, args.config,
                           tuple(args.property) if args.property else PROPERTIES, args.engine,
                           args.bound, args.timeout, tuple(args.event) if args.event else None)
     proof = prove.run(ob, Path(args.dump_smt) if args.dump_smt else None)
     r = proof.result
     cex_path = None
     if proof.counterexample is not None:
-        cex_path = Path(args.cex or f"flushproof-cex-{args.policy}-{args.config}.json")
+        cex_path = Path(args.cex or f"flushproof-cex-{policy}-{args.config}.json")
         cex_path.write_text(trace.dumps(proof.counterexample.trace))
     if args.json:
         print(json.dumps(render.proof_json(proof, cex_path), indent=1))
@@ -116,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--json", action="store_true", help="print the outcome as JSON")
     r.set_defaults(func=_replay)
     v = sub.add_parser("prove", help="prove or refute a policy's properties in a configuration")
-    v.add_argument("--policy", required=True, help=f"one of {', '.join(POLICIES)}")
+    v.add_argument("--policy", help=f"one of {', '.join(POLICIES)}, or a loaded policy file's "
+                   "(default: the --policy-file's)")
     v.add_argument("--config", required=True, help=f"one of {', '.join(CONFIGS)}")
     v.add_argument("--property", action="append", choices=PROPERTIES,
                    help="a property to check (repeatable; default: all four)")
@@ -135,12 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     u = sub.add_parser("suite", help="run the proof obligations of a proof script")
     u.add_argument("file", nargs="?", default="proofs/suite.json", help="proofs/suite.json")
     u.set_defaults(func=_suite)
+    for cmd in (s, c, r, v, u):
+        cmd.add_argument("--policy-file", action="append", default=[], metavar="PATH[:CLASS]",
+                         help="load a policy from a Python file (a subclass of a shipped "
+                              "policy; repeatable). It is code: loading it runs it")
     args = p.parse_args(argv)
     if getattr(args, "bound", 0) < 0:
         p.error(f"--bound must be >= 0, got {args.bound}")
     # The one place errors become exit statuses: bad input (formal.errors) is 3, a model that
     # contradicts itself is inconclusive; anything else is a bug and propagates.
     try:
+        args.loaded = [policies.load_file(spec) for spec in args.policy_file]
         return args.func(args)
     except InputError as exc:
         print(f"flushproof: {exc}", file=sys.stderr)
@@ -148,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as exc:
         print(f"flushproof: model error: {exc}", file=sys.stderr)
         return EXIT_INCONCLUSIVE
+    except Exception as exc:
+        # A loaded policy's own code failing is bad input, named by file and line.
+        where = policies.blame(exc)
+        if where is None:
+            raise
+        print(f"flushproof: {where}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 def entry() -> None:

@@ -28,7 +28,6 @@ from formal.model.state import CONFIGS, Regs
 from formal.model.trace import Trace
 from formal.solvers import Deadline, Inconclusive
 from formal.symbolic.transition import build, event_kinds
-from specs import POLICIES
 
 DEFAULT_BOUND = 4
 DEFAULT_K = 2
@@ -54,9 +53,9 @@ class Obligation:
 
     def check(self) -> None:
         """Raises ObligationError naming the first field that is not well formed."""
-        if self.policy not in POLICIES:
+        if self.policy not in policies.known():
             raise ObligationError(f"unknown policy {self.policy!r} "
-                                  f"(known: {', '.join(POLICIES)})")
+                                  f"(known: {', '.join(policies.known())})")
         if self.config not in CONFIGS:
             raise ObligationError(f"unknown config {self.config!r} (known: {', '.join(CONFIGS)})")
         for p in self.props:

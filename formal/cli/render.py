@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from formal import solvers
+from formal.cli import policies
 from formal.cli.prove import Proof
 from formal.engines.search import Verdict
 from formal.model import trace
@@ -110,8 +111,10 @@ def proof_text(proof: Proof, cex_path: Path | None) -> str:
             lines.append("")
             lines.append(outcome_text(cex.run).rstrip("\n"))
         lines.append("")
+        src = policies.source(ob.policy)
+        again = f" --policy-file {src}" if src else ""
         lines.append(f"counterexample written to {cex_path} "
-                     f"(flushproof simulate {cex_path} replays it)")
+                     f"(flushproof simulate {cex_path}{again} replays it)")
         if cex.replay is not None:
             lines.append(f"concrete replay: {cex.replay}")
     lines.append("times: " + ", ".join(f"{k} {v:.1f}s" for k, v in proof.times.items()))
