@@ -16,7 +16,8 @@ from specs import POLICIES
 def _relation(policy: str, config: str, kind: type[ev.Event]) -> transition.EventRelation:
     cfg = CONFIGS[config]
     pre_state, _ = transition.symbolic_state(cfg, "s.")
-    return transition.event_relation(POLICIES[policy], cfg, pre_state, kind, "e.")
+    return transition.event_relation(transition.Single(POLICIES[policy]), cfg, pre_state, kind,
+                                     "e.")
 
 
 def _count(monkeypatch, name: str) -> list[int]:

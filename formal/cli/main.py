@@ -71,17 +71,24 @@ def _prove(args: argparse.Namespace) -> int:
         raise Malformed("prove needs --policy or --policy-file")
     ob = prove.Obligation(policy, args.config,
                           tuple(args.property) if args.property else PROPERTIES, args.engine,
-                          args.bound, args.timeout, tuple(args.event) if args.event else None)
+                          args.bound, args.timeout, tuple(args.event) if args.event else None,
+                          args.base)
     proof = prove.run(ob, Path(args.dump_smt) if args.dump_smt else None)
+    converse = prove.run(proof.obligation.converse()) if ob.base is not None else None
     r = proof.result
     cex_path = None
     if proof.counterexample is not None:
         cex_path = Path(args.cex or f"flushproof-cex-{policy}-{args.config}.json")
         cex_path.write_text(trace.dumps(proof.counterexample.trace))
     if args.json:
-        print(json.dumps(render.proof_json(proof, cex_path), indent=1))
+        doc = render.proof_json(proof, cex_path)
+        if converse is not None:
+            doc["converse"] = render.proof_json(converse, None)
+        print(json.dumps(doc, indent=1))
     else:
         print(render.proof_text(proof, cex_path), end="")
+        if converse is not None:
+            print(render.converse_text(converse), end="")
     return {engines.Verdict.PROVED: EXIT_HOLDS,
             engines.Verdict.REFUTED: EXIT_VIOLATED}.get(r.verdict, EXIT_INCONCLUSIVE)
 
@@ -126,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--property", action="append", choices=PROPERTIES,
                    help="a property to check (repeatable; default: all four)")
     v.add_argument("--engine", default="auto", choices=engines.ENGINES)
+    v.add_argument("--base", metavar="POLICY",
+                   help="differential: only the violations the policy has at an event where "
+                        "this base policy has none (and, reported too, the converse)")
     v.add_argument("--event", action="append", metavar="OP",
                    help="restrict the events to this kind (repeatable, e.g. --event smi "
                         "--event rsm; default: all the configuration's); a verdict then covers "

@@ -21,12 +21,14 @@ from formal.engines.system import Relation
 from formal.engines.unroll import Unroller
 from formal.errors import Malformed, NotModeled
 from formal.model import events as ev
+from formal.model import simulate as model_simulate
 from formal.model.bits import CR4_LA57
 from formal.model.properties import PROPERTIES, ModelError
 from formal.model.simulate import Run
 from formal.model.state import CONFIGS, Regs
 from formal.model.trace import Trace
 from formal.solvers import Deadline, Inconclusive
+from formal.symbolic import product
 from formal.symbolic.transition import build, event_kinds
 
 DEFAULT_BOUND = 4
@@ -50,12 +52,21 @@ class Obligation:
     # The event kinds the environment may issue when not all the configuration's: a verdict
     # then covers executions of these events only.
     events: tuple[str, ...] | None = None
+    # Differential: the base policy the patch applies to.  The obligation is then about the
+    # violations `policy` has at an event where `base` has none (formal.symbolic.product).
+    base: str | None = None
+
+    def converse(self) -> Obligation:
+        """The violations the patch removes: the base's that the patched policy does not have."""
+        assert self.base is not None
+        return replace(self, policy=self.base, base=self.policy)
 
     def check(self) -> None:
         """Raises ObligationError naming the first field that is not well formed."""
-        if self.policy not in policies.known():
-            raise ObligationError(f"unknown policy {self.policy!r} "
-                                  f"(known: {', '.join(policies.known())})")
+        for name in (self.policy, self.base):
+            if name is not None and name not in policies.known():
+                raise ObligationError(f"unknown policy {name!r} "
+                                      f"(known: {', '.join(policies.known())})")
         if self.config not in CONFIGS:
             raise ObligationError(f"unknown config {self.config!r} (known: {', '.join(CONFIGS)})")
         for p in self.props:
@@ -107,6 +118,7 @@ class Counterexample:
 
     trace: Trace
     run: Run | None  # None: the simulator could not run it (the reason is the result's)
+    base_run: Run | None = None  # differential: the same events under the base policy
     # (event index, property, message): the confirmed violation of one of the properties asked
     violation: tuple[int, str, str] | None = None
     replay: Replay | None = None
@@ -160,8 +172,12 @@ def run(ob: Obligation, dump_dir: Path | None = None) -> Proof:
     deadline = Deadline.after(ob.timeout)
     proof = Proof(ob, Result(Verdict.UNKNOWN, ob.engine))
     try:
-        rel = build(policies.resolve(ob.policy), CONFIGS[ob.config], ob.kinds(), ob.props,
-                    deadline)
+        if ob.base is None:
+            rel = build(policies.resolve(ob.policy), CONFIGS[ob.config], ob.kinds(), ob.props,
+                        deadline)
+        else:
+            rel = product.build(policies.resolve(ob.policy), policies.resolve(ob.base),
+                                CONFIGS[ob.config], ob.kinds(), ob.props, deadline)
     except Inconclusive as exc:
         proof.result.reason = f"symbolic execution: {exc}"
         proof.times["symbolic"] = time.perf_counter() - t0
@@ -182,7 +198,8 @@ def run(ob: Obligation, dump_dir: Path | None = None) -> Proof:
         proof.result = Result(Verdict.UNKNOWN, ob.engine, reason=str(exc))
     proof.times.update(proof.result.times)
     if proof.result.witness is not None:
-        proof.counterexample = counterexample(rel, proof.result, ob.props)
+        proof.counterexample = counterexample(rel, proof.result, ob.props) if ob.base is None \
+            else differential_counterexample(rel, proof.result, ob)
     return proof
 
 
@@ -228,8 +245,8 @@ def preferences(un: Unroller, depth: int) -> list[FNode]:
     clear, so a PAE PDPT reads as a page address (the concrete level replays either:
     formal.concrete.paging.pdpt_address)."""
     s0 = un.state(0)
-    addrs = [s0[n] for n in ("regs.cr3",) if n in s0]
-    cr4s = [s0[n] for n in ("regs.cr4",) if n in s0]
+    addrs = [var for n, var in s0.items() if n.endswith("regs.cr3")]
+    cr4s = [var for n, var in s0.items() if n.endswith("regs.cr4")]
     for i in range(1, depth + 1):
         for er in un.events:
             for f, var in un.ops(i, er).items():
@@ -248,7 +265,8 @@ def extract_trace(rel: Relation, w: engines.Witness, how: str) -> Trace:
     """The events and initial registers the solver chose, as a trace file."""
     un = Unroller(rel)
     s0 = un.state(0)
-    regs = Regs(*(w.values[s0[f"regs.{r}"]] for r in ("cr0", "cr3", "cr4", "efer")))
+    side = "" if "regs.cr0" in s0 else "new."  # a product's registers: the new policy's
+    regs = Regs(*(w.values[s0[f"{side}regs.{r}"]] for r in ("cr0", "cr3", "cr4", "efer")))
     events = []
     for i in range(1, w.depth + 1):
         er = un.events[w.values[un.sel(i)]]
@@ -288,6 +306,51 @@ def counterexample(rel: Relation, r: Result, props: tuple[str, ...]) -> Countere
         # The two levels disagree: a modelling gap in one of them, never a verdict.
         _demote(r, "the abstract counterexample is not confirmed by the concrete MMU: the two "
                 "levels disagree (a modelling gap)")
+    return cex
+
+
+def differential_counterexample(rel: Relation, r: Result, ob: Obligation) -> Counterexample:
+    """A product's witness as a trace of the new policy, with the base's run of the same events.
+    It stands only if the simulator gives the new policy a violation of one of the properties
+    at the last event where the base has none, and the concrete MMU shows the new policy's
+    forbidden access there and none for the base up to it."""
+    w = r.witness
+    assert w is not None and ob.base is not None
+    how = "model error reached" if w.model_error else "shortest counterexample found"
+    t = extract_trace(rel, w, f"{how} by flushproof {r.engine} against base {ob.base} "
+                      f"({w.depth} events)")
+    if w.model_error:
+        return Counterexample(t, None)
+    tb = replace(t, policy=ob.base)
+    new = model_simulate.run(t, policies.resolve(ob.policy), stop_at_violation=False)
+    base = model_simulate.run(tb, policies.resolve(ob.base), stop_at_violation=False)
+    cex = Counterexample(t, new, base_run=base)
+    want = w.depth - 1
+    had = {x.prop for x in base.records[-1].violations}
+    added = [x for x in new.records[-1].violations if x.prop in ob.props and x.prop not in had]
+    if not added:
+        _demote(r, f"the concrete simulator does not give {ob.policy} a violation of "
+                f"{', '.join(ob.props)} at event {want} that {ob.base} lacks: symbolic and "
+                "concrete execution disagree")
+        return cex
+    cex.violation = (want, added[0].prop, added[0].message)
+    try:
+        mine, theirs = policies.replay(t), policies.replay(tb)
+    except (NotModeled, ModelError) as exc:
+        cex.replay = Replay(ReplayStatus.NOT_REPLAYED, str(exc))
+        return cex
+    if mine.event is not None and mine.event < want:
+        cex.replay = Replay(ReplayStatus.NOT_REPLAYED, f"the replay stops at an earlier "
+                            f"forbidden access (event {mine.event}): {mine.message}", mine)
+    elif mine.event == want and (theirs.event is None or theirs.event > want):
+        cex.replay = Replay(ReplayStatus.CONFIRMED, f"{mine.message}; under {ob.base} no "
+                            f"forbidden access through event {want}", mine)
+    else:
+        cex.replay = Replay(ReplayStatus.NOT_CONFIRMED, f"{ob.policy}: "
+                            f"{mine.message or 'no forbidden access'}; {ob.base}: "
+                            f"{theirs.message or 'no forbidden access'}", mine)
+        _demote(r, "the differential counterexample is not confirmed by the concrete MMU: the "
+                "two levels disagree (a modelling gap)")
     return cex
 
 

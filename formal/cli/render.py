@@ -81,6 +81,9 @@ def proof_text(proof: Proof, cex_path: Path | None) -> str:
     r, ob, cex = proof.result, proof.obligation, proof.counterexample
     lines = [f"flushproof prove: policy {ob.policy}, config {ob.config}, properties "
              f"{', '.join(ob.props)}, engine {ob.engine}"]
+    if ob.base is not None:
+        lines.append(f"differential: the violations {ob.policy} has at an event where "
+                     f"{ob.base} has none (the two run in lockstep on the same events)")
     only = ""
     if ob.events is not None:
         lines.append(f"events: only {', '.join(ob.events)} (the environment is restricted: "
@@ -96,11 +99,13 @@ def proof_text(proof: Proof, cex_path: Path | None) -> str:
     if r.verdict == Verdict.REFUTED:
         assert cex is not None and cex.violation is not None
         index, prop, message = cex.violation
-        lines.append(f"verdict: REFUTED by {r.engine}: {prop} violated at event {index}, "
+        where = f" where {ob.base} has none" if ob.base is not None else ""
+        lines.append(f"verdict: REFUTED by {r.engine}: {prop} violated at event {index}{where}, "
                      f"{r.bound} events (bmc found none shorter)")
         lines.append(f"  {message}")
     elif r.verdict == Verdict.PROVED:
-        lines.append(f"verdict: PROVED by {r.engine}{only}: {r.certificate}")
+        adds = f" ({ob.policy} adds no violation over {ob.base})" if ob.base is not None else ""
+        lines.append(f"verdict: PROVED by {r.engine}{only}{adds}: {r.certificate}")
     elif r.verdict == Verdict.BOUNDED:
         lines.append(f"verdict: bounded({r.bound}){only}: no violation within {r.bound} events; "
                      f"NOT a proof{': ' + r.reason if r.reason else ''}")
@@ -125,7 +130,8 @@ def proof_json(proof: Proof, cex_path: Path | None) -> dict[str, object]:
     r, ob, cex = proof.result, proof.obligation, proof.counterexample
     viol = None if cex is None else cex.violation
     return {
-        "policy": ob.policy, "config": ob.config, "properties": list(ob.props),
+        "policy": ob.policy, "base": ob.base, "config": ob.config,
+        "properties": list(ob.props),
         "events": None if ob.events is None else list(ob.events),
         "verdict": r.label, "engine": r.engine, "bound": r.bound, "reason": r.reason,
         "violation": None if viol is None else {
@@ -137,3 +143,20 @@ def proof_json(proof: Proof, cex_path: Path | None) -> dict[str, object]:
         "trace_file": None if cex_path is None else str(cex_path),
         "replay": None if cex is None or cex.replay is None else str(cex.replay),
     }
+
+
+def converse_text(proof: Proof) -> str:
+    """The converse of a differential obligation, in a few lines: the violations the patch
+    removes (the base's, at events where the patched policy has none)."""
+    r, ob, cex = proof.result, proof.obligation, proof.counterexample
+    head = f"converse: violations of {ob.policy} that {ob.base} removes: "
+    if r.verdict == Verdict.REFUTED and cex is not None and cex.violation is not None:
+        index, prop, message = cex.violation
+        events = "; ".join(e.describe() for e in cex.trace.events)
+        return (f"{head}{prop} at event {index} ({r.bound} events: {events})\n"
+                f"  {message}\n")
+    if r.verdict == Verdict.PROVED:
+        return f"{head}none (proved by {r.engine})\n"
+    if r.verdict == Verdict.BOUNDED:
+        return f"{head}none within {r.bound} events (bounded, not a proof)\n"
+    return f"{head}unknown: {r.reason}\n"

@@ -8,7 +8,8 @@
 
 `expect` is a verdict label: "refuted", "proved", "bounded(N)" or "unknown"; `length`, for a
 refutation, pins the number of events of the shortest counterexample; `events` (optional)
-restricts the environment to these event kinds, as `prove --event` does.
+restricts the environment to these event kinds, as `prove --event` does; `base` (optional)
+makes the obligation differential, as `prove --base` does.
 """
 
 from __future__ import annotations
@@ -87,8 +88,11 @@ def _obligation(path: Path, i: int, o: object) -> Entry:
     if events is not None and (not isinstance(events, list)
                                or not all(isinstance(e, str) for e in events)):
         raise SuiteError(f"{where}: field 'events': expected a list of event names")
+    base = o.get("base")
+    if base is not None and not isinstance(base, str):
+        raise SuiteError(f"{where}: field 'base': expected a policy name")
     ob = Obligation(o["policy"], o["config"], tuple(props), o["engine"], bound, timeout,
-                    None if events is None else tuple(events))
+                    None if events is None else tuple(events), base)
     try:
         ob.check()
     except Malformed as exc:

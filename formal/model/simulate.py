@@ -28,16 +28,18 @@ class Run:
 
 
 def run(trace: Trace, policy_cls: type[Mechanism], stop_at_violation: bool = True) -> Run:
-    """Run every event of trace under policy_cls; stop at the first violated property.  Raises
-    NotModeled, naming the event, for a step outside the model."""
+    """Run every event of trace under policy_cls, stopping at the first violated property
+    unless told not to (the first one is the Run's violation either way).  Raises NotModeled,
+    naming the event, for a step outside the model."""
     policy = policy_cls(CONFIGS[trace.config])
     err = arch.sregs_error(trace.initial)
     if err:
         raise NotModeled(f"initial: registers are not a legal state: {err}")
     m = Machine(policy, trace.initial)
     records = [m.start()]
-    if records[0].violations:
-        return Run(trace, records, (-1, records[0].violations[0]))
+    first = (-1, records[0].violations[0]) if records[0].violations else None
+    if first and stop_at_violation:
+        return Run(trace, records, first)
     for i, e in enumerate(trace.events):
         why = not_modeled(policy.cfg, m.v, e)
         if why:
@@ -47,6 +49,8 @@ def run(trace: Trace, policy_cls: type[Mechanism], stop_at_violation: bool = Tru
         except NotModeled as exc:
             raise NotModeled(f"event {i} ({e.op}): {exc}") from None
         records.append(rec)
-        if rec.violations and stop_at_violation:
-            return Run(trace, records, (i, rec.violations[0]))
-    return Run(trace, records, None)
+        if rec.violations and first is None:
+            first = (i, rec.violations[0])
+            if stop_at_violation:
+                break
+    return Run(trace, records, first)

@@ -66,17 +66,52 @@ def is_fixed(cfg: Config, name: str) -> bool:
     return cfg.nested is None and name.startswith(L2_FIELDS) and not name.startswith("smram.")
 
 
-def state_names(cfg: Config) -> list[str]:
+class Single:
+    """The state and step of one policy's relation: a vCPU, and the model's step under the
+    policy.  formal.symbolic.product.Lockstep is the other shape: two policies in lockstep."""
+
+    def __init__(self, policy_cls: type[Mechanism]) -> None:
+        self.policy_cls = policy_cls
+        self.name = policy_cls.name
+
+    def template(self) -> Vcpu:
+        return state_template()
+
+    def vcpus(self, state: Vcpu) -> list[tuple[type[Mechanism], Vcpu]]:
+        """Each policy with the vCPU it runs on."""
+        return [(self.policy_cls, state)]
+
+    def local(self, name: str) -> str:
+        """A state leaf's name within its vCPU."""
+        return name
+
+    def start(self, cfg: Config, state: Vcpu, props: tuple[str, ...]) -> list:
+        policy = symbolic_policy(self.policy_cls, cfg)
+        policy.start(state)
+        return enter(policy, state, props, None)
+
+    def step(self, cfg: Config, kind: type[ev.Event], state: Vcpu, e: ev.Event,
+             props: tuple[str, ...]) -> tuple[str | None, list]:
+        policy = symbolic_policy(self.policy_cls, cfg,
+                                 CUT_POINTS.get((self.policy_cls.name, kind), ()))
+        return execute(policy, state, e, props)
+
+
+def state_names(cfg: Config, shape: Single | None = None) -> list[str]:
     """The symbolic state variables of cfg, in leaf order."""
-    return [n for n, _, _ in leaves(state_template()) if not is_fixed(cfg, n)]
+    template = shape.template() if shape else state_template()
+    local = shape.local if shape else (lambda n: n)
+    return [n for n, _, _ in leaves(template) if not is_fixed(cfg, local(n))]
 
 
-def symbolic_state(cfg: Config, prefix: str) -> tuple[Vcpu, dict[str, Sym]]:
+def symbolic_state(cfg: Config, prefix: str,
+                   shape: Single | None = None) -> tuple[Vcpu, dict[str, Sym]]:
     """A state whose every non-fixed leaf is a fresh variable named prefix + its path."""
-    v = state_template()
+    v = shape.template() if shape else state_template()
+    local = shape.local if shape else (lambda n: n)
     names: dict[str, Sym] = {}
     for name, owner, key in leaves(v):
-        if is_fixed(cfg, name):
+        if is_fixed(cfg, local(name)):
             continue
         kind = "bool" if isinstance(get_leaf(owner, key), bool) else "bv"
         var = fresh(prefix + name, kind)
@@ -149,13 +184,13 @@ class _Fixed(ModelError):
     pass
 
 
-def _finish(cfg: Config, v: Vcpu) -> None:
+def _finish(cfg: Config, v: object, shape: Single) -> None:
     """The checks behind the concrete fields (module docstring): a branch, so that a path on
     which a fixed field could differ is split off as a model error; on the others the field
     is set back to its concrete value."""
-    ref = state_template()
+    ref = shape.template()
     for (name, owner, key), (_, o0, k0) in zip(leaves(v), leaves(ref), strict=True):
-        if is_fixed(cfg, name):
+        if is_fixed(cfg, shape.local(name)):
             val, want = get_leaf(owner, key), get_leaf(o0, k0)
             if isinstance(val, Sym) and val.node.simplify().is_constant():
                 val = val.node.simplify().constant_value()
@@ -164,34 +199,32 @@ def _finish(cfg: Config, v: Vcpu) -> None:
             set_leaf(owner, key, want)
 
 
-def event_relation(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu,
-                   kind: type[ev.Event], prefix: str,
-                   props: tuple[str, ...] = PROPERTIES) -> EventRelation:
+def event_relation(shape: Single, cfg: Config, pre_state: object, kind: type[ev.Event],
+                   prefix: str, props: tuple[str, ...] = PROPERTIES) -> EventRelation:
     ops = operands(kind, prefix)
     start = time.perf_counter()
 
     def run():
         v = copy.deepcopy(pre_state)
-        policy = symbolic_policy(policy_cls, cfg, CUT_POINTS.get((policy_cls.name, kind), ()))
         e = kind(**ops)
-        if not_modeled(cfg, v, e):
+        if not_modeled(cfg, shape.vcpus(v)[0][1], e):
             return "not-modeled", v, []
         try:
-            fault, viol = execute(policy, v, e, props)
-            _finish(cfg, v)
+            fault, viol = shape.step(cfg, kind, v, e, props)
+            _finish(cfg, v, shape)
         except ModelError as exc:
             return "model-error", v, str(exc)
         return ("fault" if fault else "ok"), v, viol
 
     paths = explore(run)
     ok = [p for p in paths if p.result[0] == "ok"]
-    per_path = _path_states(cfg, ok)
+    per_path = _path_states(cfg, ok, shape)
     return EventRelation(
         name=kind.op, ops={f: var.node for f, var in ops.items()}, paths=len(paths),
         steps=_any(ok),
         not_modeled=_any([p for p in paths if p.result[0] == "not-modeled"]),
         model_error=_any([p for p in paths if p.result[0] == "model-error"]),
-        post=_merge_state(cfg, ok, per_path),
+        post=_merge_state(cfg, ok, per_path, shape),
         violated=_violations(ok, props),
         seconds=time.perf_counter() - start,
         cases=[(p.condition, vals) for p, vals in zip(ok, per_path, strict=True)])
@@ -216,9 +249,9 @@ def _any(paths: list[Path]) -> FNode:
     return Or([p.condition for p in paths]).simplify() if paths else FALSE()
 
 
-def _path_states(cfg: Config, paths: list[Path]) -> list[dict[str, FNode]]:
+def _path_states(cfg: Config, paths: list[Path], shape: Single) -> list[dict[str, FNode]]:
     """Per path, the value of every state variable at its end."""
-    names = state_names(cfg)
+    names = state_names(cfg, shape)
     out = []
     for p in paths:
         vals = {n: get_leaf(o, k) for n, o, k in leaves(p.result[1])}
@@ -226,14 +259,14 @@ def _path_states(cfg: Config, paths: list[Path]) -> list[dict[str, FNode]]:
     return out
 
 
-def _merge_state(cfg: Config, paths: list[Path],
-                 per_path: list[dict[str, FNode]]) -> dict[str, FNode]:
+def _merge_state(cfg: Config, paths: list[Path], per_path: list[dict[str, FNode]],
+                 shape: Single) -> dict[str, FNode]:
     """Per state variable, ite(pc_1, value_1, ite(pc_2, ...)) over the paths (the last path's
     value is the default: the paths are exhaustive under `steps`)."""
     post: dict[str, FNode] = {}
     if not paths:
         return post
-    for name in state_names(cfg):
+    for name in state_names(cfg, shape):
         out = per_path[-1][name]
         for p, vals in zip(reversed(paths[:-1]), reversed(per_path[:-1]), strict=True):
             out = Ite(p.condition, vals[name], out)
@@ -241,34 +274,35 @@ def _merge_state(cfg: Config, paths: list[Path],
     return post
 
 
-def initial_relation(policy_cls: type[Mechanism], cfg: Config, pre: dict[str, Sym],
+def initial_relation(shape: Single, cfg: Config, pre: dict[str, Sym],
                      props: tuple[str, ...] = PROPERTIES) -> tuple[int, FNode, dict, FNode]:
     """The initial states: any legal register state (KVM_SET_SREGS's checks, in L1, outside
-    SMM), KVM's MMU set up for it and the first guest entry made (Machine.start)."""
+    SMM), KVM's MMU set up for it and the first guest entry made (Machine.start); with two
+    policies, both vCPUs from the same registers and watched tags."""
     regs = {r: fresh(f"init.{r}", "bv") for r in ("cr0", "cr3", "cr4", "efer")}
     watched = [fresh(f"init.hw.{ctx}.tag", "bv") for ctx in (0, 1)]
 
     def run():
-        v = state_template()
-        v.regs = Regs(**regs)
-        for ctx, records in enumerate(v.hw):
-            if not is_fixed(cfg, f"hw.{ctx}.0.tag"):
-                records[0].tag = watched[ctx]
-        if arch.sregs_error(v.regs):
-            return "illegal", v, []
-        policy = symbolic_policy(policy_cls, cfg)
+        state = shape.template()
+        for _, v in shape.vcpus(state):
+            v.regs = Regs(**regs)
+            for ctx, records in enumerate(v.hw):
+                if not is_fixed(cfg, f"hw.{ctx}.0.tag"):
+                    records[0].tag = watched[ctx]
+        if arch.sregs_error(Regs(**regs)):
+            return "illegal", state, []
         try:
-            policy.start(v)
-            viol = enter(policy, v, props, None)
-            _finish(cfg, v)
+            viol = shape.start(cfg, state, props)
+            _finish(cfg, state, shape)
         except ModelError as exc:
-            return "model-error", v, str(exc)
-        return "ok", v, viol
+            return "model-error", state, str(exc)
+        return "ok", state, viol
 
     paths = explore(run)
     ok = [p for p in paths if p.result[0] == "ok"]
-    post = _merge_state(cfg, ok, _path_states(cfg, ok))
-    init = And([_any(ok)] + [EqualsOrIff(pre[n].node, post[n]) for n in state_names(cfg)])
+    post = _merge_state(cfg, ok, _path_states(cfg, ok, shape), shape)
+    init = And([_any(ok)] + [EqualsOrIff(pre[n].node, post[n])
+                             for n in state_names(cfg, shape)])
     return len(paths), init, _violations(ok, props), \
         _any([p for p in paths if p.result[0] == "model-error"])
 
@@ -279,22 +313,25 @@ def build(policy_cls: type[Mechanism], cfg: Config,
     """The relation of policy_cls in cfg over kinds (default: every kind of cfg); every path
     oracle's query is bounded by deadline (formal.solvers.Inconclusive once it has passed)."""
     with running_until(deadline):
-        return _build(policy_cls, cfg, kinds, props)
+        return build_shape(Single(policy_cls), cfg, kinds, props)
 
 
-def _build(policy_cls: type[Mechanism], cfg: Config, kinds: list[type[ev.Event]] | None,
-           props: tuple[str, ...]) -> Relation:
-    pre_state, pre = symbolic_state(cfg, "s.")
-    n, init, init_viol, init_err = initial_relation(policy_cls, cfg, pre, props)
-    rel = Relation(policy_cls.name, cfg.name, state_names(cfg),
+def build_shape(shape: Single, cfg: Config, kinds: list[type[ev.Event]] | None,
+                props: tuple[str, ...]) -> Relation:
+    """The relation of a shape (one policy, or two in lockstep); the candidate lemmas are each
+    vCPU's, over its part of the state."""
+    pre_state, pre = symbolic_state(cfg, "s.", shape)
+    n, init, init_viol, init_err = initial_relation(shape, cfg, pre, props)
+    rel = Relation(shape.name, cfg.name, state_names(cfg, shape),
                    {name: var.node for name, var in pre.items()}, n, init, init_viol,
                    init_err)
     for kind in kinds if kinds is not None else event_kinds(cfg):
-        rel.events.append(event_relation(policy_cls, cfg, pre_state, kind, "e.", props))
-    rel.lemmas = entry_lemmas(policy_cls, cfg, pre_state) + legality_lemmas(cfg, pre_state) \
-        + [last_entry_lemma(policy_cls, cfg, pre_state)] + role_lemmas(policy_cls, cfg, pre_state) \
-        + (idle_entry_lemmas(policy_cls, cfg, pre_state) if cfg.nested else []) \
-        + list(record_lemmas(cfg, pre_state).values())
+        rel.events.append(event_relation(shape, cfg, pre_state, kind, "e.", props))
+    for policy_cls, v in shape.vcpus(pre_state):
+        rel.lemmas += entry_lemmas(policy_cls, cfg, v) + legality_lemmas(cfg, v) \
+            + [last_entry_lemma(policy_cls, cfg, v)] + role_lemmas(policy_cls, cfg, v) \
+            + (idle_entry_lemmas(policy_cls, cfg, v) if cfg.nested else []) \
+            + list(record_lemmas(cfg, v).values())
     return rel
 
 
