@@ -32,9 +32,10 @@ def verdict(out: Run) -> str:
     return f"{viol.prop}@{idx}"
 
 
-def run(directory: Path) -> list[Cell]:
-    """Every (trace, policy) cell, loaded policy files included (whose cells have no
-    expectation); raises TraceError for a malformed file or expectation."""
+def run(directory: Path, only: str | None = None) -> list[Cell]:
+    """Every (trace, policy) cell (of the trace file named only, if given), loaded policy files
+    included (whose cells have no expectation); raises TraceError for a malformed file or
+    expectation."""
     exp_path = directory / "expected.json"
     try:
         expected = json.loads(exp_path.read_text())
@@ -42,7 +43,7 @@ def run(directory: Path) -> list[Cell]:
         raise trace.TraceError(f"{exp_path}: cannot read expectations: {exc}") from None
     cells = []
     for path in sorted(directory.glob("*.json")):
-        if path.name == "expected.json":
+        if path.name == "expected.json" or only is not None and path.name != only:
             continue
         want = expected.get(path.name)
         if not isinstance(want, dict) or set(want) != set(POLICIES):

@@ -100,14 +100,20 @@ def _obligation(path: Path, i: int, o: object) -> Entry:
     return Entry(o["name"], ob, o["expect"], length)
 
 
+def label(entry: Entry, proof: prove.Proof) -> str:
+    """The proof's verdict label, as the entry's `expect` spells it; a refutation of another
+    length than the entry pins is refuted@N."""
+    r = proof.result
+    if r.verdict == Verdict.REFUTED and entry.length is not None and r.bound != entry.length:
+        return f"refuted@{r.bound}"
+    return r.label
+
+
 def run_one(entry: Entry) -> Checked:
     proof = prove.run(entry.obligation)
     r = proof.result
-    label = r.label
     cex = proof.counterexample
     if r.verdict == Verdict.REFUTED and cex is not None and cex.violation is not None:
-        if entry.length is not None and r.bound != entry.length:
-            label = f"refuted@{r.bound}"
         index, prop, _ = cex.violation
         replay = cex.replay.status if cex.replay is not None else "not replayed"
         detail = f"{prop} at event {index} ({r.bound} events); replay {replay}"
@@ -116,4 +122,4 @@ def run_one(entry: Entry) -> Checked:
     else:
         detail = r.reason
     total = sum(proof.times.values())
-    return Checked(label, f"{detail} [{total:.0f}s]")
+    return Checked(label(entry, proof), f"{detail} [{total:.0f}s]")
