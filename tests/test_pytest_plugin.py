@@ -44,7 +44,7 @@ def test_a_failing_obligation_shows_the_counterexample(pytester):
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines([
         "*expected proved, got refuted*",
-        "*verdict: REFUTED by bmc: freshness violated at event 1, 2 events*",
+        "*verdict: REFUTED by explicit+bmc: freshness violated at event 1, 2 events*",
         "*concrete replay: confirmed: event 1, L1 user read of VA 0x400000*",
         "*v6.6: expected freshness@1, got holds*",
     ])

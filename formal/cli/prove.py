@@ -21,6 +21,7 @@ from formal.engines.system import Relation
 from formal.engines.unroll import Unroller
 from formal.errors import Malformed, NotModeled
 from formal.model import events as ev
+from formal.model import explore
 from formal.model import simulate as model_simulate
 from formal.model.bits import CR4_LA57
 from formal.model.properties import PROPERTIES, ModelError
@@ -193,6 +194,13 @@ def run(ob: Obligation, dump_dir: Path | None = None) -> Proof:
             proof.result = Result(Verdict.UNKNOWN, ob.engine, reason="vacuity check failed: "
                                   + "; ".join(proof.vacuity))
             return proof
+        found = _explicit_first(rel, ob, ck) if ob.engine in ("bmc", "auto") \
+            and ob.base is None else None
+        if found is not None:
+            proof.result, t = found
+            proof.times.update(proof.result.times)
+            proof.counterexample = confirm(t, proof.result, ob.props)
+            return proof
         proof.result = _engine(rel, ob, ck)
     except Inconclusive as exc:
         proof.result = Result(Verdict.UNKNOWN, ob.engine, reason=str(exc))
@@ -201,6 +209,33 @@ def run(ob: Obligation, dump_dir: Path | None = None) -> Proof:
         proof.counterexample = counterexample(rel, proof.result, ob.props) if ob.base is None \
             else differential_counterexample(rel, proof.result, ob)
     return proof
+
+
+# Seconds the explicit-state search may take before bmc searches on its own.
+EXPLICIT_SECONDS = 20.0
+
+
+def _explicit_first(rel: Relation, ob: Obligation, ck: Checker) -> tuple[Result, Trace] | None:
+    """Explicit-state search for a violation within the bound (formal.model.explore), then bmc
+    to one event less: unsatisfiable there, the search's trace is a shortest counterexample.
+    None when the search finds nothing in time, or when bmc's answer (a shorter
+    counterexample, unknown) is the result."""
+    t0 = time.perf_counter()
+    kinds = {er.name for er in rel.events}
+    t = explore.search(policies.resolve(ob.policy), CONFIGS[ob.config], ob.props, kinds,
+                       ob.bound, EXPLICIT_SECONDS)
+    searched = time.perf_counter() - t0
+    if t is None:
+        return None
+    depth = len(t.events)
+    if depth:
+        shorter = engines.bmc(rel, ob.props, depth - 1, ck, prefer=preferences)
+        if shorter.verdict != Verdict.BOUNDED:
+            return None  # _engine asks bmc again, which then finds the same answer
+    times = {"explicit": searched, "bmc": time.perf_counter() - t0 - searched}
+    return Result(Verdict.REFUTED, "explicit+bmc", depth, times=times), replace(
+        t, description=f"shortest counterexample found by flushproof's explicit search, none "
+                       f"shorter by bmc ({depth} events)")
 
 
 def _engine(rel: Relation, ob: Obligation, ck: Checker) -> Result:
@@ -287,12 +322,18 @@ def counterexample(rel: Relation, r: Result, props: tuple[str, ...]) -> Countere
         return Counterexample(t, None)
     t = extract_trace(rel, w, f"shortest counterexample found by flushproof {r.engine} "
                       f"({w.depth} events)")
+    return confirm(t, r, props)
+
+
+def confirm(t: Trace, r: Result, props: tuple[str, ...]) -> Counterexample:
+    """t as the counterexample of r, confirmed on the simulator and the concrete MMU (r is
+    demoted to unknown where either disagrees)."""
     out = policies.simulate(t)
     cex = Counterexample(t, out)
-    want = w.depth - 1  # the initial entry is index -1
+    want = len(t.events) - 1  # the initial entry is index -1
     if out.violation is None or out.violation[0] != want:
         got = "no violation" if out.violation is None else f"a violation at {out.violation[0]}"
-        _demote(r, f"the solver's counterexample ({w.depth} events) gives {got} on the "
+        _demote(r, f"the counterexample ({len(t.events)} events) gives {got} on the "
                 "concrete simulator: symbolic and concrete execution disagree")
         return cex
     mine = [x for x in out.records[-1].violations if x.prop in props]

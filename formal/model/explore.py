@@ -1,0 +1,118 @@
+"""Explicit-state search for a violation: breadth-first over concrete events from a few legal
+initial states, on the model's own step (formal.model.machine.execute), states hashed.
+
+Events are generated from the current state, not written per policy: every register write
+toggles one bit that the architecture or a role reads (CR0.PG/WP, CR4.PGE/PCIDE/PAE/PSE/SMEP/
+SMAP/PKE, EFER.NX), CR3 switches among two tables and two PCIDs with and without NOFLUSH, the
+watched page's invalidations, PTE writes to either table, and every event without operands;
+with nested virtualization, VM entries to a third table under VPID/ASID 0, 1 or 2.  A violation
+it finds is a real one; whether it is shortest is bmc's question (formal.cli.prove).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from formal.model import arch, bits
+from formal.model import events as ev
+from formal.model.kvm import Mechanism
+from formal.model.machine import enter, execute
+from formal.model.properties import ModelError
+from formal.model.scope import not_modeled
+from formal.model.state import Config, Regs, Vcpu
+from formal.model.trace import Trace
+
+TABLES = (0x1000, 0x2000)
+PCIDS = (0, 1)
+L2_TABLE = 0x3000
+NESTED_PGD = 0x9000
+_LONG = Regs(0x8001_0033, 0x1000, bits.CR4_PAE, bits.EFER_LME | bits.EFER_LMA | bits.EFER_NX)
+INITIAL = (_LONG, Regs(_LONG.cr0, 0x1001, bits.CR4_PAE | bits.CR4_PCIDE, _LONG.efer))
+CR0_BITS = (bits.CR0_PG, bits.CR0_WP)
+CR4_BITS = (bits.CR4_PGE, bits.CR4_PCIDE, bits.CR4_PAE, bits.CR4_PSE, bits.CR4_SMEP,
+            bits.CR4_SMAP, bits.CR4_PKE)
+
+
+def events(cfg: Config, v: Vcpu, kinds: set[str]) -> Iterator[ev.Event]:
+    """The events tried from state v (of the kinds named)."""
+    r = v.regs
+    pcid = r.cr3 & bits.CR3_PCID_MASK
+    out: list[ev.Event] = [ev.MovCr3(t | p | nf) for t in TABLES for p in PCIDS
+                           for nf in (0, bits.CR3_NOFLUSH)]
+    out += [ev.GuestPteWrite(t) for t in TABLES]
+    out += [ev.Invlpg(arch.WATCHED_VA), ev.Invpcid(0, pcid, arch.WATCHED_VA)]
+    out += [ev.Invpcid(1, p, 0) for p in PCIDS] + [ev.Invpcid(2, 0, 0), ev.Invpcid(3, 0, 0)]
+    out += [ev.MovCr4(r.cr4 ^ b) for b in CR4_BITS] + [ev.MovCr0(r.cr0 ^ b) for b in CR0_BITS]
+    out += [ev.WrmsrEfer(r.efer ^ bits.EFER_NX)]
+    out += [ev.SetSregs(r.cr0, t | pcid, r.cr4, r.efer) for t in TABLES]
+    out += [ev.PvTlbFlush(), ev.Smi(), ev.Rsm(), ev.Init(), ev.CpuidUpdate()]
+    if cfg.nested is not None:
+        ept = NESTED_PGD if cfg.nested_tdp else 0
+        out += [ev.VmEntry(_LONG.cr0, L2_TABLE, _LONG.cr4, _LONG.efer, ept, vpid)
+                for vpid in (0, 1, 2)]
+        out += [ev.VmExit(), ev.Invvpid(1, 1, 0), ev.Invlpga(arch.WATCHED_VA, 1),
+                ev.GuestPteWrite(L2_TABLE)]
+    return (e for e in out if e.op in kinds)
+
+
+@dataclass
+class _Node:
+    v: Vcpu
+    parent: _Node | None
+    event: ev.Event | None
+    initial: Regs
+
+
+def search(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
+           kinds: set[str], depth: int, seconds: float) -> Trace | None:
+    """A trace of at most depth events that violates one of props at its last event (its
+    first entry included), breadth-first; None if there is none within depth or the time runs
+    out.  Model errors are left to the engines (a state that raises one is not expanded)."""
+    stop = time.monotonic() + seconds
+    policy = policy_cls(cfg)
+    seen: set[str] = set()
+    frontier: list[_Node] = []
+    for regs in INITIAL:
+        v = Vcpu(regs=copy.copy(regs))
+        policy.start(v)
+        if {x.prop for x in enter(policy, v, props, None)} & set(props):
+            return Trace(policy_cls.name, cfg.name, regs, (), "found by explicit search")
+        frontier.append(_Node(v, None, None, regs))
+    for _ in range(depth):
+        nxt: list[_Node] = []
+        for node in frontier:
+            for e in events(cfg, node.v, kinds):
+                if time.monotonic() > stop:
+                    return None
+                if not_modeled(cfg, node.v, e):
+                    continue
+                w = copy.deepcopy(node.v)
+                policy.log = []
+                try:
+                    fault, viol = execute(policy, w, e, props)
+                except ModelError:
+                    continue
+                if fault:
+                    continue
+                child = _Node(w, node, e, node.initial)
+                if viol:
+                    return _trace(policy_cls, cfg, child)
+                key = repr(w)
+                if key not in seen:
+                    seen.add(key)
+                    nxt.append(child)
+        frontier = nxt
+    return None
+
+
+def _trace(policy_cls: type[Mechanism], cfg: Config, node: _Node) -> Trace:
+    found: list[ev.Event] = []
+    at: _Node | None = node
+    while at is not None and at.event is not None:
+        found.append(at.event)
+        at = at.parent
+    return Trace(policy_cls.name, cfg.name, node.initial, tuple(reversed(found)),
+                 "found by explicit search")
