@@ -192,7 +192,8 @@ class IC3:
         left = self.ck.remaining()
         s.set("timeout", max(1, int(left * 1000)) if left else 4294967295)
         self.queries += 1
-        r = s.check(*assumptions)
+        with solvers.answering("z3", f"a pdr {name} query", self.ck.deadline):
+            r = s.check(*assumptions)
         if r == z3.unknown:
             why = s.reason_unknown()
             if left is not None and why in ("timeout", "canceled"):

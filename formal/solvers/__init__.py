@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from pysmt.exceptions import SolverReturnedUnknownResultError
@@ -20,8 +22,26 @@ BACKENDS = ("z3", "cvc5")
 
 
 class Inconclusive(Exception):
-    """The solver could not answer (deadline, `unknown`): the verdict is `unknown` with this
-    cause."""
+    """The solver could not answer (deadline, `unknown`, a solver that failed): the verdict is
+    `unknown` with this cause."""
+
+
+@contextmanager
+def answering(name: str, query: str, deadline: Deadline | None = None) -> Iterator[None]:
+    """Solver calls inside give an answer or raise Inconclusive with the cause: "timeout" once
+    the deadline has passed, else the solver's `unknown` or its failure (any exception a
+    backend raises: a crash, a missing library), never a verdict or a traceback."""
+    try:
+        yield
+    except Inconclusive:
+        raise
+    except SolverReturnedUnknownResultError:
+        if deadline is not None:
+            deadline.remaining()
+        raise Inconclusive(f"{name} returned unknown on {query}") from None
+    except Exception as exc:
+        raise Inconclusive(f"{name} failed on {query}: {type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else 'no message'}") from None
 
 
 @dataclass(frozen=True)
@@ -48,7 +68,8 @@ class Deadline:
 
     @classmethod
     def after(cls, seconds: float | None) -> Deadline:
-        return cls(time.monotonic() + seconds if seconds else None)
+        """seconds from now (None: no deadline; 0 or less has already passed)."""
+        return cls(None if seconds is None else time.monotonic() + seconds)
 
     def remaining(self) -> float | None:
         """Seconds left, None without a deadline; raises Inconclusive once it has passed."""
@@ -67,7 +88,7 @@ def make(name: str = "z3", deadline: Deadline | None = None, logic: str | None =
     b = backend(name)
     opts = dict(b.options)
     left = deadline.remaining() if deadline is not None else None
-    if left:
+    if left is not None:
         opts[b.timeout_option] = max(1, int(left * 1000))
     return Solver(name=name, logic=logic, solver_options=opts)
 
@@ -78,4 +99,4 @@ def versions() -> dict[str, str]:
 
 
 __all__ = ["BACKENDS", "Backend", "Deadline", "Inconclusive", "SolverReturnedUnknownResultError",
-           "backend", "make", "versions"]
+           "answering", "backend", "make", "versions"]
