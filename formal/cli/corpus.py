@@ -3,12 +3,12 @@ recorded in its expected.json ("holds", or "PROPERTY@EVENT" for the first violat
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from formal.cli import policies
-from formal.model import trace
+from formal.cli import policies, schemas
+from formal.errors import Malformed
+from formal.model import jsondoc, trace
 from formal.model.simulate import Run
 from specs import POLICIES
 
@@ -33,13 +33,15 @@ def verdict(out: Run) -> str:
 
 
 def run(directory: Path) -> list[Cell]:
-    """Every (trace, policy) cell; raises TraceError for a malformed file or expectation."""
+    """Every (trace, policy) cell; raises TraceError for a malformed file or expectation
+    (formal/cli/schemas/expected.schema.json), before any trace runs."""
     exp_path = directory / "expected.json"
     try:
-        expected = json.loads(exp_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise trace.TraceError(f"{exp_path}: cannot read expectations: {exc}") from None
-    cells = []
+        expected = jsondoc.load(exp_path)
+        schemas.check(expected, "expected", str(exp_path))
+    except Malformed as exc:
+        raise trace.TraceError(str(exc)) from None
+    traces = []
     for path in sorted(directory.glob("*.json")):
         if path.name == "expected.json":
             continue
@@ -47,7 +49,9 @@ def run(directory: Path) -> list[Cell]:
         if not isinstance(want, dict) or set(want) != set(POLICIES):
             raise trace.TraceError(f"{exp_path}: '{path.name}' needs a verdict for every "
                                    f"policy ({', '.join(POLICIES)})")
-        t = policies.load(path)
+        traces.append((path, policies.load(path), want))
+    cells = []
+    for path, t, want in traces:
         for policy in POLICIES:
             out = policies.simulate(trace.override(t, policy, None))
             cells.append(Cell(path.name, policy, want[policy], verdict(out)))
