@@ -4,6 +4,7 @@ trace, confirmed on the simulator and replayed on the concrete MMU."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -65,8 +66,11 @@ class Obligation:
         if self.engine not in engines.ENGINES:
             raise ObligationError(f"unknown engine {self.engine!r} "
                                   f"(known: {', '.join(engines.ENGINES)})")
-        if self.bound < 0:
-            raise ObligationError(f"bound must be >= 0, got {self.bound}")
+        if self.bound < 1:  # bmc at depth 0 sees only the first guest entry: no event runs
+            raise ObligationError(f"bound must be >= 1, got {self.bound}")
+        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ObligationError(f"timeout must be a finite number of seconds > 0, "
+                                  f"got {self.timeout}")
         if self.events is not None:
             known = [k.op for k in event_kinds(CONFIGS[self.config])]
             for op in self.events:
@@ -121,6 +125,8 @@ class Proof:
     times: dict[str, float] = field(default_factory=dict)
     vacuity: list[str] = field(default_factory=list)
     counterexample: Counterexample | None = None
+    # SMT dumps that could not be written (--dump-smt): the proof went on without them.
+    dump_failures: list[str] = field(default_factory=list)
 
 
 def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> list[str]:
@@ -137,7 +143,7 @@ def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> l
             failures.append(f"property {p} cannot be violated in any state: it checks nothing")
     pending = set(range(len(un.events)))
     path = [un.init()]
-    for d in range(1, max(bound, 1) + 1):
+    for d in range(1, bound + 1):
         for k in sorted(pending):
             er = un.events[k]
             enabled = And(un.is_event(d, k), er.steps.substitute(un.substitution(d, er)))
@@ -146,7 +152,7 @@ def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> l
         if not pending:
             break
         path.append(un.trans(d))
-    failures += [f"event {un.events[k].name} is never enabled within {max(bound, 1)} events"
+    failures += [f"event {un.events[k].name} is never enabled within {bound} events"
                  for k in sorted(pending)]
     return failures
 
@@ -169,7 +175,8 @@ def run(ob: Obligation, dump_dir: Path | None = None) -> Proof:
         return proof
     proof.paths = {er.name: er.paths for er in rel.events} | {"initial": rel.init_paths}
     proof.times["symbolic"] = time.perf_counter() - t0
-    ck = Checker("z3", dump_dir=dump_dir, deadline=deadline)
+    ck = Checker("z3", dump_dir=dump_dir, deadline=deadline,
+                 dump_failures=proof.dump_failures)
     try:
         t1 = time.perf_counter()
         proof.vacuity = vacuity(rel, ob.props, ob.bound, ck)
@@ -192,7 +199,7 @@ def _engine(rel: Relation, ob: Obligation, ck: Checker) -> Result:
     if ob.engine == "bmc":
         return engines.bmc(rel, props, ob.bound, ck, prefer=preferences)
     if ob.engine == "kind":
-        return engines.kind(rel, props, max(ob.bound, 1), ck, prefer=preferences)
+        return engines.kind(rel, props, ob.bound, ck, prefer=preferences)
     if ob.engine == "houdini":
         return engines.houdini(rel, props, ck)
     if ob.engine == "pdr":
