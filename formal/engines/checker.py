@@ -62,7 +62,8 @@ class Checker:
         model_of (or True when none are asked for)."""
         self.dump(name, formula)
         with solvers.answering(self.solver_name, name, self.deadline), \
-                solvers.make(self.solver_name, self.deadline) as s:
+                solvers.make(self.solver_name, self.deadline) as s, \
+                solvers.answering(self.solver_name, name, self.deadline, s):
             s.add_assertion(formula)
             if not s.solve():
                 return None

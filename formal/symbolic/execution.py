@@ -319,7 +319,7 @@ def _solve(solver: Any, cond: FNode | None = None) -> bool:
     deadline = _DEADLINE.get()
     if deadline is not None:
         deadline.remaining()
-    with solvers.answering("the path oracle's solver", "a path condition", deadline):
+    with solvers.answering("the path oracle's solver", "a path condition", deadline, solver):
         return solver.solve([] if cond is None else [cond])
 
 
