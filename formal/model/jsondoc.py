@@ -23,6 +23,9 @@ MAX_DEPTH = 32
 MAX_DIGITS = 40
 
 
+_END = object()
+
+
 class Unrepresentable:
     """A JSON number no field can hold, kept for the error message."""
 
@@ -49,7 +52,7 @@ def loads(data: str | bytes, source: str) -> object:
     deeper than MAX_DEPTH."""
     if isinstance(data, bytes):
         try:
-            data = data.decode("utf-8")
+            data = data.decode("utf-8")  # the last reference to the bytes: freed here
         except UnicodeDecodeError as exc:
             raise Malformed(f"{source}: not UTF-8 text (byte {exc.start}: "
                             f"{exc.object[exc.start:exc.start + 1]!r})") from None
@@ -67,25 +70,31 @@ def loads(data: str | bytes, source: str) -> object:
 
 
 def _check_depth(doc: object, source: str) -> None:
-    """Iteratively, so that a deep document cannot exhaust the stack here either."""
-    stack = [(doc, 1)]
+    """Iteratively, so that a deep document cannot exhaust the stack here either, with one
+    iterator per open level (not one entry per element of a long list)."""
+    if not isinstance(doc, (dict, list)):
+        return
+    stack = [iter(doc.values() if isinstance(doc, dict) else doc)]
     while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise Malformed(f"{source}: not valid JSON: nested deeper than {MAX_DEPTH} levels")
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+        node = next(stack[-1], _END)
+        if node is _END:
+            stack.pop()
+        elif isinstance(node, (dict, list)):
+            if len(stack) >= MAX_DEPTH:
+                raise Malformed(f"{source}: not valid JSON: nested deeper than {MAX_DEPTH} "
+                                "levels")
+            stack.append(iter(node.values() if isinstance(node, dict) else node))
 
 
 def load(path: str | Path) -> object:
     """The JSON value of the file at path; Malformed naming it if it cannot be read."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            # read() passed straight on: loads drops the bytes once decoded (a long trace is
+            # then not held three times: bytes, text and document)
+            return loads(f.read(), str(path))
     except OSError as exc:
         raise Malformed(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return loads(data, str(path))
 
 
 def show(value: object, limit: int = 60) -> str:

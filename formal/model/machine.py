@@ -110,7 +110,7 @@ class Machine:
         regs = self.v.regs
         return StepRecord(index, e, fault, list(self.policy.log), viol,
                           Regs(regs.cr0, regs.cr3, regs.cr4, regs.efer),
-                          changed=diff(before, self._flat, self.v))
+                          changed=_changes(before, self._flat, self.v))
 
     def _track(self, index: int, action, invals: tuple[arch.Inval, ...]) -> None:
         """Run action and remember why each root or hardware context it touched became stale,
@@ -147,9 +147,14 @@ def _regs(r: Regs) -> str:
     return f"cr0={r.cr0:#x} cr3={r.cr3:#x} cr4={r.cr4:#x} efer={r.efer:#x}"
 
 
-def diff(before: dict[str, object], after: dict[str, object], b: Vcpu) -> list[str]:
-    """Changed fields between two flattened states (the later one b's), as 'path: old -> new'
-    lines."""
+def diff(a: Vcpu, b: Vcpu) -> list[str]:
+    """Changed fields between two states, as 'path: old -> new' lines."""
+    return _changes(_flatten(a), _flatten(b), b)
+
+
+def _changes(before: dict[str, object], after: dict[str, object], b: Vcpu) -> list[str]:
+    """diff, from the flattened states (the later one b's): the machine keeps the flattened
+    state between steps instead of a copy of the vCPU."""
     before = dict(before)
     # A record under a tag first used now held nothing before: compare it with a blank one.
     for ctx, records in enumerate(b.hw):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -103,9 +104,16 @@ def parse(text: str | bytes, source: str = "trace") -> Trace:
     return from_doc(doc, source)
 
 
+def _consume(events: list, source: str) -> Iterator[ev.Event]:
+    for i in range(len(events)):
+        e, events[i] = events[i], None
+        yield parse_event(i, e, source)
+
+
 def from_doc(doc: object, source: str = "trace") -> Trace:
     """The trace a JSON value (jsondoc.loads) describes; TraceError naming where it is not
-    one."""
+    one.  Consumes doc's event list (each event object is dropped once parsed), so that a long
+    trace is not held twice."""
     if not isinstance(doc, dict):
         raise TraceError(f"{source}: expected a JSON object at the top level")
     if doc.get("format") != FORMAT:
@@ -127,7 +135,7 @@ def from_doc(doc: object, source: str = "trace") -> Trace:
     events = doc.get("events")
     if not isinstance(events, list):
         raise TraceError(f"{source}: field 'events': expected a list")
-    parsed = tuple(parse_event(i, e, source) for i, e in enumerate(events))
+    parsed = tuple(_consume(events, source))
     cfg = CONFIGS[config]
     for i, e in enumerate(parsed):
         if e.op in ev.NESTED_OPS and cfg.nested is None:
