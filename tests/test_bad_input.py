@@ -93,8 +93,11 @@ def test_row_3_an_integer_of_5000_digits_is_bad_input_naming_the_field(tmp_path,
 
 
 def test_row_4_a_policy_that_is_not_a_string_is_bad_input(tmp_path, capsys):
+    """At 28339fb a policy list was already refused; a config list still raised TypeError."""
     bad_input(capsys, ["simulate", write(tmp_path, "t.json", dict(GOOD, policy=["v6.6"]))],
               "field 'policy': expected a policy name, got [\"v6.6\"]")
+    bad_input(capsys, ["replay", write(tmp_path, "t.json", dict(GOOD, config=["shadow"]))],
+              "field 'config': expected a configuration name, got [\"shadow\"]")
     bad_input(capsys, ["suite", write(tmp_path, "s.json", script(policy=["v6.6"]))],
               "obligation 0: field 'policy': expected a policy name, got [\"v6.6\"]")
 
