@@ -222,7 +222,6 @@ def test_row_7_a_counterexample_that_cannot_be_written_keeps_the_verdict(tmp_pat
     assert "verdict: REFUTED by bmc: freshness violated at event 0" in out
     assert "counterexample: not written to a file" in out
     assert err == ("flushproof: could not write the counterexample to "
-                   "flushproof-cex-rfc-2022-02-tdp.json: --cex "
                    "flushproof-cex-rfc-2022-02-tdp.json: is a directory\n")
 
 

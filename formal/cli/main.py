@@ -109,12 +109,14 @@ def _prove(args: argparse.Namespace) -> int:
     unwritten = [f"--dump-smt: {f}" for f in proof.dump_failures[:1]]
     written = None
     if proof.counterexample is not None:
-        try:
-            output.check_file(cex_path, "--cex")
-            output.write_atomic(cex_path, trace.dumps(proof.counterexample.trace))
-            written = cex_path
-        except (OSError, InputError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        why = output.file_problem(cex_path)
+        if why is None:
+            try:
+                output.write_atomic(cex_path, trace.dumps(proof.counterexample.trace))
+                written = cex_path
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+        if why is not None:
             unwritten.append(f"the counterexample to {cex_path}: {why}")
     if args.json:
         print(json.dumps(render.proof_json(proof, written), indent=1))

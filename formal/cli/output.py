@@ -12,16 +12,24 @@ from pathlib import Path
 from formal.errors import Malformed
 
 
-def check_file(path: Path, option: str) -> None:
-    """Raises Malformed, naming option, if a file cannot be written at path: it is a directory,
-    or its directory is missing or not writable."""
+def file_problem(path: Path) -> str | None:
+    """Why a file cannot be written at path (it is a directory, or its directory is missing or
+    not writable), None if it can."""
     if path.is_dir():
-        raise Malformed(f"{option} {path}: is a directory")
+        return "is a directory"
     parent = path.parent
     if not parent.is_dir():
-        raise Malformed(f"{option} {path}: no directory {parent}")
+        return f"no directory {parent}"
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise Malformed(f"{option} {path}: directory {parent} is not writable")
+        return f"directory {parent} is not writable"
+    return None
+
+
+def check_file(path: Path, option: str) -> None:
+    """Raises Malformed, naming option, if a file cannot be written at path."""
+    why = file_problem(path)
+    if why is not None:
+        raise Malformed(f"{option} {path}: {why}")
 
 
 def prepare_dir(path: Path, option: str) -> None:
