@@ -42,6 +42,11 @@ SCALARS = (st.none() | st.booleans() | st.integers(-5, 2**64 + 5)
            | st.sampled_from(WORDS))
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
                       | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+# Well-formed operands too, so that mutated traces also run: registers with bits that matter
+# (PG, PAE, PCIDE, LME, NOFLUSH, ...) or any 64-bit value.
+OPERANDS = st.one_of(st.integers(0, 2**64 - 1),
+                     st.sets(st.sampled_from([0, 5, 7, 8, 10, 12, 13, 16, 17, 31, 63]))
+                     .map(lambda bits: sum(1 << b for b in bits) | 0x1000)).map(hex)
 
 
 def _slots(doc: object, out: list) -> list:
@@ -60,12 +65,15 @@ def mutate(data: st.DataObject, doc: dict) -> bytes:
     doc = copy.deepcopy(doc)
     for _ in range(data.draw(st.integers(1, 3))):
         slots = _slots(doc, [])
+        operands = [(c, k) for c, k in slots if isinstance(c, dict) and "op" in c and k != "op"]
+        if operands and data.draw(st.booleans()):  # half the time an event's operand
+            slots = operands
         if not slots:
             break
         container, key = data.draw(st.sampled_from(slots))
         how = data.draw(st.sampled_from(["replace", "delete", "add"]))
         if how == "replace":
-            container[key] = data.draw(VALUES)
+            container[key] = data.draw(OPERANDS if data.draw(st.booleans()) else VALUES)
         elif how == "delete":
             del container[key]
         elif isinstance(container, dict):
@@ -74,7 +82,7 @@ def mutate(data: st.DataObject, doc: dict) -> bytes:
         else:
             container.insert(key, copy.deepcopy(data.draw(st.sampled_from(container))))
     raw = json.dumps(doc).encode()
-    cut = data.draw(st.sampled_from(["none", "none", "truncate", "byte"]))
+    cut = data.draw(st.sampled_from(["none", "none", "none", "truncate", "byte"]))
     if cut == "truncate":
         raw = raw[:data.draw(st.integers(0, len(raw)))]
     elif cut == "byte" and raw:
@@ -149,6 +157,8 @@ ARGS = [str(TRACES / "lai-jiangshan.json"), str(TRACES), "-", "missing.json", ".
 @given(st.data())
 def test_command_lines(data):
     argv = [data.draw(st.sampled_from(["simulate", "replay", "prove", "corpus", "suite", "x"]))]
+    if argv[0] == "prove" and data.draw(st.booleans()):
+        argv += ["--policy", "v6.6", "--config", "tdp"]
     for _ in range(data.draw(st.integers(0, 6))):
         kind = data.draw(st.sampled_from(["option", "option", "flag", "arg"]))
         if kind == "option":
