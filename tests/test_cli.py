@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from formal.cli.main import main
+from formal.cli.schemas import schema
 from tests.conftest import TRACES
 
 GOOD = {"format": "flushproof-trace/1", "policy": "v5.18", "config": "shadow",
@@ -167,6 +169,7 @@ def test_prove_restricted_to_some_events_says_so_in_text_and_json(capsys):
     verdict names the restriction, since it covers executions of those events only."""
     assert main(RESTRICTED + ["--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
+    Draft202012Validator(schema("prove-result")).validate(doc)  # docs/schemas.md
     assert (doc["verdict"], doc["events"]) == ("proved", ["mov_cr3", "invlpg"])
     assert set(doc["paths"]) == {"mov_cr3", "invlpg", "initial"}
     assert "safety for each of 2 event kinds" in doc["certificate"]

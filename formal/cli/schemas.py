@@ -19,8 +19,10 @@ from formal.errors import Malformed
 from formal.model.events import EVENT_TYPES
 from formal.model.jsondoc import show
 
-# The files of this package's schemas/ folder, by the kind of input they describe.
+# The files of this package's schemas/ folder: the inputs checked here, by kind, and the
+# outputs they describe (prove --json, whose result holds the certificate).
 KINDS = ("trace", "proofs", "expected")
+OUTPUTS = ("prove-result",)
 # What an array element is called in messages, by the array's field.
 _ITEM = {"events": "event", "obligations": "obligation"}
 
@@ -29,7 +31,7 @@ _RECORDS = {"trace": {"initial"}, "proofs": set(), "expected": None}  # None: ev
 
 
 def schema(kind: str) -> dict:
-    """The schema of an input kind, as shipped with the package."""
+    """The schema of an input kind or an output, as shipped with the package."""
     return json.loads(resources.files("formal.cli").joinpath(f"schemas/{kind}.schema.json")
                       .read_text(encoding="utf-8"))
 
