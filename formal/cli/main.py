@@ -103,9 +103,13 @@ def _prove(args: argparse.Namespace) -> int:
     if args.cex:
         output.check_file(cex_path, "--cex")
     dump = Path(args.dump_smt) if args.dump_smt else None
-    if dump is not None:
-        output.prepare_dir(dump, "--dump-smt")
-    proof = prove.run(ob, dump)
+    created = dump is not None and output.prepare_dir(dump, "--dump-smt")
+    try:
+        proof = prove.run(ob, dump)
+    except KeyboardInterrupt:  # leave nothing behind: the directory, if made now and empty
+        if created and not any(dump.iterdir()):
+            dump.rmdir()
+        raise
     unwritten = [f"--dump-smt: {f}" for f in proof.dump_failures[:1]]
     written = None
     if proof.counterexample is not None:

@@ -32,17 +32,19 @@ def check_file(path: Path, option: str) -> None:
         raise Malformed(f"{option} {path}: {why}")
 
 
-def prepare_dir(path: Path, option: str) -> None:
-    """Creates directory path (and its parents) if needed; raises Malformed, naming option, if
-    it is not a directory or not writable."""
+def prepare_dir(path: Path, option: str) -> bool:
+    """Creates directory path (and its parents) if needed, saying whether it did; raises
+    Malformed, naming option, if it is not a directory or not writable."""
     if path.exists() and not path.is_dir():
         raise Malformed(f"{option} {path}: exists and is not a directory")
+    created = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise Malformed(f"{option} {path}: cannot create: {exc.strerror or exc}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise Malformed(f"{option} {path}: directory is not writable")
+    return created
 
 
 def write_atomic(path: Path, text: str) -> None:
