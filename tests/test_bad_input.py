@@ -7,6 +7,8 @@ import io
 import json
 import math
 import os
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -394,3 +396,16 @@ def test_row_17_simulate_streams_memory_does_not_grow_with_the_trace(tmp_path, m
             tracemalloc.stop()
             assert code == 0
             assert peak < 4 * 2**20, f"{extra}: {peak / 2**20:.1f} MiB"
+
+
+def test_a_closed_standard_output_is_exit_4_not_an_internal_error(tmp_path):
+    """`flushproof simulate LONG | head -1`: the reader leaves; one line, no report saved."""
+    events = json.loads((TRACES / "lai-jiangshan.json").read_text())["events"] * 300
+    path = write(tmp_path, "long.json", dict(GOOD, policy="v6.6", events=events))
+    proc = subprocess.Popen([sys.executable, "-m", "formal", "simulate", path],
+                            cwd=Path(__file__).resolve().parent.parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"policy v6.6, config shadow, 1500 events")
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 4
+    assert proc.stderr.read() == b"flushproof: standard output was closed before the verdict\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import tempfile
@@ -223,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("flushproof: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader left (`| head`): no verdict was delivered, not a bug
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
+        print("flushproof: standard output was closed before the verdict", file=sys.stderr)
+        return EXIT_UNKNOWN
     except Exception as exc:  # a bug in flushproof, never reported as a verdict or bad input
         if "--debug" in words:
             traceback.print_exc()
