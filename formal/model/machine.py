@@ -83,18 +83,17 @@ class Machine:
         self.causes: dict[object, StaleCause] = {}
         self.flushes: dict[object, StaleCause] = {}
         self.v = Vcpu(regs=Regs(initial.cr0, initial.cr3, initial.cr4, initial.efer))
-        self._flat = _flatten(self.v)  # the state before the next step, for its diff
 
     def start(self) -> StepRecord:
         """Initial state: KVM's MMU set up for the registers, then the first guest entry."""
-        before = self._flat
+        before = _flatten(self.v)  # what the diff needs, not a copy of the vCPU
         self.policy.log = []
         self.policy.start(self.v)
         viol = enter(self.policy, self.v, self.props, self.causes)
         return self._record(-1, None, None, viol, before)
 
     def step(self, index: int, e: ev.Event) -> StepRecord:
-        before = self._flat
+        before = _flatten(self.v)  # what the diff needs, not a copy of the vCPU
         self.policy.log = []
         try:
             fault, viol = execute(self.policy, self.v, e, self.props,
@@ -106,11 +105,10 @@ class Machine:
 
     def _record(self, index: int, e: ev.Event | None, fault: str | None,
                 viol: list[Violation], before: dict[str, object]) -> StepRecord:
-        self._flat = _flatten(self.v)
         regs = self.v.regs
         return StepRecord(index, e, fault, list(self.policy.log), viol,
                           Regs(regs.cr0, regs.cr3, regs.cr4, regs.efer),
-                          changed=_changes(before, self._flat, self.v))
+                          changed=_changes(before, _flatten(self.v), self.v))
 
     def _track(self, index: int, action, invals: tuple[arch.Inval, ...]) -> None:
         """Run action and remember why each root or hardware context it touched became stale,
@@ -153,8 +151,8 @@ def diff(a: Vcpu, b: Vcpu) -> list[str]:
 
 
 def _changes(before: dict[str, object], after: dict[str, object], b: Vcpu) -> list[str]:
-    """diff, from the flattened states (the later one b's): the machine keeps the flattened
-    state between steps instead of a copy of the vCPU."""
+    """diff, from the flattened states (the later one b's): a step flattens the state before
+    it instead of copying the vCPU."""
     before = dict(before)
     # A record under a tag first used now held nothing before: compare it with a blank one.
     for ctx, records in enumerate(b.hw):
