@@ -112,7 +112,7 @@ def test_legal_neighbours_of_the_rules_do_not_fault(event):
 
 def test_pcide_enable_is_legal_in_long_mode_with_pcid_zero():
     rec = machine("v6.6").step(0, ev.MovCr4(0x20020))
-    assert rec.fault is None and rec.state.regs.cr4 == 0x20020
+    assert rec.fault is None and rec.regs.cr4 == 0x20020
 
 
 def test_noncanonical_invlpg_is_a_nop_not_a_fault():

@@ -3,12 +3,12 @@ recorded in its expected.json ("holds", or "PROPERTY@EVENT" for the first violat
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from formal.cli import policies
-from formal.model import trace
+from formal.cli import policies, schemas
+from formal.errors import Malformed
+from formal.model import jsondoc, trace
 from formal.model.simulate import Run
 from specs import POLICIES
 
@@ -35,13 +35,14 @@ def verdict(out: Run) -> str:
 def run(directory: Path, only: str | None = None) -> list[Cell]:
     """Every (trace, policy) cell (of the trace file named only, if given), loaded policy files
     included (whose cells have no expectation); raises TraceError for a malformed file or
-    expectation."""
+    expectation (formal/cli/schemas/expected.schema.json), before any trace runs."""
     exp_path = directory / "expected.json"
     try:
-        expected = json.loads(exp_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise trace.TraceError(f"{exp_path}: cannot read expectations: {exc}") from None
-    cells = []
+        expected = jsondoc.load(exp_path)
+        schemas.check(expected, "expected", str(exp_path))
+    except Malformed as exc:
+        raise trace.TraceError(str(exc)) from None
+    traces = []
     for path in sorted(directory.glob("*.json")):
         if path.name == "expected.json" or only is not None and path.name != only:
             continue
@@ -49,7 +50,9 @@ def run(directory: Path, only: str | None = None) -> list[Cell]:
         if not isinstance(want, dict) or set(want) != set(POLICIES):
             raise trace.TraceError(f"{exp_path}: '{path.name}' needs a verdict for every "
                                    f"policy ({', '.join(POLICIES)})")
-        t = policies.load(path)
+        traces.append((path, policies.load(path), want))
+    cells = []
+    for path, t, want in traces:
         for policy in policies.known():
             out = policies.simulate(trace.override(t, policy, None))
             cells.append(Cell(path.name, policy, want.get(policy), verdict(out)))

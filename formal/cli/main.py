@@ -1,14 +1,22 @@
-"""The `flushproof` command.  Exit status, for every subcommand: 0 holds, 1 violated,
-2 inconclusive, 3 bad input."""
+"""The `flushproof` command.  Exit status, for every subcommand (docs/exit-codes.md):
+0 holds / proved, 1 violated / refuted (for corpus and suite: a verdict differs from the
+expected one), 2 bounded (no violation within the bound; not a proof), 3 bad input,
+4 unknown (timeout, solver unknown or failure, model error), 5 internal error (a bug in
+flushproof), 130 interrupted (Ctrl-C)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import platform
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
-from formal.cli import corpus, policies, prove, render, suite
+from formal.cli import corpus, output, policies, prove, render, suite
 from formal.concrete import replay
 from formal.engines import search as engines
 from formal.errors import InputError, Malformed
@@ -17,14 +25,40 @@ from formal.model.properties import PROPERTIES, ModelError
 from formal.model.state import CONFIGS
 from specs import POLICIES
 
-EXIT_HOLDS, EXIT_VIOLATED, EXIT_INCONCLUSIVE, EXIT_BAD_INPUT = 0, 1, 2, 3
+EXIT_HOLDS, EXIT_VIOLATED, EXIT_BOUNDED, EXIT_BAD_INPUT, EXIT_UNKNOWN, EXIT_INTERNAL = range(6)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_CODES = (EXIT_HOLDS, EXIT_VIOLATED, EXIT_BOUNDED, EXIT_BAD_INPUT, EXIT_UNKNOWN,
+              EXIT_INTERNAL, EXIT_INTERRUPTED)
+VERDICT_EXIT = {engines.Verdict.PROVED: EXIT_HOLDS, engines.Verdict.REFUTED: EXIT_VIOLATED,
+                engines.Verdict.BOUNDED: EXIT_BOUNDED, engines.Verdict.UNKNOWN: EXIT_UNKNOWN}
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 by default; we say 3
-        self.print_usage(sys.stderr)
-        print(f"flushproof: error: {message}", file=sys.stderr)
+    def error(self, message: str) -> None:  # argparse exits 2, with usage, by default
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_BAD_INPUT)
+
+
+def _seconds(text: str) -> float:
+    """--timeout: a finite number of seconds > 0 (0 is not "no timeout", nan never passes)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
+    return value
+
+
+def _bound(text: str) -> int:
+    """--bound: an integer >= 1 (depth 0 is the first guest entry alone: no event runs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
 
 
 def _trace(args: argparse.Namespace) -> trace.Trace:
@@ -33,11 +67,7 @@ def _trace(args: argparse.Namespace) -> trace.Trace:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    out = policies.simulate(_trace(args))
-    if args.json:
-        print(json.dumps(render.outcome_json(out), indent=1))
-    else:
-        print(render.outcome_text(out), end="")
+    out = render.simulate_to(_trace(args), sys.stdout, args.json, steps=not args.quiet)
     return EXIT_VIOLATED if out.violated else EXIT_HOLDS
 
 
@@ -73,24 +103,44 @@ def _prove(args: argparse.Namespace) -> int:
                           tuple(args.property) if args.property else PROPERTIES, args.engine,
                           args.bound, args.timeout, tuple(args.event) if args.event else None,
                           args.base)
-    proof = prove.run(ob, Path(args.dump_smt) if args.dump_smt else None)
-    converse = prove.run(proof.obligation.converse()) if ob.base is not None else None
-    r = proof.result
-    cex_path = None
+    ob.check()
+    # Every destination is checked before the proof starts (it may take hours).
+    cex_path = Path(args.cex or f"flushproof-cex-{policy}-{args.config}.json")
+    if args.cex:
+        output.check_file(cex_path, "--cex")
+    dump = Path(args.dump_smt) if args.dump_smt else None
+    created = dump is not None and output.prepare_dir(dump, "--dump-smt")
+    try:
+        proof = prove.run(ob, dump)
+        converse = prove.run(proof.obligation.converse()) if ob.base is not None else None
+    except KeyboardInterrupt:  # leave nothing behind: the directory, if made now and empty
+        if created and not any(dump.iterdir()):
+            dump.rmdir()
+        raise
+    unwritten = [f"--dump-smt: {f}" for f in proof.dump_failures[:1]]
+    written = None
     if proof.counterexample is not None:
-        cex_path = Path(args.cex or f"flushproof-cex-{policy}-{args.config}.json")
-        cex_path.write_text(trace.dumps(proof.counterexample.trace))
+        why = output.file_problem(cex_path)
+        if why is None:
+            try:
+                output.write_atomic(cex_path, trace.dumps(proof.counterexample.trace))
+                written = cex_path
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+        if why is not None:
+            unwritten.append(f"the counterexample to {cex_path}: {why}")
     if args.json:
-        doc = render.proof_json(proof, cex_path)
+        doc = render.proof_json(proof, written)
         if converse is not None:
             doc["converse"] = render.proof_json(converse, None)
         print(json.dumps(doc, indent=1))
     else:
-        print(render.proof_text(proof, cex_path), end="")
+        print(render.proof_text(proof, written), end="")
         if converse is not None:
             print(render.converse_text(converse), end="")
-    return {engines.Verdict.PROVED: EXIT_HOLDS,
-            engines.Verdict.REFUTED: EXIT_VIOLATED}.get(r.verdict, EXIT_INCONCLUSIVE)
+    for what in unwritten:  # the verdict stands: say what is missing, in one line each
+        print(f"flushproof: could not write {what}", file=sys.stderr)
+    return VERDICT_EXIT[proof.result.verdict]
 
 
 def _suite(args: argparse.Namespace) -> int:
@@ -107,26 +157,35 @@ def _suite(args: argparse.Namespace) -> int:
     return EXIT_VIOLATED if bad else EXIT_HOLDS
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog="flushproof", description=__doc__)
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="on an internal error, print the traceback")
+    p = _Parser(prog="flushproof", description=__doc__, parents=[common])
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
-    s = sub.add_parser("simulate", help="run a trace file on the model with concrete values")
-    s.add_argument("trace", help="trace file (format flushproof-trace/1)")
+    s = sub.add_parser("simulate", parents=[common],
+                       help="run a trace file on the model with concrete values")
+    s.add_argument("trace", help="trace file (format flushproof-trace/1); - reads standard input")
     s.add_argument("--policy", help="run under this policy instead of the trace's")
     s.add_argument("--config", help="run in this configuration instead of the trace's")
     s.add_argument("--json", action="store_true", help="print the run as JSON")
+    s.add_argument("--quiet", action="store_true",
+                   help="print the verdict only, not every step")
     s.set_defaults(func=_simulate)
-    c = sub.add_parser("corpus", help="run the regression corpus against its expectations")
+    c = sub.add_parser("corpus", parents=[common],
+                       help="run the regression corpus against its expectations")
     c.add_argument("dir", nargs="?", default="traces", help="directory of traces (traces/)")
     c.set_defaults(func=_corpus)
-    r = sub.add_parser("replay", help="replay a trace on the concrete shadow MMU and report the "
-                       "first access the architecture forbids")
-    r.add_argument("trace", help="trace file (format flushproof-trace/1)")
+    r = sub.add_parser("replay", parents=[common],
+                       help="replay a trace on the concrete shadow MMU and report the first "
+                       "access the architecture forbids")
+    r.add_argument("trace", help="trace file (format flushproof-trace/1); - reads standard input")
     r.add_argument("--policy", help="replay under this policy instead of the trace's")
     r.add_argument("--config", help="replay in this configuration instead of the trace's")
     r.add_argument("--json", action="store_true", help="print the outcome as JSON")
     r.set_defaults(func=_replay)
-    v = sub.add_parser("prove", help="prove or refute a policy's properties in a configuration")
+    v = sub.add_parser("prove", parents=[common],
+                       help="prove or refute a policy's properties in a configuration")
     v.add_argument("--policy", help=f"one of {', '.join(POLICIES)}, or a loaded policy file's "
                    "(default: the --policy-file's)")
     v.add_argument("--config", required=True, help=f"one of {', '.join(CONFIGS)}")
@@ -137,37 +196,43 @@ def main(argv: list[str] | None = None) -> int:
                    help="differential: only the violations the policy has at an event where "
                         "this base policy has none (and, reported too, the converse)")
     v.add_argument("--event", action="append", metavar="OP",
-                   help="restrict the events to this kind (repeatable, e.g. --event smi "
-                        "--event rsm; default: all the configuration's); a verdict then covers "
-                        "only executions of these events")
-    v.add_argument("--bound", type=int, default=prove.DEFAULT_BOUND,
-                   help="events explored by bmc, or the largest k of kind")
-    v.add_argument("--timeout", type=float, help="seconds for the solver queries")
-    v.add_argument("--dump-smt", metavar="DIR", help="write every query as an SMT-LIB 2 file")
+                   help="restrict the events to this kind (repeatable, e.g. --event mov_cr3 "
+                        "--event invlpg; default: all the configuration's); a verdict then "
+                        "covers only executions of these events")
+    v.add_argument("--bound", type=_bound, default=prove.DEFAULT_BOUND, metavar="N",
+                   help="events explored by bmc, or the largest k of kind: an integer >= 1 "
+                        f"(default {prove.DEFAULT_BOUND})")
+    v.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                   help="wall-clock limit of the proof, a finite number > 0 (default: none)")
+    v.add_argument("--dump-smt", metavar="DIR",
+                   help="write every query as an SMT-LIB 2 file (created if missing)")
     v.add_argument("--cex", metavar="FILE", help="where to write a counterexample trace")
     v.add_argument("--json", action="store_true", help="print the result as JSON")
     v.set_defaults(func=_prove)
-    u = sub.add_parser("suite", help="run the proof obligations of a proof script")
+    u = sub.add_parser("suite", parents=[common],
+                       help="run the proof obligations of a proof script")
     u.add_argument("file", nargs="?", default="proofs/suite.json", help="proofs/suite.json")
     u.set_defaults(func=_suite)
     for cmd in (s, c, r, v, u):
         cmd.add_argument("--policy-file", action="append", default=[], metavar="PATH[:CLASS]",
                          help="load a policy from a Python file (a subclass of a shipped "
                               "policy; repeatable). It is code: loading it runs it")
-    args = p.parse_args(argv)
-    if getattr(args, "bound", 0) < 0:
-        p.error(f"--bound must be >= 0, got {args.bound}")
+    return p
+
+
+def _run(argv: list[str] | None) -> int:
+    args = parser().parse_args(argv)
     # The one place errors become exit statuses: bad input (formal.errors) is 3, a model that
-    # contradicts itself is inconclusive; anything else is a bug and propagates.
+    # contradicts itself is inconclusive; anything else is a bug (main).
     try:
         args.loaded = [policies.load_file(spec) for spec in args.policy_file]
         return args.func(args)
     except InputError as exc:
-        print(f"flushproof: {exc}", file=sys.stderr)
+        print(f"flushproof: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ModelError as exc:
-        print(f"flushproof: model error: {exc}", file=sys.stderr)
-        return EXIT_INCONCLUSIVE
+        print(f"flushproof: model error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_UNKNOWN
     except Exception as exc:
         # A loaded policy's own code failing is bad input, named by file and line.
         where = policies.blame(exc)
@@ -175,6 +240,49 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"flushproof: {where}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; return its exit status (argparse raises SystemExit on a usage error,
+    with status 3, and on --help)."""
+    words = sys.argv[1:] if argv is None else argv
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        print("flushproof: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader left (`| head`): no verdict was delivered, not a bug
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
+        print("flushproof: standard output was closed before the verdict", file=sys.stderr)
+        return EXIT_UNKNOWN
+    except Exception as exc:  # a bug in flushproof, never reported as a verdict or bad input
+        if "--debug" in words:
+            traceback.print_exc()
+            print("flushproof: internal error (a bug in flushproof): the traceback is above",
+                  file=sys.stderr)
+            return EXIT_INTERNAL
+        where = _save_report(words)
+        print(f"flushproof: internal error (a bug in flushproof): {type(exc).__name__}: "
+              f"{_one_line(str(exc), 120)}; {where}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _save_report(words: list[str]) -> str:
+    """The traceback being handled, saved in the system's temporary directory; says where."""
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="flushproof-crash-", suffix=".txt",
+                                         delete=False) as f:
+            f.write(f"flushproof internal error\nargv: {words!r}\n"
+                    f"python: {platform.python_version()} ({platform.platform()})\n\n")
+            f.write(traceback.format_exc())
+        return f"full report in {f.name} (or rerun with --debug)"
+    except OSError as exc:
+        return f"no report saved ({exc.strerror or exc}): rerun with --debug for the traceback"
 
 
 def entry() -> None:

@@ -13,15 +13,18 @@ import importlib.util
 import json
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+from formal.cli import schemas
 from formal.concrete import replay as concrete_replay
 from formal.errors import InputError, Malformed
 from formal.model import events as ev
+from formal.model import jsondoc, trace
 from formal.model import simulate as model_simulate
-from formal.model import trace
 from formal.model.kvm import Mechanism
+from formal.model.machine import StepRecord
 from formal.model.properties import ModelError
 from formal.model.state import CONFIGS, Config, Regs
 from formal.model.trace import Trace, TraceError
@@ -173,10 +176,24 @@ def _line_in(exc: BaseException, path: Path) -> str:
     return f" (line {lines[-1]})" if lines else ""
 
 
+STDIN = "-"
+
+
 def load(path: str | Path) -> Trace:
-    """A trace file whose policy is a known one."""
-    t = trace.load(path)
-    resolve(t.policy, str(path))
+    """A trace file (`-`: standard input) valid against its schema, whose policy is a
+    registered one."""
+    if str(path) == STDIN:
+        source = "<stdin>"
+        doc = jsondoc.loads(sys.stdin.buffer.read(), source)
+    else:
+        source = str(path)
+        doc = jsondoc.load(path)
+    try:
+        schemas.check(doc, "trace", source)
+    except Malformed as exc:
+        raise TraceError(str(exc)) from None
+    t = trace.from_doc(doc, source)
+    resolve(t.policy, source)
     return t
 
 
@@ -187,9 +204,10 @@ def override(t: Trace, policy: str | None, config: str | None) -> Trace:
     return out
 
 
-def simulate(t: Trace) -> model_simulate.Run:
-    """t run on the model under its own policy."""
-    return model_simulate.run(t, resolve(t.policy))
+def simulate(t: Trace,
+             on_record: Callable[[StepRecord], None] | None = None) -> model_simulate.Run:
+    """t run on the model under its own policy (on_record: formal.model.simulate.run)."""
+    return model_simulate.run(t, resolve(t.policy), on_record=on_record)
 
 
 def replay(t: Trace) -> concrete_replay.ReplayOutcome:

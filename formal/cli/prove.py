@@ -4,6 +4,7 @@ trace, confirmed on the simulator and replayed on the concrete MMU."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -76,8 +77,11 @@ class Obligation:
         if self.engine not in engines.ENGINES:
             raise ObligationError(f"unknown engine {self.engine!r} "
                                   f"(known: {', '.join(engines.ENGINES)})")
-        if self.bound < 0:
-            raise ObligationError(f"bound must be >= 0, got {self.bound}")
+        if self.bound < 1:  # bmc at depth 0 sees only the first guest entry: no event runs
+            raise ObligationError(f"bound must be >= 1, got {self.bound}")
+        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ObligationError(f"timeout must be a finite number of seconds > 0, "
+                                  f"got {self.timeout}")
         if self.events is not None:
             known = [k.op for k in event_kinds(CONFIGS[self.config])]
             for op in self.events:
@@ -133,6 +137,8 @@ class Proof:
     times: dict[str, float] = field(default_factory=dict)
     vacuity: list[str] = field(default_factory=list)
     counterexample: Counterexample | None = None
+    # SMT dumps that could not be written (--dump-smt): the proof went on without them.
+    dump_failures: list[str] = field(default_factory=list)
 
 
 def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> list[str]:
@@ -149,7 +155,7 @@ def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> l
             failures.append(f"property {p} cannot be violated in any state: it checks nothing")
     pending = set(range(len(un.events)))
     path = [un.init()]
-    for d in range(1, max(bound, 1) + 1):
+    for d in range(1, bound + 1):
         for k in sorted(pending):
             er = un.events[k]
             enabled = And(un.is_event(d, k), er.steps.substitute(un.substitution(d, er)))
@@ -158,7 +164,7 @@ def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> l
         if not pending:
             break
         path.append(un.trans(d))
-    failures += [f"event {un.events[k].name} is never enabled within {max(bound, 1)} events"
+    failures += [f"event {un.events[k].name} is never enabled within {bound} events"
                  for k in sorted(pending)]
     return failures
 
@@ -185,7 +191,8 @@ def run(ob: Obligation, dump_dir: Path | None = None) -> Proof:
         return proof
     proof.paths = {er.name: er.paths for er in rel.events} | {"initial": rel.init_paths}
     proof.times["symbolic"] = time.perf_counter() - t0
-    ck = Checker("z3", dump_dir=dump_dir, deadline=deadline)
+    ck = Checker("z3", dump_dir=dump_dir, deadline=deadline,
+                 dump_failures=proof.dump_failures)
     try:
         t1 = time.perf_counter()
         proof.vacuity = vacuity(rel, ob.props, ob.bound, ck)
@@ -222,8 +229,9 @@ def _explicit_first(rel: Relation, ob: Obligation, ck: Checker) -> tuple[Result,
     counterexample, unknown) is the result."""
     t0 = time.perf_counter()
     kinds = {er.name for er in rel.events}
+    left = ck.remaining()  # the run's deadline bounds the search too
     t = explore.search(policies.resolve(ob.policy), CONFIGS[ob.config], ob.props, kinds,
-                       ob.bound, EXPLICIT_SECONDS)
+                       ob.bound, EXPLICIT_SECONDS if left is None else min(left, EXPLICIT_SECONDS))
     searched = time.perf_counter() - t0
     if t is None:
         return None
@@ -243,7 +251,7 @@ def _engine(rel: Relation, ob: Obligation, ck: Checker) -> Result:
     if ob.engine == "bmc":
         return engines.bmc(rel, props, ob.bound, ck, prefer=preferences)
     if ob.engine == "kind":
-        return engines.kind(rel, props, max(ob.bound, 1), ck, prefer=preferences)
+        return engines.kind(rel, props, ob.bound, ck, prefer=preferences)
     if ob.engine == "houdini":
         return engines.houdini(rel, props, ck)
     if ob.engine == "pdr":

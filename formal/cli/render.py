@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TextIO
 
 from formal import solvers
 from formal.cli import policies
@@ -23,7 +24,7 @@ def record_text(rec: StepRecord) -> list[str]:
     head = "initial" if rec.event is None else f"[{rec.index}] {rec.event.describe()}"
     lines = [head]
     if rec.event is None:
-        lines.append(f"    regs: {_regs(rec.state.regs)}")
+        lines.append(f"    regs: {_regs(rec.regs)}")
     if rec.fault:
         lines.append(f"    {rec.fault} (no state change)")
     for act in rec.actions:
@@ -35,19 +36,60 @@ def record_text(rec: StepRecord) -> list[str]:
     return lines
 
 
-def outcome_text(out: Run) -> str:
-    t = out.trace
+def _head_text(t: trace.Trace) -> list[str]:
     lines = [f"policy {t.policy}, config {t.config}, {len(t.events)} events"]
     if t.description:
         lines.append(t.description)
-    for rec in out.records:
-        lines += record_text(rec)
+    return lines
+
+
+def _verdict_text(out: Run) -> str:
     if out.violation:
         idx, viol = out.violation
-        lines.append(f"FAIL: {viol.prop}: {viol.message} (at event {idx})")
-    else:
-        lines.append(f"PASS: no property violated in {len(t.events)} events")
+        return f"FAIL: {viol.prop}: {viol.message} (at event {idx})"
+    return f"PASS: no property violated in {len(out.trace.events)} events"
+
+
+def outcome_text(out: Run) -> str:
+    lines = _head_text(out.trace)
+    for rec in out.records:
+        lines += record_text(rec)
+    lines.append(_verdict_text(out))
     return "\n".join(lines) + "\n"
+
+
+def simulate_to(t: trace.Trace, out: TextIO, as_json: bool = False, steps: bool = True) -> Run:
+    """Simulate t, writing each step to out as it is made (text, or JSON whose `steps` array
+    is written element by element) and then the verdict; a step is dropped once written, so
+    memory does not grow with the trace.  steps=False writes the verdict only.  Nothing is
+    written before the first guest entry has run (an illegal initial state prints nothing);
+    a step outside the model stops the run with the steps before it written."""
+    count = 0
+
+    def write(rec: StepRecord) -> None:
+        nonlocal count
+        if as_json:
+            if count == 0:
+                out.write(_json_head(t, steps))
+            if steps:
+                body = json.dumps(record_json(rec), indent=1).replace("\n", "\n  ")
+                out.write(body if count == 0 else ",\n  " + body)
+        elif steps:
+            if count == 0:
+                out.write("\n".join(_head_text(t)) + "\n")
+            out.write("\n".join(record_text(rec)) + "\n")
+        count += 1
+
+    run = policies.simulate(t, write)
+    if not as_json:
+        out.write(_verdict_text(run) + "\n")
+        return run
+    tail = {"verdict": "violated" if run.violated else "holds"}
+    if run.violation:
+        idx, viol = run.violation
+        tail["violation"] = {"event": idx, "property": viol.prop, "message": viol.message}
+    out.write(("\n ]," if steps else ",") + json.dumps(tail, indent=1)[1:] + "\n")
+    return run
 
 
 def record_json(rec: StepRecord) -> dict[str, object]:
@@ -58,20 +100,13 @@ def record_json(rec: StepRecord) -> dict[str, object]:
         "kvm": rec.actions,
         "changed": rec.changed,
         "violations": [{"property": x.prop, "message": x.message} for x in rec.violations],
-        "regs": {k: f"{getattr(rec.state.regs, k):#x}" for k in ("cr0", "cr3", "cr4", "efer")},
+        "regs": {k: f"{getattr(rec.regs, k):#x}" for k in ("cr0", "cr3", "cr4", "efer")},
     }
 
 
-def outcome_json(out: Run) -> dict[str, object]:
-    res: dict[str, object] = {
-        "policy": out.trace.policy, "config": out.trace.config,
-        "verdict": "violated" if out.violated else "holds",
-        "steps": [record_json(r) for r in out.records],
-    }
-    if out.violation:
-        idx, viol = out.violation
-        res["violation"] = {"event": idx, "property": viol.prop, "message": viol.message}
-    return res
+def _json_head(t: trace.Trace, steps: bool) -> str:
+    head = f'{{\n "policy": {json.dumps(t.policy)},\n "config": {json.dumps(t.config)}'
+    return head + (',\n "steps": [\n  ' if steps else "")
 
 
 def proof_text(proof: Proof, cex_path: Path | None) -> str:
@@ -118,8 +153,11 @@ def proof_text(proof: Proof, cex_path: Path | None) -> str:
         lines.append("")
         src = policies.source(ob.policy)
         again = f" --policy-file {src}" if src else ""
-        lines.append(f"counterexample written to {cex_path} "
-                     f"(flushproof simulate {cex_path}{again} replays it)")
+        if cex_path is None:
+            lines.append("counterexample: not written to a file (the trace is the run above)")
+        else:
+            lines.append(f"counterexample written to {cex_path} "
+                         f"(flushproof simulate {cex_path}{again} replays it)")
         if cex.replay is not None:
             lines.append(f"concrete replay: {cex.replay}")
     lines.append("times: " + ", ".join(f"{k} {v:.1f}s" for k, v in proof.times.items()))

@@ -14,14 +14,14 @@ makes the obligation differential, as `prove --base` does.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from formal.cli import prove
+from formal.cli import prove, schemas
 from formal.cli.prove import Obligation
 from formal.engines.search import Verdict
 from formal.errors import Malformed
+from formal.model import jsondoc
 from formal.model.properties import PROPERTIES
 
 FORMAT = "flushproof-proofs/1"
@@ -51,53 +51,27 @@ class Checked:
 
 
 def load(path: Path) -> list[Entry]:
+    """The entries of a proof script, every one checked before any runs: the schema
+    (formal/cli/schemas/proofs.schema.json: fields, types, `expect` a verdict label, `timeout`
+    a positive number), then each obligation's policy, configuration and events."""
     try:
-        doc = json.loads(path.read_text())
-    except OSError as exc:
-        raise SuiteError(f"{path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise SuiteError(f"{path}: not JSON: {exc.msg} at line {exc.lineno}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise SuiteError(f"{path}: field 'format': expected {FORMAT!r}")
-    obs = doc.get("obligations")
-    if not isinstance(obs, list):
-        raise SuiteError(f"{path}: field 'obligations': expected a list")
-    return [_obligation(path, i, o) for i, o in enumerate(obs)]
+        doc = jsondoc.load(path)
+        schemas.check(doc, "proofs", str(path))
+    except Malformed as exc:
+        raise SuiteError(str(exc)) from None
+    return [_obligation(path, i, o) for i, o in enumerate(doc["obligations"])]
 
 
-def _obligation(path: Path, i: int, o: object) -> Entry:
-    where = f"{path}: obligation {i}"
-    if not isinstance(o, dict):
-        raise SuiteError(f"{where}: expected an object")
-    for f in ("name", "policy", "config", "engine", "expect"):
-        if not isinstance(o.get(f), str):
-            raise SuiteError(f"{where}: field '{f}': expected a string")
-    props = o.get("properties", list(PROPERTIES))
-    if not isinstance(props, list) or not all(isinstance(p, str) for p in props):
-        raise SuiteError(f"{where}: field 'properties': expected a list of names")
-    bound = o.get("bound", prove.DEFAULT_BOUND)
-    if not isinstance(bound, int) or isinstance(bound, bool):
-        raise SuiteError(f"{where}: field 'bound': expected an integer")
-    length = o.get("length")
-    if length is not None and (not isinstance(length, int) or isinstance(length, bool)):
-        raise SuiteError(f"{where}: field 'length': expected an integer")
-    timeout = o.get("timeout")
-    if timeout is not None and not isinstance(timeout, (int, float)):
-        raise SuiteError(f"{where}: field 'timeout': expected a number of seconds")
+def _obligation(path: Path, i: int, o: dict) -> Entry:
     events = o.get("events")
-    if events is not None and (not isinstance(events, list)
-                               or not all(isinstance(e, str) for e in events)):
-        raise SuiteError(f"{where}: field 'events': expected a list of event names")
-    base = o.get("base")
-    if base is not None and not isinstance(base, str):
-        raise SuiteError(f"{where}: field 'base': expected a policy name")
-    ob = Obligation(o["policy"], o["config"], tuple(props), o["engine"], bound, timeout,
-                    None if events is None else tuple(events), base)
+    ob = Obligation(o["policy"], o["config"], tuple(o.get("properties", PROPERTIES)),
+                    o["engine"], o.get("bound", prove.DEFAULT_BOUND), o.get("timeout"),
+                    None if events is None else tuple(events), o.get("base"))
     try:
         ob.check()
     except Malformed as exc:
-        raise SuiteError(f"{where}: {exc}") from None
-    return Entry(o["name"], ob, o["expect"], length)
+        raise SuiteError(f"{path}: obligation {i}: {exc}") from None
+    return Entry(o["name"], ob, o["expect"], o.get("length"))
 
 
 def label(entry: Entry, proof: prove.Proof) -> str:

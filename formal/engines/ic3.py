@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from dataclasses import dataclass
 
 import z3
@@ -190,14 +191,16 @@ class IC3:
 
     def _sat(self, s: z3.Solver, name: str, assumptions: list[z3.BoolRef]) -> bool:
         left = self.ck.remaining()
-        s.set("timeout", max(1, int(left * 1000)) if left else 4294967295)
+        # rounded up: z3 gives up after the deadline, so an earlier `canceled` is Ctrl-C
+        s.set("timeout", math.ceil(left * 1000) if left else 4294967295)
         self.queries += 1
-        r = s.check(*assumptions)
+        with solvers.answering("z3", f"a pdr {name} query", self.ck.deadline):
+            r = s.check(*assumptions)
         if r == z3.unknown:
             why = s.reason_unknown()
-            if left is not None and why in ("timeout", "canceled"):
+            if left is not None and why == "timeout":
                 raise Inconclusive("timeout")
-            raise Inconclusive(f"z3 returned unknown on a pdr {name} query ({why})")
+            raise solvers.unknown("z3", f"a pdr {name} query", self.ck.deadline, why)
         return r == z3.sat
 
     def _frame(self, i: int) -> list[z3.BoolRef]:

@@ -96,6 +96,7 @@ def bmc(rel: Relation, props: tuple[str, ...], bound: int, checker: Checker | No
     un = Unroller(rel)
     t0 = time.perf_counter()
     path = [un.init()]
+    d = start_depth
     try:
         for d in range(bound + 1):
             if d:
@@ -118,8 +119,10 @@ def bmc(rel: Relation, props: tuple[str, ...], bound: int, checker: Checker | No
                                       "verdict)"))
             return Result(Verdict.REFUTED, "bmc", d, witness=cex, times=times)
     except Inconclusive as exc:
-        return Result(Verdict.UNKNOWN, "bmc", reason=str(exc),
-                      times={"bmc": time.perf_counter() - t0})
+        done = f"depths {start_depth}-{d - 1} have no violation" if d > start_depth else \
+            "no depth finished"
+        return Result(Verdict.UNKNOWN, "bmc", max(d - 1, 0), reason=(
+            f"{exc} at bmc depth {d} ({done})"), times={"bmc": time.perf_counter() - t0})
     return Result(Verdict.BOUNDED, "bmc", bound, times={"bmc": time.perf_counter() - t0})
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """Base of every event; `op` is the name used in trace files."""
 
@@ -25,37 +25,37 @@ def hexfield() -> int:
     return field(metadata={"hex": True})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MovCr0(Event):
     op = "mov_cr0"
     value: int = hexfield()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MovCr3(Event):
     op = "mov_cr3"
     value: int = hexfield()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MovCr4(Event):
     op = "mov_cr4"
     value: int = hexfield()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WrmsrEfer(Event):
     op = "wrmsr_efer"
     value: int = hexfield()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Invlpg(Event):
     op = "invlpg"
     va: int = hexfield()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Invpcid(Event):
     op = "invpcid"
     type: int
@@ -63,7 +63,7 @@ class Invpcid(Event):
     va: int = hexfield()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GuestPteWrite(Event):
     """The guest rewrites the leaf PTE of the watched page in the page tables at pgd."""
 
@@ -71,24 +71,24 @@ class GuestPteWrite(Event):
     pgd: int = hexfield()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PvTlbFlush(Event):
     """The guest asked for a flush through steal time (KVM_VCPU_FLUSH_TLB) while preempted."""
 
     op = "pv_tlb_flush"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Smi(Event):
     op = "smi"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rsm(Event):
     op = "rsm"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SetSregs(Event):
     """KVM_SET_SREGS: userspace writes CR0, CR3, CR4 and EFER at once."""
 
@@ -99,19 +99,19 @@ class SetSregs(Event):
     efer: int = hexfield()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Init(Event):
     op = "init"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CpuidUpdate(Event):
     """KVM_SET_CPUID2 (userspace), which KVM follows with kvm_vcpu_after_set_cpuid."""
 
     op = "cpuid_update"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VmEntry(Event):
     """L1 enters L2 (VMLAUNCH/VMRESUME or VMRUN) with these L2 registers, L1's EPTP/nCR3
     (nested_pgd, 0 without nested paging) and the VPID/ASID L1 gave L2 (0: none)."""
@@ -125,12 +125,12 @@ class VmEntry(Event):
     vpid: int = hexfield()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class VmExit(Event):
     op = "vmexit"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Invvpid(Event):
     """L1's INVVPID: 0 individual address, 1 single context, 2 all contexts, 3 single context
     retaining globals (SDM Vol. 3C §30.3)."""
@@ -141,7 +141,7 @@ class Invvpid(Event):
     va: int = hexfield()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Invlpga(Event):
     """L1's INVLPGA (AMD APM Vol. 3): invalidate va in the given ASID."""
 

@@ -24,14 +24,15 @@ Tracker = Callable[[Callable[[], None], tuple[arch.Inval, ...]], None]
 
 @dataclass
 class StepRecord:
-    """One event and everything that happened because of it."""
+    """One event and everything that happened because of it: the registers after it and the
+    fields it changed (not a copy of the whole state, so that a record costs what it says)."""
 
     index: int
     event: ev.Event | None
     fault: str | None
     actions: list[str]
     violations: list[Violation]
-    state: Vcpu
+    regs: Regs
     changed: list[str] = field(default_factory=list)
 
 
@@ -85,14 +86,14 @@ class Machine:
 
     def start(self) -> StepRecord:
         """Initial state: KVM's MMU set up for the registers, then the first guest entry."""
-        before = self.v.clone()
+        before = _flatten(self.v)  # what the diff needs, not a copy of the vCPU
         self.policy.log = []
         self.policy.start(self.v)
         viol = enter(self.policy, self.v, self.props, self.causes)
         return self._record(-1, None, None, viol, before)
 
     def step(self, index: int, e: ev.Event) -> StepRecord:
-        before = self.v.clone()
+        before = _flatten(self.v)  # what the diff needs, not a copy of the vCPU
         self.policy.log = []
         try:
             fault, viol = execute(self.policy, self.v, e, self.props,
@@ -103,9 +104,11 @@ class Machine:
         return self._record(index, e, fault, viol, before)
 
     def _record(self, index: int, e: ev.Event | None, fault: str | None,
-                viol: list[Violation], before: Vcpu) -> StepRecord:
-        return StepRecord(index, e, fault, list(self.policy.log), viol, self.v.clone(),
-                          changed=diff(before, self.v))
+                viol: list[Violation], before: dict[str, object]) -> StepRecord:
+        regs = self.v.regs
+        return StepRecord(index, e, fault, list(self.policy.log), viol,
+                          Regs(regs.cr0, regs.cr3, regs.cr4, regs.efer),
+                          changed=_changes(before, _flatten(self.v), self.v))
 
     def _track(self, index: int, action, invals: tuple[arch.Inval, ...]) -> None:
         """Run action and remember why each root or hardware context it touched became stale,
@@ -144,7 +147,13 @@ def _regs(r: Regs) -> str:
 
 def diff(a: Vcpu, b: Vcpu) -> list[str]:
     """Changed fields between two states, as 'path: old -> new' lines."""
-    before, after = _flatten(a), _flatten(b)
+    return _changes(_flatten(a), _flatten(b), b)
+
+
+def _changes(before: dict[str, object], after: dict[str, object], b: Vcpu) -> list[str]:
+    """diff, from the flattened states (the later one b's): a step flattens the state before
+    it instead of copying the vCPU."""
+    before = dict(before)
     # A record under a tag first used now held nothing before: compare it with a blank one.
     for ctx, records in enumerate(b.hw):
         for h in records:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from formal.errors import NotModeled
@@ -16,7 +17,8 @@ from formal.model.trace import Trace
 
 @dataclass
 class Run:
-    """A simulated trace: a record per guest entry, and the first violation, if any."""
+    """A simulated trace: a record per guest entry (unless the caller took them as they came),
+    and the first violation, if any."""
 
     trace: Trace
     records: list[StepRecord]
@@ -27,17 +29,23 @@ class Run:
         return self.violation is not None
 
 
-def run(trace: Trace, policy_cls: type[Mechanism], stop_at_violation: bool = True) -> Run:
+def run(trace: Trace, policy_cls: type[Mechanism], stop_at_violation: bool = True,
+        on_record: Callable[[StepRecord], None] | None = None) -> Run:
     """Run every event of trace under policy_cls, stopping at the first violated property
     unless told not to (the first one is the Run's violation either way).  Raises NotModeled,
-    naming the event, for a step outside the model."""
+    naming the event, for a step outside the model.  With on_record, each record goes to it as
+    it is made and none is kept (Run.records is empty): memory then does not grow with the
+    trace."""
     policy = policy_cls(CONFIGS[trace.config])
     err = arch.sregs_error(trace.initial)
     if err:
         raise NotModeled(f"initial: registers are not a legal state: {err}")
     m = Machine(policy, trace.initial)
-    records = [m.start()]
-    first = (-1, records[0].violations[0]) if records[0].violations else None
+    records: list[StepRecord] = []
+    keep = records.append if on_record is None else on_record
+    start = m.start()
+    keep(start)
+    first = (-1, start.violations[0]) if start.violations else None
     if first and stop_at_violation:
         return Run(trace, records, first)
     for i, e in enumerate(trace.events):
@@ -48,7 +56,7 @@ def run(trace: Trace, policy_cls: type[Mechanism], stop_at_violation: bool = Tru
             rec = m.step(i, e)
         except NotModeled as exc:
             raise NotModeled(f"event {i} ({e.op}): {exc}") from None
-        records.append(rec)
+        keep(rec)
         if rec.violations and first is None:
             first = (i, rec.violations[0])
             if stop_at_violation:

@@ -6,19 +6,23 @@
                 {"op": "invpcid", "type": 1, "pcid": 0}]}
 
 Registers, addresses and page-table pointers are hex strings; small operands (INVPCID/INVVPID
-type, PCID, VPID, ASID) may be JSON integers or hex strings.  Every problem is reported as one
-TraceError naming the event index and the field.
+type, PCID, VPID, ASID) may be JSON integers or hex strings; both obey the same width rule, at
+most 64 bits.  Every problem is reported as one TraceError naming the source, the event index
+and the field.  The command line first validates a file against its JSON Schema
+(formal/cli/schemas/trace.schema.json); these checks hold for every caller.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from formal.errors import Malformed
 from formal.model import events as ev
+from formal.model import jsondoc
 from formal.model.state import CONFIGS, Regs
 
 FORMAT = "flushproof-trace/1"
@@ -26,6 +30,7 @@ _HEX = re.compile(r"0x[0-9a-fA-F]{1,16}")
 # Operands that may be omitted, with their default, per op: the ones an instruction ignores.
 _OPTIONAL = {"invpcid": {"pcid": 0, "va": 0}, "invvpid": {"vpid": 0, "va": 0}}
 _SMALL = {"type", "pcid", "vpid", "asid"}
+_WIDTH = 1 << 64
 
 
 class TraceError(Malformed):
@@ -46,18 +51,19 @@ def _hex(where: str, name: str, raw: object, small: bool) -> int:
     if small and isinstance(raw, int) and not isinstance(raw, bool):
         if raw < 0:
             raise TraceError(f"{where}: field '{name}': must not be negative, got {raw}")
-        return raw
-    if not isinstance(raw, str) or not _HEX.fullmatch(raw):
-        kind = "an integer or a hex string" if small else 'a hex string like "0x1000"'
-        raise TraceError(f"{where}: field '{name}': expected {kind} (at most 64 bits), "
-                         f"got {json.dumps(raw)}")
-    return int(raw, 16)
+        if raw < _WIDTH:
+            return raw
+    elif isinstance(raw, str) and _HEX.fullmatch(raw):
+        return int(raw, 16)
+    kind = "an integer or a hex string" if small else 'a hex string like "0x1000"'
+    raise TraceError(f"{where}: field '{name}': expected {kind} (at most 64 bits), "
+                     f"got {jsondoc.show(raw)}")
 
 
 def _fields(where: str, obj: object, names: list[str], optional: dict[str, int],
             small: set[str]) -> dict[str, int]:
     if not isinstance(obj, dict):
-        raise TraceError(f"{where}: expected an object, got {json.dumps(obj)}")
+        raise TraceError(f"{where}: expected an object, got {jsondoc.show(obj)}")
     extra = set(obj) - set(names) - {"op"}
     if extra:
         raise TraceError(f"{where}: unknown field '{sorted(extra)[0]}'")
@@ -72,54 +78,68 @@ def _fields(where: str, obj: object, names: list[str], optional: dict[str, int],
     return out
 
 
-def parse_event(index: int, obj: object) -> ev.Event:
-    where = f"event {index}"
+def parse_event(index: int, obj: object, source: str = "trace") -> ev.Event:
+    where = f"{source}: event {index}"
     if not isinstance(obj, dict):
-        raise TraceError(f"{where}: expected an object with an 'op', got {json.dumps(obj)}")
-    op = obj.get("op")
-    if not isinstance(op, str):
+        raise TraceError(f"{where}: expected an object with an 'op', got {jsondoc.show(obj)}")
+    if "op" not in obj:
         raise TraceError(f"{where}: missing field 'op'")
+    op = obj["op"]
+    if not isinstance(op, str):
+        raise TraceError(f"{where}: field 'op': expected an event name, got {jsondoc.show(op)}")
     cls = ev.EVENT_TYPES.get(op)
     if cls is None:
-        raise TraceError(f"{where}: field 'op': unknown op {op!r} "
+        raise TraceError(f"{where}: field 'op': unknown op {jsondoc.show(op)} "
                          f"(known: {', '.join(sorted(ev.EVENT_TYPES))})")
     names = [f.name for f in fields(cls)]
     vals = _fields(f"{where} ({op})", obj, names, _OPTIONAL.get(op, {}), _SMALL)
     return cls(**vals)
 
 
-def parse(text: str, source: str = "trace") -> Trace:
+def parse(text: str | bytes, source: str = "trace") -> Trace:
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TraceError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} "
-                         f"column {exc.colno}") from None
+        doc = jsondoc.loads(text, source)
+    except Malformed as exc:
+        raise TraceError(str(exc)) from None
+    return from_doc(doc, source)
+
+
+def _consume(events: list, source: str) -> Iterator[ev.Event]:
+    for i in range(len(events)):
+        e, events[i] = events[i], None
+        yield parse_event(i, e, source)
+
+
+def from_doc(doc: object, source: str = "trace") -> Trace:
+    """The trace a JSON value (jsondoc.loads) describes; TraceError naming where it is not
+    one.  Consumes doc's event list (each event object is dropped once parsed), so that a long
+    trace is not held twice."""
     if not isinstance(doc, dict):
         raise TraceError(f"{source}: expected a JSON object at the top level")
     if doc.get("format") != FORMAT:
         raise TraceError(f"{source}: field 'format': expected {FORMAT!r}, "
-                         f"got {json.dumps(doc.get('format'))}")
+                         f"got {jsondoc.show(doc.get('format'))}")
     extra = set(doc) - {"format", "policy", "config", "initial", "events", "description"}
     if extra:
         raise TraceError(f"{source}: unknown field '{sorted(extra)[0]}'")
     policy = doc.get("policy")
     if not isinstance(policy, str):
         raise TraceError(f"{source}: field 'policy': expected a policy name, "
-                         f"got {json.dumps(policy)}")
+                         f"got {jsondoc.show(policy)}")
     config = doc.get("config")
-    if config not in CONFIGS:
-        raise TraceError(f"{source}: field 'config': unknown config {json.dumps(config)} "
+    if not isinstance(config, str) or config not in CONFIGS:
+        raise TraceError(f"{source}: field 'config': unknown config {jsondoc.show(config)} "
                          f"(known: {', '.join(CONFIGS)})")
     regs = _fields(f"{source}: initial", doc.get("initial"), ["cr0", "cr3", "cr4", "efer"],
                    {}, set())
     events = doc.get("events")
     if not isinstance(events, list):
         raise TraceError(f"{source}: field 'events': expected a list")
-    parsed = tuple(parse_event(i, e) for i, e in enumerate(events))
+    parsed = tuple(_consume(events, source))
     cfg = CONFIGS[config]
     for i, e in enumerate(parsed):
         if e.op in ev.NESTED_OPS and cfg.nested is None:
-            raise TraceError(f"event {i} ({e.op}): config {config} has no nested "
+            raise TraceError(f"{source}: event {i} ({e.op}): config {config} has no nested "
                              "virtualization (use nested-ept, nested-npt or nested-shadow)")
     desc = doc.get("description", "")
     if not isinstance(desc, str):
@@ -138,12 +158,11 @@ def override(t: Trace, policy: str | None, config: str | None) -> Trace:
 
 
 def load(path: str | Path) -> Trace:
-    p = Path(path)
     try:
-        text = p.read_text()
-    except OSError as exc:
-        raise TraceError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse(text, str(path))
+        doc = jsondoc.load(path)
+    except Malformed as exc:
+        raise TraceError(str(exc)) from None
+    return from_doc(doc, str(path))
 
 
 def event_to_json(e: ev.Event) -> dict[str, object]:

@@ -8,7 +8,10 @@ formal.solvers.cvc5); adding one is adding its module to `BACKENDS` below.
 from __future__ import annotations
 
 import importlib
+import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from pysmt.exceptions import SolverReturnedUnknownResultError
@@ -20,8 +23,51 @@ BACKENDS = ("z3", "cvc5")
 
 
 class Inconclusive(Exception):
-    """The solver could not answer (deadline, `unknown`): the verdict is `unknown` with this
-    cause."""
+    """The solver could not answer (deadline, `unknown`, a solver that failed): the verdict is
+    `unknown` with this cause."""
+
+
+# z3's reasons for `unknown` after Ctrl-C: z3 catches SIGINT itself while it searches, so
+# Python sees no KeyboardInterrupt; the interrupt is raised again from its answer.
+INTERRUPTED = ("interrupted from keyboard", "canceled")
+
+
+@contextmanager
+def answering(name: str, query: str, deadline: Deadline | None = None,
+              solver: object = None) -> Iterator[None]:
+    """Solver calls inside give an answer or raise Inconclusive with the cause: "timeout" once
+    the deadline has passed, else the solver's `unknown` (with z3's reason, from solver, a
+    pySMT or z3 solver) or its failure (any exception a backend raises: a crash, a missing
+    library), never a verdict or a traceback.  A z3 search cut short by Ctrl-C raises
+    KeyboardInterrupt."""
+    try:
+        yield
+    except Inconclusive:
+        raise
+    except SolverReturnedUnknownResultError:
+        raise unknown(name, query, deadline, reason_unknown(solver)) from None
+    except Exception as exc:
+        raise Inconclusive(f"{name} failed on {query}: {type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else 'no message'}") from None
+
+
+def reason_unknown(solver: object) -> str:
+    """z3's reason for its last `unknown` ("" for another backend)."""
+    z3_solver = getattr(solver, "z3", solver)
+    try:
+        return z3_solver.reason_unknown() if hasattr(z3_solver, "reason_unknown") else ""
+    except Exception:  # a solver that cannot say: its answer stays `unknown`
+        return ""
+
+
+def unknown(name: str, query: str, deadline: Deadline | None, reason: str) -> Inconclusive:
+    """The Inconclusive for an `unknown` answer; raises Inconclusive("timeout") once the
+    deadline has passed, and KeyboardInterrupt for a search cut short by Ctrl-C."""
+    if deadline is not None:
+        deadline.remaining()
+    if reason in INTERRUPTED:
+        raise KeyboardInterrupt
+    return Inconclusive(f"{name} returned unknown on {query}" + (f" ({reason})" if reason else ""))
 
 
 @dataclass(frozen=True)
@@ -48,7 +94,8 @@ class Deadline:
 
     @classmethod
     def after(cls, seconds: float | None) -> Deadline:
-        return cls(time.monotonic() + seconds if seconds else None)
+        """seconds from now (None: no deadline; 0 or less has already passed)."""
+        return cls(None if seconds is None else time.monotonic() + seconds)
 
     def remaining(self) -> float | None:
         """Seconds left, None without a deadline; raises Inconclusive once it has passed."""
@@ -67,8 +114,8 @@ def make(name: str = "z3", deadline: Deadline | None = None, logic: str | None =
     b = backend(name)
     opts = dict(b.options)
     left = deadline.remaining() if deadline is not None else None
-    if left:
-        opts[b.timeout_option] = max(1, int(left * 1000))
+    if left is not None:  # rounded up: the solver gives up after the deadline, not before
+        opts[b.timeout_option] = math.ceil(left * 1000)
     return Solver(name=name, logic=logic, solver_options=opts)
 
 
@@ -78,4 +125,4 @@ def versions() -> dict[str, str]:
 
 
 __all__ = ["BACKENDS", "Backend", "Deadline", "Inconclusive", "SolverReturnedUnknownResultError",
-           "backend", "make", "versions"]
+           "answering", "backend", "make", "reason_unknown", "unknown", "versions"]

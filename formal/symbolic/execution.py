@@ -319,12 +319,8 @@ def _solve(solver: Any, cond: FNode | None = None) -> bool:
     deadline = _DEADLINE.get()
     if deadline is not None:
         deadline.remaining()
-    try:
+    with solvers.answering("the path oracle's solver", "a path condition", deadline, solver):
         return solver.solve([] if cond is None else [cond])
-    except solvers.SolverReturnedUnknownResultError:
-        if deadline is not None:
-            deadline.remaining()
-        raise solvers.Inconclusive("the path oracle's solver returned unknown") from None
 
 
 @dataclass
