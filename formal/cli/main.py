@@ -11,6 +11,8 @@ from pathlib import Path
 from formal.cli import corpus, policies, prove, render, suite
 from formal.concrete import replay
 from formal.engines import search as engines
+from formal.engines.checker import CHECKERS
+from formal.engines.progress import Progress
 from formal.errors import InputError
 from formal.model import trace
 from formal.model.properties import PROPERTIES, ModelError
@@ -68,7 +70,14 @@ def _prove(args: argparse.Namespace) -> int:
     ob = prove.Obligation(args.policy, args.config,
                           tuple(args.property) if args.property else PROPERTIES, args.engine,
                           args.bound, args.timeout, tuple(args.event) if args.event else None)
-    proof = prove.run(ob, Path(args.dump_smt) if args.dump_smt else None)
+    # Progress on stderr only for a person at a terminal, never into --json's consumer.
+    live = sys.stderr.isatty() and not args.json
+    progress = Progress(sys.stderr if live else None, live=True)
+    try:
+        proof = prove.run(ob, Path(args.dump_smt) if args.dump_smt else None, args.checker,
+                          args.jobs, progress)
+    finally:
+        progress.done()
     r = proof.result
     cex_path = None
     if proof.counterexample is not None:
@@ -128,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--bound", type=int, default=prove.DEFAULT_BOUND,
                    help="events explored by bmc, or the largest k of kind")
     v.add_argument("--timeout", type=float, help="seconds for the solver queries")
+    v.add_argument("--checker", default=CHECKERS[0], choices=CHECKERS,
+                   help="the solver that re-checks a certificate (default: %(default)s, the "
+                        "fastest measured; never z3, the search's)")
+    v.add_argument("--jobs", type=int, metavar="N",
+                   help="processes for the re-check's queries (default: one per core)")
     v.add_argument("--dump-smt", metavar="DIR", help="write every query as an SMT-LIB 2 file")
     v.add_argument("--cex", metavar="FILE", help="where to write a counterexample trace")
     v.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -138,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if getattr(args, "bound", 0) < 0:
         p.error(f"--bound must be >= 0, got {args.bound}")
+    if (getattr(args, "jobs", None) or 1) < 1:
+        p.error(f"--jobs must be >= 1, got {args.jobs}")
     # The one place errors become exit statuses: bad input (formal.errors) is 3, a model that
     # contradicts itself is inconclusive; anything else is a bug and propagates.
     try:

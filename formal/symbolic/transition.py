@@ -23,6 +23,7 @@ from dataclasses import fields
 from pysmt.fnode import FNode
 from pysmt.shortcuts import FALSE, And, EqualsOrIff, Ite, Not, Or
 
+from formal.engines.progress import Progress
 from formal.engines.system import EventRelation, Relation
 from formal.model import arch, properties
 from formal.model import events as ev
@@ -275,21 +276,25 @@ def initial_relation(policy_cls: type[Mechanism], cfg: Config, pre: dict[str, Sy
 
 def build(policy_cls: type[Mechanism], cfg: Config,
           kinds: list[type[ev.Event]] | None = None,
-          props: tuple[str, ...] = PROPERTIES, deadline: Deadline | None = None) -> Relation:
+          props: tuple[str, ...] = PROPERTIES, deadline: Deadline | None = None,
+          progress: Progress | None = None) -> Relation:
     """The relation of policy_cls in cfg over kinds (default: every kind of cfg); every path
-    oracle's query is bounded by deadline (formal.solvers.Inconclusive once it has passed)."""
+    oracle's query is bounded by deadline (formal.solvers.Inconclusive once it has passed).
+    progress hears which handler is being executed."""
     with running_until(deadline):
-        return _build(policy_cls, cfg, kinds, props)
+        return _build(policy_cls, cfg, kinds, props, progress or Progress())
 
 
 def _build(policy_cls: type[Mechanism], cfg: Config, kinds: list[type[ev.Event]] | None,
-           props: tuple[str, ...]) -> Relation:
+           props: tuple[str, ...], progress: Progress) -> Relation:
     pre_state, pre = symbolic_state(cfg, "s.")
+    progress("symbolic execution: the initial states")
     n, init, init_viol, init_err = initial_relation(policy_cls, cfg, pre, props)
     rel = Relation(policy_cls.name, cfg.name, state_names(cfg),
                    {name: var.node for name, var in pre.items()}, n, init, init_viol,
                    init_err)
     for kind in kinds if kinds is not None else event_kinds(cfg):
+        progress(f"symbolic execution: {kind.op}")
         rel.events.append(event_relation(policy_cls, cfg, pre_state, kind, "e.", props))
     rel.lemmas = entry_lemmas(policy_cls, cfg, pre_state) + legality_lemmas(cfg, pre_state) \
         + [last_entry_lemma(policy_cls, cfg, pre_state)] + role_lemmas(policy_cls, cfg, pre_state) \
