@@ -22,6 +22,7 @@ from pysmt.shortcuts import (
 
 from formal.cli import prove
 from formal.engines import search as engines
+from formal.engines.checker import CHECKERS
 from formal.engines.system import EventRelation, Relation
 from formal.model import events as ev
 from formal.model.properties import PROPERTIES
@@ -58,10 +59,11 @@ def test_bmc_reports_bounded_never_proved_on_a_safe_counter():
     assert (r.verdict, r.label) == ("bounded", "bounded(5)")
 
 
-def test_kind_proves_a_one_inductive_property_with_a_cvc5_checked_certificate():
+def test_kind_proves_a_one_inductive_property_with_a_yices_checked_certificate():
     r = engines.kind(counter(0, 1), PROP, 2)
-    assert (r.verdict, r.bound) == ("proved", 1)
-    assert "re-checked by cvc5" in r.certificate
+    assert (r.verdict, r.bound, r.checker, r.checked) == ("proved", 1, "yices", 3)
+    assert r.certificate == ("1-induction: base (depths 0..1) and step re-checked by yices in 3 "
+                             "one-shot queries")
 
 
 def test_kind_fails_without_strengthening_where_houdini_proves():
@@ -78,13 +80,25 @@ def test_kind_and_houdini_refute_nothing_and_prove_nothing_on_an_unsafe_counter(
     assert engines.houdini(counter(2, 6), PROP, bit_fields=("cr0",)).verdict == "unknown"
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+@pytest.mark.parametrize("checker", CHECKERS)
 @pytest.mark.parametrize("bit,verdict", [(0, "proved"), (1, "unknown")])
-def test_a_corrupted_invariant_fails_the_cvc5_recheck(bit, verdict):
+def test_a_corrupted_invariant_fails_the_recheck_of_every_checker(bit, verdict, checker, jobs):
+    """Each re-checker, in one process and on two: bit 0 of x stays clear (x += 2 from 0), bit
+    1 does not."""
     toy = counter(2, -1)
     s0 = engines.Unroller(toy).state(0)["regs.cr0"]
     inv = EqualsOrIff(BVAnd(s0, BV(1 << bit, 64)), BV(0, 64))  # bit 1 is not preserved
-    r = engines.recheck_invariant(toy, PROP, inv, engines.Checker(), {}, "test")
+    ck = engines.Checker(checker=checker, jobs=jobs)
+    r = engines.recheck_invariant(toy, PROP, inv, ck, {}, "test")
     assert r.verdict == verdict
+    if verdict == "proved":  # initiation twice, consecution of the one path, safety
+        assert (r.checker, r.checked) == (checker, 4)
+        assert r.certificate.startswith(f"inductive invariant re-checked by {checker} in 4 "
+                                        "one-shot queries")
+    else:
+        assert r.reason == (f"{checker} rejects the invariant's certificate: the "
+                            "consecution-mov_cr3-path0 query is satisfiable")
     # Only an accepted invariant skips initiation and consecution for the next property.
     assert (inv in toy.rechecked) == (verdict == "proved")
     if verdict == "unknown":
@@ -105,7 +119,7 @@ def test_the_recheck_asks_consecution_per_path_and_names_the_path_that_breaks_it
     even = EqualsOrIff(BVAnd(s0, BV(1, 64)), BV(0, 64))
     r = engines.recheck_invariant(toy, PROP, even, engines.Checker(), {}, "test")
     assert (r.verdict, r.reason) == (
-        "unknown", "cvc5 rejects the invariant's certificate: the consecution-mov_cr3-path1 "
+        "unknown", "yices rejects the invariant's certificate: the consecution-mov_cr3-path1 "
         "query is satisfiable")
 
 
@@ -176,8 +190,8 @@ def test_kind_fails_without_strengthening_where_pdr_proves():
     assert engines.kind(toy, PROP, 3).verdict == "unknown"
     r = engines.pdr(toy, PROP, engines.Checker(timeout=60))
     assert r.verdict == "proved", r.reason
-    assert "re-checked by cvc5" in r.certificate
-    # The invariant IC3 found (the certificate cvc5 accepted) says that x stays even.
+    assert "re-checked by yices" in r.certificate
+    # The invariant IC3 found (the certificate yices accepted) says that x stays even.
     inv = next(iter(toy.rechecked))
     x = engines.Unroller(toy).state(0)["regs.cr0"]
     assert not engines.Checker().sat("odd", And(inv, EqualsOrIff(BVExtract(x, 0, 0), BV(1, 1))))
@@ -228,7 +242,7 @@ TDP_EVENTS = [ev.MovCr0, ev.MovCr3, ev.MovCr4, ev.WrmsrEfer, ev.Invpcid, ev.Gues
               ev.SetSregs]
 
 
-def test_houdini_proves_v6_6_tdp_with_a_cvc5_checked_invariant():
+def test_houdini_proves_v6_6_tdp_with_a_yices_checked_invariant():
     """A KVM cell with an unbounded proof: v6.6 under TDP, on the register, INVPCID, PTE-write
     and KVM_SET_SREGS events (the full cell is in proofs/suite.json)."""
     from formal.cli.prove import vacuity
@@ -237,15 +251,16 @@ def test_houdini_proves_v6_6_tdp_with_a_cvc5_checked_invariant():
     r = engines.houdini(rel, PROPERTIES)
     assert r.verdict == "proved", r.reason
     # 2 initiation queries, consecution on each of the 128 paths, safety per event kind
-    assert "re-checked by cvc5 in 137 one-shot queries (initiation; consecution per path and " \
+    assert "re-checked by yices in 137 one-shot queries (initiation; consecution per path and " \
         "safety for each of 7 event kinds)" in r.certificate
+    assert (r.checker, r.checked) == ("yices", 137)
 
 
 def test_pdr_proves_a_v6_6_tdp_cell_with_a_cvc5_checked_invariant():
     """IC3 on a KVM relation: v6.6 under TDP, CR3 and CR4 writes and INVPCID, freshness
     (about 20 s of search on the reference machine)."""
     rel = build(POLICIES["v6.6"], CONFIGS["tdp"], [ev.MovCr3, ev.Invpcid, ev.MovCr4], PROP)
-    r = engines.pdr(rel, PROP, engines.Checker(timeout=300))
+    r = engines.pdr(rel, PROP, engines.Checker(timeout=300, checker="cvc5"))
     assert r.verdict == "proved", r.reason
     # 2 initiation queries, consecution on each of the 91 paths, safety per event kind
     assert "re-checked by cvc5 in 96 one-shot queries (initiation; consecution per path and " \

@@ -19,6 +19,8 @@ from pathlib import Path
 from formal.cli import corpus, output, policies, prove, render, suite
 from formal.concrete import replay
 from formal.engines import search as engines
+from formal.engines.checker import CHECKERS
+from formal.engines.progress import Progress
 from formal.errors import InputError, Malformed
 from formal.model import trace
 from formal.model.properties import PROPERTIES, ModelError
@@ -47,6 +49,17 @@ def _seconds(text: str) -> float:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
+    return value
+
+
+def _jobs(text: str) -> int:
+    """--jobs: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
     return value
 
 
@@ -110,13 +123,19 @@ def _prove(args: argparse.Namespace) -> int:
         output.check_file(cex_path, "--cex")
     dump = Path(args.dump_smt) if args.dump_smt else None
     created = dump is not None and output.prepare_dir(dump, "--dump-smt")
+    # Progress on stderr only for a person at a terminal, never into --json's consumer.
+    live = sys.stderr.isatty() and not args.json
+    progress = Progress(sys.stderr if live else None, live=True)
     try:
-        proof = prove.run(ob, dump)
-        converse = prove.run(proof.obligation.converse()) if ob.base is not None else None
+        proof = prove.run(ob, dump, args.checker, args.jobs, progress)
+        converse = prove.run(proof.obligation.converse(), None, args.checker, args.jobs,
+                             progress) if ob.base is not None else None
     except KeyboardInterrupt:  # leave nothing behind: the directory, if made now and empty
         if created and not any(dump.iterdir()):
             dump.rmdir()
         raise
+    finally:
+        progress.done()
     unwritten = [f"--dump-smt: {f}" for f in proof.dump_failures[:1]]
     written = None
     if proof.counterexample is not None:
@@ -204,6 +223,12 @@ def parser() -> argparse.ArgumentParser:
                         f"(default {prove.DEFAULT_BOUND})")
     v.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                    help="wall-clock limit of the proof, a finite number > 0 (default: none)")
+    v.add_argument("--checker", default=CHECKERS[0], choices=CHECKERS,
+                   help="the solver that re-checks a certificate (default: %(default)s, the "
+                        "fastest measured; never z3, the search's)")
+    v.add_argument("--jobs", type=_jobs, metavar="N",
+                   help="processes for the re-check's queries, an integer >= 1 (default: one "
+                        "per core)")
     v.add_argument("--dump-smt", metavar="DIR",
                    help="write every query as an SMT-LIB 2 file (created if missing)")
     v.add_argument("--cex", metavar="FILE", help="where to write a counterexample trace")

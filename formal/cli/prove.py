@@ -16,7 +16,8 @@ from pysmt.shortcuts import BV, And, BVAnd, EqualsOrIff, Or
 from formal.cli import policies
 from formal.concrete.replay import ReplayOutcome
 from formal.engines import search as engines
-from formal.engines.checker import Checker
+from formal.engines.checker import CHECKERS, Checker
+from formal.engines.progress import Progress
 from formal.engines.search import Result, Verdict
 from formal.engines.system import Relation
 from formal.engines.unroll import Unroller
@@ -147,6 +148,7 @@ def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> l
     negation is satisfiable in some unconstrained state).  Returns the failures."""
     un = Unroller(rel)
     failures = []
+    ck.progress("vacuity: initial states, properties")
     if not ck.sat("vacuity-init", un.init()):
         return ["no initial state: the initial-state constraint is unsatisfiable"]
     for p in props:
@@ -156,6 +158,7 @@ def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> l
     pending = set(range(len(un.events)))
     path = [un.init()]
     for d in range(1, bound + 1):
+        ck.progress(f"vacuity: events enabled within {d} events")
         for k in sorted(pending):
             er = un.events[k]
             enabled = And(un.is_event(d, k), er.steps.substitute(un.substitution(d, er)))
@@ -169,30 +172,34 @@ def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> l
     return failures
 
 
-def run(ob: Obligation, dump_dir: Path | None = None) -> Proof:
-    """Decide ob: build the relation, check vacuity, run the engine, and turn a counterexample
-    into a trace that the simulator confirms and the concrete MMU replays."""
+def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0],
+        jobs: int | None = None, progress: Progress | None = None) -> Proof:
+    """Decide ob: build the relation, check vacuity, run the engine (a certificate re-checked
+    by `checker` on `jobs` processes, default one per core), and turn a counterexample into a
+    trace that the simulator confirms and the concrete MMU replays.  progress hears what the
+    run is doing."""
     ob.check()
+    progress = progress or Progress()
     if ob.events is not None:  # in the configuration's order, as the relation has them
         ob = replace(ob, events=tuple(k.op for k in ob.kinds()))
     t0 = time.perf_counter()
     deadline = Deadline.after(ob.timeout)
     proof = Proof(ob, Result(Verdict.UNKNOWN, ob.engine))
+    ck = Checker(dump_dir=dump_dir, deadline=deadline, checker=checker, jobs=jobs,
+                 progress=progress, dump_failures=proof.dump_failures)
     try:
         if ob.base is None:
             rel = build(policies.resolve(ob.policy), CONFIGS[ob.config], ob.kinds(), ob.props,
-                        deadline)
+                        deadline, progress)
         else:
             rel = product.build(policies.resolve(ob.policy), policies.resolve(ob.base),
-                                CONFIGS[ob.config], ob.kinds(), ob.props, deadline)
+                                CONFIGS[ob.config], ob.kinds(), ob.props, deadline, progress)
     except Inconclusive as exc:
         proof.result.reason = f"symbolic execution: {exc}"
         proof.times["symbolic"] = time.perf_counter() - t0
         return proof
     proof.paths = {er.name: er.paths for er in rel.events} | {"initial": rel.init_paths}
     proof.times["symbolic"] = time.perf_counter() - t0
-    ck = Checker("z3", dump_dir=dump_dir, deadline=deadline,
-                 dump_failures=proof.dump_failures)
     try:
         t1 = time.perf_counter()
         proof.vacuity = vacuity(rel, ob.props, ob.bound, ck)

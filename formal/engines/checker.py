@@ -1,72 +1,131 @@
-"""One-shot satisfiability queries for the engines, through the solver seam (formal.solvers)."""
+"""One-shot satisfiability queries for the engines, through the solver seam (formal.solvers),
+and the re-check of a certificate by a solver of another code base than the search's."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pysmt.fnode import FNode
-from pysmt.smtlib.script import smtlibscript_from_formula
 
 from formal import solvers
-from formal.solvers import Deadline
+from formal.engines import parallel
+from formal.engines.progress import Progress
+from formal.errors import Malformed
+from formal.solvers import Answer, Deadline
+
+# The search engines' solver.
+SEARCH = "z3"
+# The solvers that may re-check a certificate: every backend but the search's (a `proved` needs
+# a second code base's unsat on each of its queries).  The first is the default: the fastest
+# measured (docs/performance.md).
+CHECKERS = ("yices", "bitwuzla", "cvc5")
+
+# A certificate query, named, and built when it is asked (in the worker that asks it).
+Query = tuple[str, Callable[[], FNode]]
 
 
 class Checker:
     """One-shot satisfiability queries of one backend, each bounded by the run's deadline and
     optionally written out as an SMT-LIB 2 file (--dump-smt DIR, which the caller created).
-    `with_backend` gives a checker of another backend on the same deadline and dump directory
-    (the re-checker).  A dump that cannot be written is not a reason to lose the proof: the
-    first failure is kept in `dump_failures` (shared with the re-checker) and dumping stops."""
+    `recheck` asks a certificate's queries of the re-checker (`checker`) on `jobs` processes
+    (default: one per core).  A dump that cannot be written is not a reason to lose the proof:
+    the first failure is kept in `dump_failures` and dumping stops."""
 
-    def __init__(self, solver_name: str = "z3", timeout: float | None = None,
+    def __init__(self, solver_name: str = SEARCH, timeout: float | None = None,
                  dump_dir: Path | None = None, deadline: Deadline | None = None,
+                 checker: str = CHECKERS[0], jobs: int | None = None,
+                 progress: Progress | None = None,
                  dump_failures: list[str] | None = None) -> None:
+        if checker not in CHECKERS:
+            raise Malformed(f"{checker!r} cannot re-check certificates (known: "
+                            f"{', '.join(CHECKERS)}; not {SEARCH}, the search's solver)")
+        if jobs is not None and jobs < 1:
+            raise Malformed(f"jobs must be >= 1, got {jobs}")
         self.solver_name = solver_name
         self.deadline = deadline if deadline is not None else Deadline.after(timeout)
         self.dump_dir = dump_dir
+        self.checker = checker
+        self.jobs = jobs or os.cpu_count() or 1
+        self.progress = progress or Progress()
         self.count = 0
         self.dump_failures = dump_failures if dump_failures is not None else []
-
-    def with_backend(self, solver_name: str) -> Checker:
-        return Checker(solver_name, dump_dir=self.dump_dir, deadline=self.deadline,
-                       dump_failures=self.dump_failures)
 
     def remaining(self) -> float | None:
         return self.deadline.remaining()
 
-    def dump(self, name: str, formula: FNode) -> Path | None:
-        """formula as an SMT-LIB 2 file of the dump directory, written whole or not at all (a
-        temporary file renamed); None when there is no directory or the write failed."""
+    def _dump_path(self, name: str) -> Path | None:
         if self.dump_dir is None or self.dump_failures:
             return None
         self.count += 1
-        path = self.dump_dir / f"{self.count:03d}-{name}.smt2"
+        return self.dump_dir / f"{self.count:03d}-{name}.smt2"
+
+    def _write(self, path: Path | None, text: str) -> None:
+        """text to path whole or not at all (a temporary file renamed); a failure is kept."""
+        if path is None or self.dump_failures:
+            return
         tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.dump_dir, prefix=f".{path.name}.")
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
             with os.fdopen(fd, "w") as out:
-                smtlibscript_from_formula(formula, logic="QF_BV").serialize(out, daggify=True)
+                out.write(text)
             os.replace(tmp, path)
         except OSError as exc:
             self.dump_failures.append(f"{path}: {exc.strerror or exc}")
-            return None
         finally:
             if tmp is not None and os.path.exists(tmp):
                 os.unlink(tmp)
-        return path
 
-    def sat(self, name: str, formula: FNode, model_of: list[FNode] | None = None):
-        """Is formula satisfiable?  Returns None if not, else a dict of the values of
-        model_of (or True when none are asked for)."""
-        self.dump(name, formula)
-        with solvers.answering(self.solver_name, name, self.deadline), \
-                solvers.make(self.solver_name, self.deadline) as s, \
-                solvers.answering(self.solver_name, name, self.deadline, s):
+    def dump(self, name: str, formula: FNode) -> Path | None:
+        """formula as an SMT-LIB 2 file of the dump directory; None when there is no directory
+        or the write failed."""
+        path = self._dump_path(name)
+        if path is not None:
+            self._write(path, parallel.script(formula))
+        return None if self.dump_failures else path
+
+    def sat(self, name: str, formula: FNode, model_of: list[FNode] | None = None,
+            solver: str | None = None):
+        """Is formula satisfiable (to `solver`, default this checker's)?  Returns None if not,
+        else a dict of the values of model_of (or True when none are asked for)."""
+        solver = solver or self.solver_name
+        path = self._dump_path(name)
+        pysmt = solvers.backend(solver).pysmt
+        text = parallel.script(formula) if path is not None or not pysmt else None
+        if path is not None:
+            self._write(path, text)
+        if not pysmt:
+            if model_of:
+                raise ValueError(f"{solver} gives no models here")
+            got = solvers.answer(solver, text, self.remaining())
+            if got is Answer.UNKNOWN:
+                raise solvers.unknown(solver, name, self.deadline, "")
+            return True if got is Answer.SAT else None
+        with solvers.answering(solver, name, self.deadline), \
+                solvers.make(solver, self.deadline) as s, \
+                solvers.answering(solver, name, self.deadline, s):
             s.add_assertion(formula)
             if not s.solve():
                 return None
             if not model_of:
                 return True
             return {n: s.get_value(n).constant_value() for n in model_of}
+
+    def recheck(self, queries: Sequence[Query]) -> str | None:
+        """Asks the re-checker every query; returns the name of one it finds satisfiable
+        (the certificate is rejected), None when it answers unsat to all.  Raises Inconclusive
+        on an `unknown`, a failed solver or worker, or the deadline: never a silent pass."""
+        what = f"re-check by {self.checker}"
+        if self.jobs == 1 or len(queries) < 2 or not parallel.AVAILABLE:
+            for i, (name, build) in enumerate(queries):
+                self.progress(f"{what}: {i} of {len(queries)} queries")
+                if self.sat(f"recheck-{name}", build(), solver=self.checker):
+                    return name
+            return None
+        paths = [self._dump_path(f"recheck-{name}") for name, _ in queries]
+        return parallel.first_sat(self.checker, queries, self.jobs, self.deadline, paths,
+                                  lambda done: self.progress(
+                                      f"{what} ({self.jobs} workers): {done} of "
+                                      f"{len(queries)} queries"))

@@ -242,6 +242,7 @@ class IC3:
         if self._sat(self.main, "first entry", [self.init_act, self.init_bad]):
             raise Violated(0)
         while True:
+            self.ck.progress(f"pdr frame {self.k}: {self.queries} queries")
             while self._sat(self.main, "bad state", [*self._frame(self.k), self.bad]):
                 self._block(self._lifted(None))
             self.levels.append(set())

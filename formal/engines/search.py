@@ -3,7 +3,8 @@
 Verdicts (Verdict):
 - `refuted`: a counterexample, the solver's assignment to a shortest path (bmc), which the
   caller turns into a trace and confirms on the concrete simulator;
-- `proved`: only with a certificate that an independent solver (cvc5) re-checked;
+- `proved`: only with a certificate that a solver of another code base than the search's
+  (z3) re-checked, every query unsat (Checker.recheck: yices by default);
 - `bounded(N)`: no violation within N events, nothing more;
 - `unknown`: anything else (timeout, solver `unknown`, a failed re-check, a reachable model
   error), always with its cause.
@@ -17,9 +18,10 @@ the system, not what they stand for.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 
 from pysmt.fnode import FNode
 from pysmt.shortcuts import (
@@ -42,8 +44,6 @@ from formal.engines.unroll import Unroller
 from formal.solvers import Inconclusive
 
 ENGINES = ("auto", "bmc", "kind", "houdini", "pdr")
-# The solver that re-checks every certificate: a code base other than the search's (z3).
-RECHECKER = "cvc5"
 
 
 class Verdict(StrEnum):
@@ -72,6 +72,8 @@ class Result:
     reason: str = ""
     witness: Witness | None = None
     certificate: str = ""  # what was re-checked, in words, and where it was written
+    checker: str = ""  # the solver that re-checked the certificate
+    checked: int = 0  # how many queries it answered unsat
     times: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -103,6 +105,7 @@ def bmc(rel: Relation, props: tuple[str, ...], bound: int, checker: Checker | No
                 path.append(un.trans(d))
             if d < start_depth:
                 continue
+            ck.progress(f"bmc depth {d} of {bound}")
             bad = un.init_bad(props) if d == 0 else un.bad(d, props)
             err = un.init_error() if d == 0 else un.error(d)
             is_err = Symbol(f"model_error{d}")
@@ -160,16 +163,18 @@ def step_query(un: Unroller, props: tuple[str, ...], k: int) -> FNode:
 def kind(rel: Relation, props: tuple[str, ...], max_k: int, checker: Checker | None = None,
          prefer: Preferences | None = None) -> Result:
     """k-induction with simple-path constraints, k = 1 .. max_k.  The base case is bmc to
-    depth k; a proof is re-checked by cvc5 (base and step queries, one-shot)."""
+    depth k; a proof is re-checked by the re-checker (base and step queries, one-shot)."""
     ck = checker or Checker()
     un = Unroller(rel)
     t0 = time.perf_counter()
     try:
         for k in range(1, max_k + 1):
+            ck.progress(f"kind k = {k}: base")
             base = bmc(rel, props, k, ck, 0 if k == 1 else k, prefer)
             if base.verdict != Verdict.BOUNDED:
                 base.engine = "kind"
                 return base
+            ck.progress(f"kind k = {k}: step")
             if ck.sat(f"kind-step-{k}", step_query(un, props, k)):
                 continue
             times = {"kind": time.perf_counter() - t0}
@@ -183,32 +188,35 @@ def kind(rel: Relation, props: tuple[str, ...], max_k: int, checker: Checker | N
 
 def _recheck_kind(rel: Relation, un: Unroller, props: tuple[str, ...], k: int, ck: Checker,
                   times: dict[str, float]) -> Result:
-    """The k-inductive argument, re-checked one-shot by cvc5: no violation within k events
-    from the initial states, and the induction step."""
+    """The k-inductive argument, re-checked one-shot by the re-checker: no violation within k
+    events from the initial states, and the induction step."""
     t0 = time.perf_counter()
-    cv = ck.with_backend(RECHECKER)
-    path = [un.init()]
-    queries = [("base-0", And(path + [un.init_bad(props)]))]
-    for d in range(1, k + 1):
-        path.append(un.trans(d))
-        queries.append((f"base-{d}", And(path + [Or(un.bad(d, props), un.error(d))])))
-    queries.append(("step", step_query(un, props, k)))
-    for name, q in queries:
-        if cv.sat(f"recheck-kind-{name}", q):
-            times["recheck"] = time.perf_counter() - t0
-            return Result(Verdict.UNKNOWN, "kind", k, times=times, reason=(
-                f"cvc5 does not confirm the {k}-induction certificate: query {name} is "
-                "satisfiable"))
+
+    def base(d: int) -> FNode:
+        if d == 0:
+            return And(un.init(), un.init_bad(props))
+        return And([un.init()] + [un.trans(i) for i in range(1, d + 1)]
+                   + [Or(un.bad(d, props), un.error(d))])
+
+    queries = [(f"kind-base-{d}", partial(base, d)) for d in range(k + 1)]
+    queries.append(("kind-step", partial(step_query, un, props, k)))
+    sat = ck.recheck(queries)
     times["recheck"] = time.perf_counter() - t0
-    return Result(Verdict.PROVED, "kind", k, times=times, certificate=(
-        f"{k}-induction: base (depths 0..{k}) and step re-checked by cvc5"))
+    if sat is not None:
+        return Result(Verdict.UNKNOWN, "kind", k, times=times, reason=(
+            f"{ck.checker} does not confirm the {k}-induction certificate: query {sat} is "
+            "satisfiable"))
+    return Result(Verdict.PROVED, "kind", k, times=times, checker=ck.checker,
+                  checked=len(queries), certificate=(
+                      f"{k}-induction: base (depths 0..{k}) and step re-checked by "
+                      f"{ck.checker} in {len(queries)} one-shot queries"))
 
 
 # -- pdr (IC3 over the state bits, formal.engines.ic3) --
 
 def pdr(rel: Relation, props: tuple[str, ...], checker: Checker | None = None) -> Result:
     """IC3/PDR over the bits of the state (formal.engines.ic3).  Its converged frame is an inductive
-    invariant; it counts only after cvc5 re-checks it (recheck_invariant).  A chain of proof
+    invariant; it counts only after the re-checker accepts it (recheck_invariant).  A chain of proof
     obligations from an initial state to a bad step is a real path, but not a shortest one:
     the verdict is then `unknown`, and bmc gives the shortest counterexample."""
     ck = checker or Checker()
@@ -234,56 +242,61 @@ def pdr(rel: Relation, props: tuple[str, ...], checker: Checker | None = None) -
 
 def recheck_invariant(rel: Relation, props: tuple[str, ...], invariant: FNode, ck: Checker,
                       times: dict[str, float], engine: str) -> Result:
-    """The one-shot cvc5 queries of a certificate, over s0 (and the successor's terms for the
-    step): the initial states satisfy it and violate nothing at the first entry; every path of
-    every event kind preserves it (consecution); no event from a state satisfying it violates a
+    """The one-shot queries of a certificate, asked of the re-checker (ck.checker, a solver of
+    another code base than the search's), over s0 (and the successor's terms for the step):
+    the initial states satisfy it and violate nothing at the first entry; every path of every
+    event kind preserves it (consecution); no event from a state satisfying it violates a
     property or reaches a model error (safety, per event kind).  An event kind's transition
     relation is the disjunction of its paths (each its condition and its successor's terms,
     formal.engines.system.EventRelation.cases), so the per-path consecution queries are
-    unsatisfiable exactly when the kind's is.  cvc5 answers them one path at a time: one query
-    per kind over the merged successor is far slower (measured in docs/proving.md, "Cost").
-    Initiation and consecution do not depend on the property: once cvc5
-    accepted them for an invariant of this relation they are not asked again."""
+    unsatisfiable exactly when the kind's is; one query per kind over the merged successor
+    is far slower for cvc5 (docs/proving.md, "Cost").  The queries are independent: the
+    re-checker answers them on every core (Checker.recheck).  Initiation and consecution do
+    not depend on the property: once accepted for an invariant of this relation they are not
+    asked again."""
     t0 = time.perf_counter()
     un = Unroller(rel)
     path = ck.dump("certificate-invariant", invariant)
-    cv = ck.with_backend(RECHECKER)
-
-    def queries():
-        yield "initiation", And(un.init(), Or(un.init_bad(props), un.init_error()))
-        if invariant not in rel.rechecked:
-            yield "initiation", And(un.init(), Not(invariant))
-            for er in un.events:
-                if er.post:
-                    for i, q in enumerate(path_consecution(un, er, invariant)):
-                        yield f"consecution-{er.name}-path{i}", q
-        for k, er in enumerate(un.events):
-            yield f"safety-{er.name}", And(invariant, Or(
-                un.bad_event(1, k, props), er.model_error.substitute(un.substitution(1, er))))
-
-    asked = 0
-    for name, q in queries():
-        asked += 1
-        if cv.sat(f"recheck-{name}", q):
-            times["recheck"] = time.perf_counter() - t0
-            return Result(Verdict.UNKNOWN, engine, times=times, reason=(
-                f"cvc5 rejects the invariant's certificate: the {name} query is satisfiable"))
-    rel.rechecked.add(invariant)
+    queries = [("initiation", lambda: And(un.init(), Or(un.init_bad(props), un.init_error())))]
+    if invariant not in rel.rechecked:
+        queries.append(("initiation", lambda: And(un.init(), Not(invariant))))
+        for er in un.events:
+            if er.post:
+                queries += [(f"consecution-{er.name}-path{i}",
+                             partial(path_consecution, un, er, invariant, i))
+                            for i in range(len(er.branches()))]
+    for k, er in enumerate(un.events):
+        queries.append((f"safety-{er.name}", partial(_safety, un, k, invariant, props)))
+    sat = ck.recheck(queries)
     times["recheck"] = time.perf_counter() - t0
+    if sat is not None:
+        return Result(Verdict.UNKNOWN, engine, times=times, reason=(
+            f"{ck.checker} rejects the invariant's certificate: the {sat} query is "
+            "satisfiable"))
+    rel.rechecked.add(invariant)
     where = f" (written to {path})" if path else ""
-    return Result(Verdict.PROVED, engine, times=times, certificate=(
-        f"inductive invariant re-checked by cvc5 in {asked} one-shot queries (initiation; "
-        f"consecution per path and safety for each of {len(un.events)} event kinds){where}: "
-        f"{_short(invariant)}"))
+    return Result(Verdict.PROVED, engine, times=times, checker=ck.checker, checked=len(queries),
+                  certificate=(
+                      f"inductive invariant re-checked by {ck.checker} in {len(queries)} "
+                      f"one-shot queries (initiation; consecution per path and safety for each "
+                      f"of {len(un.events)} event kinds){where}: {_short(invariant)}"))
 
 
-def path_consecution(un: Unroller, er: EventRelation, invariant: FNode) -> Iterator[FNode]:
-    """Per path of event kind er, one at a time, its consecution query for an invariant over
-    s0: the path's condition holds and its successor falsifies the invariant."""
+def _safety(un: Unroller, k: int, invariant: FNode, props: tuple[str, ...]) -> FNode:
+    """From a state satisfying invariant, event kind k violates one of props or reaches a model
+    error."""
+    er = un.events[k]
+    return And(invariant, Or(un.bad_event(1, k, props),
+                             er.model_error.substitute(un.substitution(1, er))))
+
+
+def path_consecution(un: Unroller, er: EventRelation, invariant: FNode, i: int) -> FNode:
+    """The consecution query of path i of event kind er for an invariant over s0: the path's
+    condition holds and its successor falsifies the invariant."""
     s0, m = un.state(0), un.substitution(1, er)
-    for cond, post in er.branches():
-        nxt = invariant.substitute({s0[n]: post[n].substitute(m) for n in s0})
-        yield And(invariant, cond.substitute(m), Not(nxt))
+    cond, post = er.branches()[i]
+    nxt = invariant.substitute({s0[n]: post[n].substitute(m) for n in s0})
+    return And(invariant, cond.substitute(m), Not(nxt))
 
 
 def _short(f: FNode, limit: int = 400) -> str:
@@ -354,7 +367,7 @@ def houdini(rel: Relation, props: tuple[str, ...], checker: Checker | None = Non
             bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS) -> Result:
     """Houdini (Flanagan & Leino, FME 2001): the strongest inductive conjunction of the
     candidate lemmas (inductive_lemmas).  If it excludes every violation and model error it
-    is the certificate (re-checked by cvc5 on each event kind)."""
+    is the certificate (recheck_invariant)."""
     ck = checker or Checker()
     t0 = time.perf_counter()
     try:
@@ -387,16 +400,18 @@ def inductive_lemmas(rel: Relation, ck: Checker,
     pre = rel.pre
     cands = candidates(rel, bit_fields)
     while cands:
+        ck.progress(f"houdini initiation: {len(cands)} lemmas")
         vals = ck.sat("houdini-init", And(rel.init, Not(And(cands))), cands)
         if not vals:
             break
         cands = [c for c in cands if vals[c]]
-    stable = False
+    stable, rounds = False, 0
     while cands and not stable:
-        stable = True
+        stable, rounds = True, rounds + 1
         for er in rel.events:
             post = {pre[name]: term for name, term in er.post.items()}
             while cands:
+                ck.progress(f"houdini round {rounds}: {len(cands)} lemmas, {er.name}")
                 nxt = [c.substitute(post) for c in cands]
                 vals = ck.sat(f"houdini-step-{er.name}",
                               And([*cands, er.steps, Not(And(nxt))]), nxt)

@@ -1,8 +1,10 @@
 """The one place a solver is made (after pySMT's factory): every solver instance of flushproof,
-symbolic execution's path oracle included, comes from `make`, with the run's `Deadline`.
+symbolic execution's path oracle included, comes from `make`, with the run's `Deadline`; every
+one-shot answer to an SMT-LIB 2 script comes from `answer`.
 
-A backend is one module of this package that defines `BACKEND` (formal.solvers.z3,
-formal.solvers.cvc5); adding one is adding its module to `BACKENDS` below.
+A backend is one module of this package that defines `BACKEND` and `answer(script, seconds)`
+(formal.solvers.z3, cvc5, yices, bitwuzla); adding one is adding its module to `BACKENDS`
+below.  The backends pySMT lacks (yices, bitwuzla) answer SMT-LIB 2 scripts only.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from pysmt.exceptions import SolverReturnedUnknownResultError
 from pysmt.shortcuts import Solver
 
 from formal.errors import Malformed
 
-BACKENDS = ("z3", "cvc5")
+BACKENDS = ("z3", "cvc5", "yices", "bitwuzla")
 
 
 class Inconclusive(Exception):
@@ -70,20 +73,31 @@ def unknown(name: str, query: str, deadline: Deadline | None, reason: str) -> In
     return Inconclusive(f"{name} returned unknown on {query}" + (f" ({reason})" if reason else ""))
 
 
+class Answer(StrEnum):
+    SAT = "sat"
+    UNSAT = "unsat"
+    UNKNOWN = "unknown"
+
+
 @dataclass(frozen=True)
 class Backend:
-    """What flushproof needs to know of a pySMT backend."""
+    """What flushproof needs to know of a backend."""
 
     name: str
     timeout_option: str  # the solver option that bounds one query, in milliseconds
     options: dict[str, object] = field(default_factory=dict)
     version: str = "?"
+    pysmt: bool = True  # pySMT has it: `make` gives one; else it answers SMT-LIB 2 text only
 
 
 def backend(name: str) -> Backend:
+    return _module(name).BACKEND
+
+
+def _module(name: str):
     if name not in BACKENDS:
         raise Malformed(f"unknown solver {name!r} (known: {', '.join(BACKENDS)})")
-    return importlib.import_module(f"formal.solvers.{name}").BACKEND
+    return importlib.import_module(f"formal.solvers.{name}")
 
 
 @dataclass
@@ -112,6 +126,8 @@ def make(name: str = "z3", deadline: Deadline | None = None, logic: str | None =
     what is left of the deadline when it is made (callers that keep a solver across queries
     check `Deadline.remaining` between them)."""
     b = backend(name)
+    if not b.pysmt:
+        raise ValueError(f"{name} answers SMT-LIB 2 scripts only (solvers.answer)")
     opts = dict(b.options)
     left = deadline.remaining() if deadline is not None else None
     if left is not None:  # rounded up: the solver gives up after the deadline, not before
@@ -119,10 +135,18 @@ def make(name: str = "z3", deadline: Deadline | None = None, logic: str | None =
     return Solver(name=name, logic=logic, solver_options=opts)
 
 
+def answer(name: str, script: str, seconds: float | None = None) -> Answer:
+    """Backend `name`'s answer to one SMT-LIB 2 script (declarations, assertions, one
+    check-sat), in a fresh solver with the backend's options, within `seconds` (None: no
+    limit).  Raises Inconclusive when the solver fails (a parse error, a crash)."""
+    return _module(name).answer(script, seconds)
+
+
 def versions() -> dict[str, str]:
     import pysmt
     return {name: backend(name).version for name in BACKENDS} | {"pysmt": pysmt.__version__}
 
 
-__all__ = ["BACKENDS", "Backend", "Deadline", "Inconclusive", "SolverReturnedUnknownResultError",
-           "answering", "backend", "make", "reason_unknown", "unknown", "versions"]
+__all__ = ["BACKENDS", "Answer", "Backend", "Deadline", "Inconclusive",
+           "SolverReturnedUnknownResultError", "answer", "answering", "backend", "make",
+           "reason_unknown", "unknown", "versions"]

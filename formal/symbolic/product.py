@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from formal.engines.progress import Progress
 from formal.engines.system import Relation
 from formal.model import events as ev
 from formal.model.kvm import Mechanism
@@ -123,9 +124,9 @@ def _added(new: object, base: object, props: tuple[str, ...]) -> list[Violation]
 
 def build(new_cls: type[Mechanism], base_cls: type[Mechanism], cfg: Config,
           kinds: list[type[ev.Event]] | None = None, props: tuple[str, ...] = PROPERTIES,
-          deadline: Deadline | None = None) -> Relation:
+          deadline: Deadline | None = None, progress: Progress | None = None) -> Relation:
     """The product relation of new_cls and base_cls in cfg; its state variables are the two
     vCPUs' (new.*, base.*), and its violations are the new policy's that the base does not
     have at the same step."""
     with running_until(deadline):
-        return build_shape(Lockstep(new_cls, base_cls), cfg, kinds, props)
+        return build_shape(Lockstep(new_cls, base_cls), cfg, kinds, props, progress)

@@ -23,6 +23,7 @@ from dataclasses import fields
 from pysmt.fnode import FNode
 from pysmt.shortcuts import FALSE, And, EqualsOrIff, Ite, Not, Or
 
+from formal.engines.progress import Progress
 from formal.engines.system import EventRelation, Relation
 from formal.model import arch, properties
 from formal.model import events as ev
@@ -309,23 +310,28 @@ def initial_relation(shape: Single, cfg: Config, pre: dict[str, Sym],
 
 def build(policy_cls: type[Mechanism], cfg: Config,
           kinds: list[type[ev.Event]] | None = None,
-          props: tuple[str, ...] = PROPERTIES, deadline: Deadline | None = None) -> Relation:
+          props: tuple[str, ...] = PROPERTIES, deadline: Deadline | None = None,
+          progress: Progress | None = None) -> Relation:
     """The relation of policy_cls in cfg over kinds (default: every kind of cfg); every path
-    oracle's query is bounded by deadline (formal.solvers.Inconclusive once it has passed)."""
+    oracle's query is bounded by deadline (formal.solvers.Inconclusive once it has passed).
+    progress hears which handler is being executed."""
     with running_until(deadline):
-        return build_shape(Single(policy_cls), cfg, kinds, props)
+        return build_shape(Single(policy_cls), cfg, kinds, props, progress)
 
 
 def build_shape(shape: Single, cfg: Config, kinds: list[type[ev.Event]] | None,
-                props: tuple[str, ...]) -> Relation:
+                props: tuple[str, ...], progress: Progress | None = None) -> Relation:
     """The relation of a shape (one policy, or two in lockstep); the candidate lemmas are each
-    vCPU's, over its part of the state."""
+    vCPU's, over its part of the state.  progress hears which handler is being executed."""
+    progress = progress or Progress()
     pre_state, pre = symbolic_state(cfg, "s.", shape)
+    progress("symbolic execution: the initial states")
     n, init, init_viol, init_err = initial_relation(shape, cfg, pre, props)
     rel = Relation(shape.name, cfg.name, state_names(cfg, shape),
                    {name: var.node for name, var in pre.items()}, n, init, init_viol,
                    init_err)
     for kind in kinds if kinds is not None else event_kinds(cfg):
+        progress(f"symbolic execution: {kind.op}")
         rel.events.append(event_relation(shape, cfg, pre_state, kind, "e.", props))
     for policy_cls, v in shape.vcpus(pre_state):
         rel.lemmas += entry_lemmas(policy_cls, cfg, v) + legality_lemmas(cfg, v) \

@@ -1,0 +1,127 @@
+"""The re-check of a certificate (formal.engines.checker.Checker.recheck): every query asked of
+a solver of another code base than the search's, in one process or on several, and nothing
+but unsat from all of them is a pass; and the progress a long run reports."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+from pysmt.shortcuts import BV, BVULT, FALSE, EqualsOrIff, Symbol
+from pysmt.typing import BVType
+
+from formal.cli.main import main
+from formal.engines import search as engines
+from formal.engines.checker import CHECKERS, Checker
+from formal.engines.progress import Progress
+from formal.errors import Malformed
+from formal.solvers import Answer, Inconclusive
+from formal.solvers import yices as yices_backend
+
+X = Symbol("x", BVType(8))
+UNSAT = EqualsOrIff(BV(1, 8), BV(2, 8))
+
+
+def queries(*formulas):
+    return [(f"q{i}", lambda f=f: f) for i, f in enumerate(formulas)]
+
+
+def test_the_search_solver_cannot_re_check_its_own_certificates():
+    assert CHECKERS == ("yices", "bitwuzla", "cvc5")
+    with pytest.raises(Malformed, match="'z3' cannot re-check certificates"):
+        Checker(checker="z3")
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_recheck_names_the_satisfiable_query_and_passes_only_all_unsat(jobs):
+    ck = Checker(jobs=jobs)
+    assert ck.recheck(queries(UNSAT, FALSE(), BVULT(X, BV(0, 8)))) is None
+    assert ck.recheck(queries(UNSAT, BVULT(X, BV(3, 8)), FALSE())) == "q1"
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_solver_unknown_is_inconclusive_never_a_pass(jobs, monkeypatch):
+    # The forked workers inherit the patched backend.
+    monkeypatch.setattr(yices_backend, "answer", lambda script, seconds: Answer.UNKNOWN)
+    with pytest.raises(Inconclusive, match="^yices returned unknown on recheck-q0$"):
+        Checker(jobs=jobs).recheck(queries(UNSAT, UNSAT))
+
+
+def test_a_worker_that_dies_is_inconclusive_never_a_pass():
+    def die():
+        os._exit(3)
+    with pytest.raises(Inconclusive, match="a re-check worker died"):
+        Checker(jobs=2).recheck([("q0", lambda: UNSAT), ("dies", die), ("q2", lambda: UNSAT)])
+
+
+def test_the_recheck_stops_at_the_deadline():
+    with pytest.raises(Inconclusive, match="^timeout$"):
+        Checker(timeout=1e-9, jobs=2).recheck(queries(UNSAT, UNSAT))
+
+
+def test_progress_names_the_phase_and_the_recheck_count():
+    out = io.StringIO()
+    ck = Checker(jobs=2, progress=Progress(out))
+    assert ck.recheck(queries(UNSAT, UNSAT, UNSAT)) is None
+    ck.progress.done()  # nothing to clear when not live
+    lines = [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
+    assert lines == [f"re-check by yices (2 workers): {n} of 3 queries" for n in range(4)]
+    assert all(line.startswith("[") and "s] " in line for line in out.getvalue().splitlines())
+
+
+def test_progress_reports_houdini_rounds_and_bmc_depths():
+    from tests.test_engines import PROP, counter
+    out = io.StringIO()
+    engines.bmc(counter(2, -1), PROP, 2, Checker(progress=Progress(out)))
+    engines.houdini(counter(2, -1), PROP, Checker(jobs=1, progress=Progress(out)),
+                    bit_fields=("cr0",))
+    lines = [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
+    assert lines[:3] == ["bmc depth 0 of 2", "bmc depth 1 of 2", "bmc depth 2 of 2"]
+    assert lines[3].startswith("houdini initiation: ")
+    assert any(line.startswith("houdini round 1: ") and line.endswith(" lemmas, mov_cr3")
+               for line in lines)
+    assert lines[-4:] == [f"re-check by yices: {n} of 4 queries" for n in range(4)]
+
+
+def test_live_progress_rewrites_one_line_and_clears_it():
+    out = io.StringIO()
+    p = Progress(out, live=True)
+    p("bmc depth 1 of 4")
+    p.done()
+    assert out.getvalue().startswith("\r[") and out.getvalue().endswith("\r\x1b[K")
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+PGD_MOV_CR3 = ["prove", "--policy", "v6.6", "--config", "tdp", "--property", "pgd", "--engine",
+               "houdini", "--event", "mov_cr3"]
+
+
+@pytest.mark.parametrize("terminal,json,shown", [(True, False, True), (True, True, False),
+                                                  (False, False, False)])
+def test_prove_reports_progress_only_on_a_terminal_and_never_with_json(
+        terminal, json, shown, monkeypatch, capsys):
+    err = Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    assert main(PGD_MOV_CR3 + ["--jobs", "2"] + (["--json"] if json else [])) == 0
+    text = err.getvalue()
+    assert ("\r[" in text) == shown
+    if shown:
+        for phase in ("symbolic execution: mov_cr3", "vacuity: ", "houdini round 1: ",
+                      "re-check by yices (2 workers): 6 of 6 queries"):
+            assert phase in text
+        assert text.endswith("\r\x1b[K")  # cleared before the result is printed
+    capsys.readouterr()
+
+
+def test_prove_with_the_cvc5_checker_names_it_and_its_query_count(capsys):
+    assert main(PGD_MOV_CR3 + ["--checker", "cvc5", "--jobs", "1", "--json"]) == 0
+    doc = __import__("json").loads(capsys.readouterr().out)
+    assert doc["checker"] == {"solver": "cvc5", "queries": 6}
+    assert doc["certificate"].startswith("inductive invariant re-checked by cvc5 in 6 one-shot "
+                                         "queries (initiation; consecution per path and safety "
+                                         "for each of 1 event kinds)")
