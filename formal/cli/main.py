@@ -16,7 +16,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from formal.cli import corpus, output, policies, prove, render, suite
+from formal.cli import corpus, output, policies, prove, render, store, suite
 from formal.concrete import replay
 from formal.engines import search as engines
 from formal.engines.checker import CHECKERS
@@ -127,9 +127,11 @@ def _prove(args: argparse.Namespace) -> int:
     live = sys.stderr.isatty() and not args.json
     progress = Progress(sys.stderr if live else None, live=True)
     try:
-        proof = prove.run(ob, dump, args.checker, args.jobs, progress)
+        stored = dict(certificates=Path(args.certificates), use_stored=not args.no_cache,
+                      save=args.save_certificate)
+        proof = prove.run(ob, dump, args.checker, args.jobs, progress, **stored)
         converse = prove.run(proof.obligation.converse(), None, args.checker, args.jobs,
-                             progress) if ob.base is not None else None
+                             progress, **stored) if ob.base is not None else None
     except KeyboardInterrupt:  # leave nothing behind: the directory, if made now and empty
         if created and not any(dump.iterdir()):
             dump.rmdir()
@@ -163,10 +165,13 @@ def _prove(args: argparse.Namespace) -> int:
 
 
 def _suite(args: argparse.Namespace) -> int:
-    entries = suite.load(Path(args.file))
+    script = Path(args.file)
+    entries = suite.load(script)
+    certificates = Path(args.certificates) if args.certificates else \
+        script.parent / store.DEFAULT_DIR.name
     bad = 0
     for entry in entries:
-        got = suite.run_one(entry)
+        got = suite.run_one(entry, certificates, not args.no_cache, args.save_certificates)
         ok = got.label == entry.expect
         bad += not ok
         mark = "ok  " if ok else "FAIL"
@@ -231,12 +236,25 @@ def parser() -> argparse.ArgumentParser:
                         "per core)")
     v.add_argument("--dump-smt", metavar="DIR",
                    help="write every query as an SMT-LIB 2 file (created if missing)")
+    v.add_argument("--certificates", metavar="DIR", default=str(store.DEFAULT_DIR),
+                   help="the certificate store: a stored certificate of the cell is re-checked "
+                        "instead of searching (default: %(default)s)")
+    v.add_argument("--save-certificate", action="store_true",
+                   help="write (refresh) houdini's certificate to the store when proved")
+    v.add_argument("--no-cache", action="store_true",
+                   help="read no stored certificate: search anew")
     v.add_argument("--cex", metavar="FILE", help="where to write a counterexample trace")
     v.add_argument("--json", action="store_true", help="print the result as JSON")
     v.set_defaults(func=_prove)
     u = sub.add_parser("suite", parents=[common],
                        help="run the proof obligations of a proof script")
     u.add_argument("file", nargs="?", default="proofs/suite.json", help="proofs/suite.json")
+    u.add_argument("--certificates", metavar="DIR",
+                   help="the certificate store (default: certificates/ beside the script)")
+    u.add_argument("--save-certificates", action="store_true",
+                   help="write (refresh) the certificate of every obligation houdini proves")
+    u.add_argument("--no-cache", action="store_true",
+                   help="read no stored certificate: search every proof anew")
     u.set_defaults(func=_suite)
     for cmd in (s, c, r, v, u):
         cmd.add_argument("--policy-file", action="append", default=[], metavar="PATH[:CLASS]",

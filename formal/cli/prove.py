@@ -13,7 +13,7 @@ from pathlib import Path
 from pysmt.fnode import FNode
 from pysmt.shortcuts import BV, And, BVAnd, EqualsOrIff, Or
 
-from formal.cli import policies
+from formal.cli import policies, store
 from formal.concrete.replay import ReplayOutcome
 from formal.engines import search as engines
 from formal.engines.checker import CHECKERS, Checker
@@ -140,6 +140,9 @@ class Proof:
     counterexample: Counterexample | None = None
     # SMT dumps that could not be written (--dump-smt): the proof went on without them.
     dump_failures: list[str] = field(default_factory=list)
+    # What the certificate store did for this proof ("" when it was not asked): re-checked a
+    # stored certificate, warm-started houdini from one, or wrote one.
+    stored: str = ""
 
 
 def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> list[str]:
@@ -173,11 +176,15 @@ def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> l
 
 
 def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0],
-        jobs: int | None = None, progress: Progress | None = None) -> Proof:
+        jobs: int | None = None, progress: Progress | None = None,
+        certificates: Path | None = None, use_stored: bool = True,
+        save: bool = False) -> Proof:
     """Decide ob: build the relation, check vacuity, run the engine (a certificate re-checked
     by `checker` on `jobs` processes, default one per core), and turn a counterexample into a
-    trace that the simulator confirms and the concrete MMU replays.  progress hears what the
-    run is doing."""
+    trace that the simulator confirms and the concrete MMU replays.  With a certificate store
+    (`certificates`, formal.cli.store) a stored certificate of the cell is re-checked first
+    (or warm-starts houdini) unless not `use_stored`, and `save` writes a houdini proof's.
+    progress hears what the run is doing."""
     ob.check()
     progress = progress or Progress()
     if ob.events is not None:  # in the configuration's order, as the relation has them
@@ -208,6 +215,12 @@ def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0]
             proof.result = Result(Verdict.UNKNOWN, ob.engine, reason="vacuity check failed: "
                                   + "; ".join(proof.vacuity))
             return proof
+        if certificates is not None and use_stored and ob.engine in ("auto", "houdini"):
+            proof.result = _stored(rel, ob, ck, certificates, proof)
+            if proof.result.verdict == Verdict.PROVED or proof.stored.startswith("rejected"):
+                proof.times.update(proof.result.times)
+                _save(rel, ob, proof, certificates, save)
+                return proof
         found = _explicit_first(rel, ob, ck) if ob.engine in ("bmc", "auto") \
             and ob.base is None else None
         if found is not None:
@@ -222,7 +235,64 @@ def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0]
     if proof.result.witness is not None:
         proof.counterexample = counterexample(rel, proof.result, ob.props) if ob.base is None \
             else differential_counterexample(rel, proof.result, ob)
+    if certificates is not None:
+        _save(rel, ob, proof, certificates, save)
     return proof
+
+
+def _cell(ob: Obligation) -> store.Cell:
+    return store.Cell(ob.policy, ob.config, ob.base, ob.events)
+
+
+def _stored(rel: Relation, ob: Obligation, ck: Checker, certificates: Path,
+            proof: Proof) -> Result:
+    """The cell's stored certificate, if it covers ob's properties: re-checked as it is when
+    the sources it was found from are today's, else a warm start of houdini from its lemmas.
+    Anything but `proved` lets the caller search as without a store, except a corrupted or
+    rejected current certificate, which is `unknown` (proof.stored says which)."""
+    try:
+        found = store.load(certificates, _cell(ob))
+    except store.Corrupt as exc:
+        proof.stored = f"rejected: {exc}"
+        return Result(Verdict.UNKNOWN, ob.engine, reason=(
+            f"stored certificate is corrupted: {exc} (delete it, refresh it with "
+            "--save-certificate, or run with --no-cache)"))
+    if found is None or not set(ob.props) <= set(found.properties):
+        return Result(Verdict.UNKNOWN, ob.engine)
+    known = set(rel.pre.values())
+    lemmas = [t for _, t in found.lemmas if t.get_free_variables() <= known]
+    if found.current:
+        ck.progress(f"re-check of the stored certificate ({len(lemmas)} lemmas)")
+        r = engines.recheck_lemmas(rel, ob.props, lemmas, ck, {})
+        if r.verdict == Verdict.PROVED:
+            proof.stored = f"re-checked the stored certificate {found.path} (sources unchanged)"
+            r.certificate = f"stored certificate {found.path}, {r.certificate}"
+        else:
+            proof.stored = f"rejected: {found.path}: {r.reason}"
+            r.reason = (f"the stored certificate {found.path} is not a certificate of this "
+                        f"relation: {r.reason} (refresh it with --save-certificate, or run "
+                        "with --no-cache)")
+        return r
+    ck.progress(f"houdini, warm start from the stored certificate's {len(lemmas)} lemmas")
+    r = engines.houdini(rel, ob.props, ck, seed=lemmas)
+    how = (f"houdini warm-started from the stored certificate {found.path}'s {len(lemmas)} "
+           "lemmas (the sources it was found from have changed)")
+    if r.verdict == Verdict.PROVED:
+        proof.stored = how
+        r.certificate = f"{how}: {r.certificate}"
+    else:
+        proof.stored = f"{how}: {r.reason}; searched from every candidate"
+    return r
+
+
+def _save(rel: Relation, ob: Obligation, proof: Proof, certificates: Path, save: bool) -> None:
+    """Writes houdini's certificate of a proof to the store when asked (`save`)."""
+    r = proof.result
+    if not save or r.verdict != Verdict.PROVED or not r.lemmas:
+        return
+    names = engines.candidates(rel)
+    path = store.save(certificates, _cell(ob), r.lemmas, names, ob.props)
+    proof.stored = (proof.stored + "; " if proof.stored else "") + f"certificate saved to {path}"
 
 
 # Seconds the explicit-state search may take before bmc searches on its own.

@@ -131,6 +131,8 @@ def proof_text(proof: Proof, cex_path: Path | None) -> str:
     elif "vacuity" in proof.times:
         lines.append("vacuity: ok (initial states exist, every event is enabled within the "
                      "bound, every property can be violated in some state)")
+    if proof.stored:
+        lines.append(f"certificate store: {proof.stored}")
     if r.verdict == Verdict.REFUTED:
         assert cex is not None and cex.violation is not None
         index, prop, message = cex.violation
@@ -176,6 +178,7 @@ def proof_json(proof: Proof, cex_path: Path | None) -> dict[str, object]:
             "event": viol[0], "property": viol[1], "message": viol[2]},
         "certificate": r.certificate or None,
         "checker": {"solver": r.checker, "queries": r.checked} if r.checker else None,
+        "stored": proof.stored or None,
         "vacuity": {"ok": not proof.vacuity, "failures": proof.vacuity},
         "paths": proof.paths, "times": proof.times, "solvers": solvers.versions(),
         "trace": None if cex is None else json.loads(trace.dumps(cex.trace)),

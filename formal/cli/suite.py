@@ -83,8 +83,12 @@ def label(entry: Entry, proof: prove.Proof) -> str:
     return r.label
 
 
-def run_one(entry: Entry) -> Checked:
-    proof = prove.run(entry.obligation)
+def run_one(entry: Entry, certificates: Path | None = None, use_stored: bool = True,
+            save: bool = False) -> Checked:
+    """Run an entry's obligation, with the certificate store `certificates` (None: none;
+    formal.cli.store) read unless not use_stored and written when save."""
+    proof = prove.run(entry.obligation, certificates=certificates, use_stored=use_stored,
+                      save=save)
     r = proof.result
     cex = proof.counterexample
     if r.verdict == Verdict.REFUTED and cex is not None and cex.violation is not None:
@@ -92,7 +96,8 @@ def run_one(entry: Entry) -> Checked:
         replay = cex.replay.status if cex.replay is not None else "not replayed"
         detail = f"{prop} at event {index} ({r.bound} events); replay {replay}"
     elif r.verdict == Verdict.PROVED:
-        detail = r.certificate[:80]
+        detail = ("stored certificate re-checked: " if proof.stored.startswith("re-checked")
+                  else "") + r.certificate[:80]
     else:
         detail = r.reason
     total = sum(proof.times.values())

@@ -16,6 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from pysmt.fnode import FNode
+from pysmt.logics import QF_BV
 from pysmt.smtlib.script import smtlibscript_from_formula
 
 from formal import solvers
@@ -30,7 +31,7 @@ _QUERIES: Sequence[tuple[str, Callable[[], FNode]]] = ()  # what the next pool's
 def script(formula: FNode) -> str:
     """formula as an SMT-LIB 2 script: declarations, one assertion, check-sat."""
     out = io.StringIO()
-    smtlibscript_from_formula(formula, logic="QF_BV").serialize(out, daggify=True)
+    smtlibscript_from_formula(formula, logic=QF_BV).serialize(out, daggify=True)
     return out.getvalue()
 
 
