@@ -15,9 +15,13 @@ import pytest
 from pysmt.shortcuts import FALSE
 
 from formal.cli import main, prove, store
+from formal.cli.policies import resolve
 from formal.cli.prove import Obligation
 from formal.engines import certificate
 from formal.engines.search import Verdict
+from formal.engines.system import Relation
+from formal.model.state import CONFIGS
+from formal.symbolic.transition import build
 
 OB = Obligation("v6.6", "tdp", ("freshness",), "houdini", events=("mov_cr3", "invlpg"))
 CELL = store.Cell("v6.6", "tdp", None, ("mov_cr3", "invlpg"))
@@ -129,3 +133,43 @@ def test_prove_command_reports_the_store(saved, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["stored"].startswith("re-checked the stored certificate")
     assert "houdini" not in doc["times"]
+
+
+
+def _same(a: Relation, b: Relation) -> bool:
+    """Every term of a is the very node of b's (pySMT hash-conses terms)."""
+    def terms(r: Relation) -> list:
+        out = [r.init, r.init_error, *r.init_violated.values(), *r.lemmas, *r.pre.values()]
+        for er in r.events:
+            out += [er.steps, er.not_modeled, er.model_error, *er.post.values(),
+                    *er.violated.values(), *er.ops.values()]
+            out += [x for c, post in er.cases for x in (c, *post.values())]
+        return out
+    shape = [(er.name, er.paths, list(er.post), len(er.cases)) for er in a.events]
+    return shape == [(er.name, er.paths, list(er.post), len(er.cases)) for er in b.events] \
+        and all(x is y for x, y in zip(terms(a), terms(b), strict=True))
+
+
+def test_cached_relation_is_the_built_one(tmp_path):
+    rel = build(resolve("v6.6"), CONFIGS["tdp"], OB.kinds(), OB.props)
+    store.save_relation(tmp_path, CELL, OB.props, rel)
+    loaded, why = store.load_relation(tmp_path, CELL, OB.props)
+    assert why == "" and loaded is not None and loaded is not rel
+    assert _same(loaded, rel)
+    other, why = store.load_relation(tmp_path, CELL, ("role",))  # built for other properties
+    assert other is None and why == ""
+
+
+def test_prove_loads_the_cached_relation_and_rebuilds_a_damaged_one(tmp_path):
+    first = prove.run(OB, relations=tmp_path, jobs=1)
+    assert not first.cached and "symbolic" in first.times
+    again = prove.run(OB, relations=tmp_path, jobs=1)
+    assert again.cached and "cache" in again.times and "symbolic" not in again.times
+    assert (again.result.verdict, again.paths) == (first.result.verdict, first.paths) \
+        == (Verdict.PROVED, first.paths)
+    (entry,) = (tmp_path / "relations").iterdir()
+    doc = json.loads(gzip.decompress(entry.read_bytes()))
+    doc["shape"]["init"] = doc["shape"]["init_error"]  # another term as the initial states
+    entry.write_bytes(gzip.compress(json.dumps(doc).encode()))
+    rebuilt = prove.run(OB, relations=tmp_path, jobs=1)
+    assert not rebuilt.cached and rebuilt.result.verdict == Verdict.PROVED

@@ -128,7 +128,8 @@ def _prove(args: argparse.Namespace) -> int:
     progress = Progress(sys.stderr if live else None, live=True)
     try:
         stored = dict(certificates=Path(args.certificates), use_stored=not args.no_cache,
-                      save=args.save_certificate)
+                      save=args.save_certificate,
+                      relations=None if args.no_cache else store.cache_dir())
         proof = prove.run(ob, dump, args.checker, args.jobs, progress, **stored)
         converse = prove.run(proof.obligation.converse(), None, args.checker, args.jobs,
                              progress, **stored) if ob.base is not None else None
@@ -171,7 +172,8 @@ def _suite(args: argparse.Namespace) -> int:
         script.parent / store.DEFAULT_DIR.name
     bad = 0
     for entry in entries:
-        got = suite.run_one(entry, certificates, not args.no_cache, args.save_certificates)
+        got = suite.run_one(entry, certificates, not args.no_cache, args.save_certificates,
+                            None if args.no_cache else store.cache_dir())
         ok = got.label == entry.expect
         bad += not ok
         mark = "ok  " if ok else "FAIL"
@@ -242,7 +244,8 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--save-certificate", action="store_true",
                    help="write (refresh) houdini's certificate to the store when proved")
     v.add_argument("--no-cache", action="store_true",
-                   help="read no stored certificate: search anew")
+                   help="read no stored certificate and no cached relation: build and search "
+                        "anew")
     v.add_argument("--cex", metavar="FILE", help="where to write a counterexample trace")
     v.add_argument("--json", action="store_true", help="print the result as JSON")
     v.set_defaults(func=_prove)
@@ -254,7 +257,8 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--save-certificates", action="store_true",
                    help="write (refresh) the certificate of every obligation houdini proves")
     u.add_argument("--no-cache", action="store_true",
-                   help="read no stored certificate: search every proof anew")
+                   help="read no stored certificate and no cached relation: build and search "
+                        "every proof anew")
     u.set_defaults(func=_suite)
     for cmd in (s, c, r, v, u):
         cmd.add_argument("--policy-file", action="append", default=[], metavar="PATH[:CLASS]",

@@ -143,6 +143,7 @@ class Proof:
     # What the certificate store did for this proof ("" when it was not asked): re-checked a
     # stored certificate, warm-started houdini from one, or wrote one.
     stored: str = ""
+    cached: bool = False  # the relation came from the relation cache, not symbolic execution
 
 
 def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> list[str]:
@@ -178,13 +179,14 @@ def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> l
 def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0],
         jobs: int | None = None, progress: Progress | None = None,
         certificates: Path | None = None, use_stored: bool = True,
-        save: bool = False) -> Proof:
+        save: bool = False, relations: Path | None = None) -> Proof:
     """Decide ob: build the relation, check vacuity, run the engine (a certificate re-checked
     by `checker` on `jobs` processes, default one per core), and turn a counterexample into a
     trace that the simulator confirms and the concrete MMU replays.  With a certificate store
     (`certificates`, formal.cli.store) a stored certificate of the cell is re-checked first
     (or warm-starts houdini) unless not `use_stored`, and `save` writes a houdini proof's.
-    progress hears what the run is doing."""
+    With a relation cache (`relations`, formal.cli.store.cache_dir()) the relation of unchanged
+    sources is loaded instead of built.  progress hears what the run is doing."""
     ob.check()
     progress = progress or Progress()
     if ob.events is not None:  # in the configuration's order, as the relation has them
@@ -195,18 +197,13 @@ def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0]
     ck = Checker(dump_dir=dump_dir, deadline=deadline, checker=checker, jobs=jobs,
                  progress=progress, dump_failures=proof.dump_failures)
     try:
-        if ob.base is None:
-            rel = build(policies.resolve(ob.policy), CONFIGS[ob.config], ob.kinds(), ob.props,
-                        deadline, progress)
-        else:
-            rel = product.build(policies.resolve(ob.policy), policies.resolve(ob.base),
-                                CONFIGS[ob.config], ob.kinds(), ob.props, deadline, progress)
+        rel = _relation(ob, deadline, progress, relations, proof)
     except Inconclusive as exc:
         proof.result.reason = f"symbolic execution: {exc}"
-        proof.times["symbolic"] = time.perf_counter() - t0
+        proof.times["cache" if proof.cached else "symbolic"] = time.perf_counter() - t0
         return proof
     proof.paths = {er.name: er.paths for er in rel.events} | {"initial": rel.init_paths}
-    proof.times["symbolic"] = time.perf_counter() - t0
+    proof.times["cache" if proof.cached else "symbolic"] = time.perf_counter() - t0
     try:
         t1 = time.perf_counter()
         proof.vacuity = vacuity(rel, ob.props, ob.bound, ck)
@@ -238,6 +235,30 @@ def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0]
     if certificates is not None:
         _save(rel, ob, proof, certificates, save)
     return proof
+
+
+def _relation(ob: Obligation, deadline: Deadline, progress: Progress,
+              relations: Path | None, proof: Proof) -> Relation:
+    """ob's relation: from the cache when it has it, else built by symbolic execution (and
+    cached)."""
+    cell = _cell(ob)
+    if relations is not None:
+        progress("loading the cached relation")
+        rel, why = store.load_relation(relations, cell, ob.props)
+        if rel is not None:
+            proof.cached = True
+            return rel
+        if why:  # never used: rebuilt, and overwritten below
+            progress(f"relation cache entry ignored: {why}")
+    if ob.base is None:
+        rel = build(policies.resolve(ob.policy), CONFIGS[ob.config], ob.kinds(), ob.props,
+                    deadline, progress)
+    else:
+        rel = product.build(policies.resolve(ob.policy), policies.resolve(ob.base),
+                            CONFIGS[ob.config], ob.kinds(), ob.props, deadline, progress)
+    if relations is not None:
+        store.save_relation(relations, cell, ob.props, rel)
+    return rel
 
 
 def _cell(ob: Obligation) -> store.Cell:

@@ -10,7 +10,12 @@ just built, with the re-checker, every query (formal.engines.search.recheck_lemm
   stored lemmas instead of every candidate (a warm start), and the result says so;
 - a record or script that is not what `save` writes (corrupted, edited by hand, its lemmas'
   hash different): the verdict is `unknown`, naming the file.
-The files are JSON and SMT-LIB 2 text only: nothing is unpickled."""
+The files are JSON and SMT-LIB 2 text only: nothing is unpickled.
+
+The relation cache (`cache_dir()/relations`, outside the repository) keeps each relation that
+symbolic execution built, under a key that is the same fingerprint and the properties it was
+built for (formal.engines.serial): a run on unchanged sources loads it instead of executing
+the policy again.  An entry that is not what `save_relation` writes is rebuilt, never used."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import gzip
 import hashlib
 import inspect
 import json
+import os
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -27,7 +33,8 @@ from pysmt.fnode import FNode
 
 from formal import solvers
 from formal.cli import output, policies, schemas
-from formal.engines import certificate
+from formal.engines import certificate, serial
+from formal.engines.system import Relation
 from formal.errors import Malformed
 
 FORMAT = "flushproof-certificate/1"
@@ -165,3 +172,58 @@ def save(store: Path, cell: Cell, lemmas: list[FNode], names: dict[FNode, str],
     output.write_bytes_atomic(script_path, gzip.compress(raw, mtime=0))
     output.write_atomic(record_path, json.dumps(record, indent=1) + "\n")
     return record_path
+
+
+RELATION_FORMAT = "flushproof-relation/1"
+
+
+def cache_dir() -> Path:
+    """$FLUSHPROOF_CACHE, else $XDG_CACHE_HOME/flushproof, else ~/.cache/flushproof."""
+    if os.environ.get("FLUSHPROOF_CACHE"):
+        return Path(os.environ["FLUSHPROOF_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "flushproof"
+
+
+def _relation_path(cache: Path, cell: Cell, props: tuple[str, ...]) -> tuple[Path, str]:
+    key = hashlib.sha256(f"{fingerprint(cell)} {' '.join(props)}".encode()).hexdigest()
+    return cache / "relations" / f"{key}.json.gz", key
+
+
+def load_relation(cache: Path, cell: Cell, props: tuple[str, ...]) -> tuple[Relation | None, str]:
+    """The cached relation of cell built for props, or None and why not ("" when there is
+    none)."""
+    path, key = _relation_path(cache, cell, props)
+    try:
+        doc = json.loads(gzip.decompress(path.read_bytes()))
+    except FileNotFoundError:
+        return None, ""
+    except (OSError, ValueError, EOFError) as exc:
+        return None, f"{path}: {exc}"
+    if not isinstance(doc, dict) or doc.get("format") != RELATION_FORMAT \
+            or doc.get("key") != key or not isinstance(doc.get("smt2"), str):
+        return None, f"{path}: not a relation flushproof cached for this cell"
+    if _digest(doc.get("shape"), doc["smt2"]) != doc.get("sha256"):
+        return None, f"{path}: its content is not what it records (sha256 differs)"
+    try:
+        return serial.loads(doc["shape"], doc["smt2"]), ""
+    except Malformed as exc:
+        return None, f"{path}: {exc}"
+
+
+def _digest(shape: object, script: str) -> str:
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode() + b"\0"
+                          + script.encode()).hexdigest()
+
+
+def save_relation(cache: Path, cell: Cell, props: tuple[str, ...], rel: Relation) -> None:
+    """Caches rel; a cache that cannot be written is not an error (the next run builds)."""
+    path, key = _relation_path(cache, cell, props)
+    shape, script = serial.dumps(rel)
+    doc = {"format": RELATION_FORMAT, "key": key, "shape": shape, "smt2": script,
+           "sha256": _digest(shape, script)}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes_atomic(path, gzip.compress(json.dumps(doc).encode(), mtime=0))
+    except OSError:
+        pass

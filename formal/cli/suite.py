@@ -84,11 +84,12 @@ def label(entry: Entry, proof: prove.Proof) -> str:
 
 
 def run_one(entry: Entry, certificates: Path | None = None, use_stored: bool = True,
-            save: bool = False) -> Checked:
+            save: bool = False, relations: Path | None = None) -> Checked:
     """Run an entry's obligation, with the certificate store `certificates` (None: none;
-    formal.cli.store) read unless not use_stored and written when save."""
+    formal.cli.store) read unless not use_stored and written when save, and the relation
+    cache `relations` (None: none)."""
     proof = prove.run(entry.obligation, certificates=certificates, use_stored=use_stored,
-                      save=save)
+                      save=save, relations=relations)
     r = proof.result
     cex = proof.counterexample
     if r.verdict == Verdict.REFUTED and cex is not None and cex.violation is not None:
