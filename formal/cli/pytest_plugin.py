@@ -4,7 +4,9 @@ as for any test.  A failing obligation shows the rendered proof (the counterexam
 run); a failing trace the cells that differ from their expectations.
 
 --flushproof-corpus DIR names the corpus (default: `traces/` beside the proof script's folder,
-if there is one); --flushproof-policy-file PATH[:CLASS] loads a policy file first.
+if there is one); --flushproof-policy-file PATH[:CLASS] loads a policy file first.  An
+obligation re-checks the stored certificate of its cell (`certificates/` beside its script,
+docs/proving.md) and loads cached relations; --flushproof-no-cache searches and builds anew.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--flushproof-corpus", metavar="DIR",
                     help="collect the traces of this corpus (default: traces/ beside the "
                          "script's folder)")
+    group.addoption("--flushproof-no-cache", action="store_true",
+                    help="read no stored certificate and no cached relation")
     group.addoption("--flushproof-policy-file", action="append", default=[],
                     metavar="PATH[:CLASS]", help="load a policy file (it is code: loading it "
                                                  "runs it)")
@@ -40,7 +44,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         policies.load_file(spec)
     for script in scripts:
         for entry in suite.load(script):
-            items.append(ObligationItem.from_parent(session, name=entry.name, entry=entry))
+            items.append(ObligationItem.from_parent(
+                session, name=entry.name, entry=entry,
+                certificates=script.parent / "certificates"))
     traces = config.getoption("flushproof_corpus")
     folder = Path(traces) if traces else scripts[0].resolve().parent.parent / "traces"
     if (folder / "expected.json").is_file():
@@ -55,14 +61,17 @@ class Mismatch(Exception):
 
 
 class ObligationItem(pytest.Item):
-    def __init__(self, *, entry, **kwargs) -> None:  # entry: formal.cli.suite.Entry
+    def __init__(self, *, entry, certificates: Path, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.entry = entry
+        self.entry = entry  # formal.cli.suite.Entry
+        self.certificates = certificates
 
     def runtest(self) -> None:
-        from formal.cli import prove, render, suite
+        from formal.cli import prove, render, store, suite
 
-        proof = prove.run(self.entry.obligation)
+        cold = self.config.getoption("flushproof_no_cache")
+        proof = prove.run(self.entry.obligation, certificates=self.certificates,
+                          use_stored=not cold, relations=None if cold else store.cache_dir())
         label = suite.label(self.entry, proof)
         if label != self.entry.expect:
             raise Mismatch(f"expected {self.entry.expect}, got {label}\n\n"
