@@ -20,9 +20,9 @@ from formal.model.events import EVENT_TYPES
 from formal.model.jsondoc import show
 
 # The files of this package's schemas/ folder: the inputs checked here, by kind, and the
-# outputs they describe (prove --json, whose result holds the certificate).
+# outputs they describe (prove --json, whose result holds the certificate; check --json).
 KINDS = ("trace", "proofs", "expected", "certificate")
-OUTPUTS = ("prove-result",)
+OUTPUTS = ("prove-result", "check-result")
 # What an array element is called in messages, by the array's field.
 _ITEM = {"events": "event", "obligations": "obligation"}
 
