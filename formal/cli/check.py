@@ -140,11 +140,15 @@ def print_text(out: Outcome, console: Console) -> None:
                           highlight=False)
             console.print(item.report(), markup=False, highlight=False, soft_wrap=True)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False)
-    # Names and verdicts whole; the detail cut (a failure's is printed in full above).
-    for name, just in (("", "left"), ("item", "left"), ("expected", "left"), ("got", "left"),
-                       ("s", "right")):
-        table.add_column(name, justify=just, no_wrap=True)
-    table.add_column("detail", no_wrap=True, overflow="ellipsis", ratio=1)
+    items = [item for _, item in out.items()]
+    # Names and verdicts whole, at any width; the detail wrapped (a failure's is printed in
+    # full above).
+    for name, cells in (("", [_MARK[i.status] for i in items]), ("item", [i.name for i in items]),
+                        ("expected", [i.expected for i in items]),
+                        ("got", [i.actual for i in items])):
+        table.add_column(name, no_wrap=True, min_width=max(map(len, cells), default=0))
+    table.add_column("s", justify="right", no_wrap=True)
+    table.add_column("detail", overflow="fold")
     for _, item in out.items():
         style = {Status.FAILED: "red", Status.UNKNOWN: "yellow"}.get(item.status)
         table.add_row(_MARK[item.status], item.name, item.expected, item.actual,
