@@ -7,6 +7,7 @@ its text the rendered counterexample)."""
 
 from __future__ import annotations
 
+import json
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from formal.cli import corpus, render, suite
+from formal.cli import corpus, output, render, suite
 from formal.cli.status import Status, matches, overall
 from formal.engines.progress import Progress
 from formal.errors import Malformed
@@ -209,3 +210,17 @@ def to_junit(out: Outcome) -> str:
         ts.set("time", f"{sum(float(c.get('time')) for c in cases):.3f}")
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write(out: Outcome, json_path: Path | None, junit_path: Path | None) -> list[str]:
+    """Write --json OUT and --junit-xml PATH, each whole or not at all (output.write_atomic);
+    returns, for each file not written, its path and why."""
+    problems = []
+    for path, text in ((json_path, lambda: json.dumps(to_json(out), indent=1) + "\n"),
+                       (junit_path, lambda: to_junit(out))):
+        if path is not None:
+            try:
+                output.write_atomic(path, text())
+            except OSError as exc:
+                problems.append(f"{path}: {exc.strerror or exc}")
+    return problems

@@ -217,23 +217,15 @@ def _check(args: argparse.Namespace) -> int:
         output.check_file(junit_path, "--junit-xml")
     p = check.plan(scripts, folder, args.k)
     out = check.run(p, _caches(args), sys.stderr if sys.stderr.isatty() else None)
-    doc = check.to_json(out)
     if to_stdout:
-        print(json.dumps(doc, indent=1))
+        print(json.dumps(check.to_json(out), indent=1))
     else:
         # Not a terminal (a CI log): rich's 80 columns, unless COLUMNS says otherwise, would
         # cut the details short.
         wide = sys.stdout.isatty() or "COLUMNS" in os.environ
         check.print_text(out, Console(highlight=False, width=None if wide else 120))
-    for path, text in ((json_path, lambda: json.dumps(doc, indent=1) + "\n"),
-                       (junit_path, lambda: check.to_junit(out))):
-        if path is None:
-            continue
-        try:
-            output.write_atomic(path, text())
-        except OSError as exc:  # the verdicts stand: say what is missing, in one line
-            print(f"flushproof: could not write {path}: {exc.strerror or exc}",
-                  file=sys.stderr)
+    for problem in check.write(out, json_path, junit_path):  # the verdicts stand regardless
+        print(f"flushproof: could not write {problem}", file=sys.stderr)
     return STATUS_EXIT[out.status]
 
 
