@@ -5,6 +5,7 @@ flush without a shadow sync (F2) on the two events it needs: under a second each
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -89,10 +90,11 @@ def test_an_unknown_verdict_exits_4_unless_another_differs(tmp_path, capsys):
     script = project(tmp_path, [REFUTED, TIMEOUT])
     xml = tmp_path / "out.xml"
     assert main(["check", str(script), "--junit-xml", str(xml)]) == 4
-    assert "UNKNOWN f2/timeout\nexpected refuted, got unknown (symbolic execution: timeout)" \
-        in capsys.readouterr().out
+    # The reason: a timeout in symbolic execution, or later if the relation was cached.
+    assert re.search(r"^UNKNOWN f2/timeout\nexpected refuted, got unknown \(.*timeout\)$",
+                     capsys.readouterr().out, re.M)
     error = junit(xml)["f2/timeout"].find("error")
-    assert error.get("message") == "expected refuted, got unknown (symbolic execution: timeout)"
+    assert re.fullmatch(r"expected refuted, got unknown \(.*timeout\)", error.get("message"))
     assert main(["suite", str(script)]) == 4  # suite exits as check does
     script = project(tmp_path / "b", [TIMEOUT], v66="freshness@1")
     assert main(["check", str(script)]) == 1  # a definite wrong verdict says more
