@@ -178,7 +178,8 @@ def proof_json(proof: Proof, cex_path: Path | None) -> dict[str, object]:
         "violation": None if viol is None else {
             "event": viol[0], "property": viol[1], "message": viol[2]},
         "certificate": r.certificate or None,
-        "checker": {"solver": r.checker, "queries": r.checked} if r.checker else None,
+        "checker": {"solver": r.checker, "queries": r.checked, "by": r.by}
+        if r.checker else None,
         "stored": proof.stored or None, "relation_cached": proof.cached,
         "vacuity": {"ok": not proof.vacuity, "failures": proof.vacuity},
         "paths": proof.paths, "times": proof.times, "solvers": solvers.versions(),

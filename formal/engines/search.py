@@ -74,6 +74,7 @@ class Result:
     certificate: str = ""  # what was re-checked, in words, and where it was written
     checker: str = ""  # the solver that re-checked the certificate
     checked: int = 0  # how many queries it answered unsat
+    by: dict[str, int] = field(default_factory=dict)  # of those, how many each solver answered
     # houdini's certificate, the conjunction of these lemmas over the pre-state (what a stored
     # certificate keeps: formal.engines.certificate)
     lemmas: list[FNode] = field(default_factory=list)
@@ -207,12 +208,12 @@ def _recheck_kind(rel: Relation, un: Unroller, props: tuple[str, ...], k: int, c
     times["recheck"] = time.perf_counter() - t0
     if sat is not None:
         return Result(Verdict.UNKNOWN, "kind", k, times=times, reason=(
-            f"{ck.checker} does not confirm the {k}-induction certificate: query {sat} is "
-            "satisfiable"))
+            f"the re-check ({', '.join(ck.chain())}) does not confirm the {k}-induction "
+            f"certificate: query {sat} is satisfiable"))
     return Result(Verdict.PROVED, "kind", k, times=times, checker=ck.checker,
-                  checked=len(queries), certificate=(
+                  checked=len(queries), by=dict(ck.rechecked_by), certificate=(
                       f"{k}-induction: base (depths 0..{k}) and step re-checked by "
-                      f"{ck.checker} in {len(queries)} one-shot queries"))
+                      f"{ck.answered_by()} in {len(queries)} one-shot queries"))
 
 
 # -- pdr (IC3 over the state bits, formal.engines.ic3) --
@@ -274,13 +275,14 @@ def recheck_invariant(rel: Relation, props: tuple[str, ...], invariant: FNode, c
     times["recheck"] = time.perf_counter() - t0
     if sat is not None:
         return Result(Verdict.UNKNOWN, engine, times=times, reason=(
-            f"{ck.checker} rejects the invariant's certificate: the {sat} query is "
-            "satisfiable"))
+            f"the re-check ({', '.join(ck.chain())}) rejects the invariant's certificate: the "
+            f"{sat} query is satisfiable"))
     rel.rechecked.add(invariant)
     where = f" (written to {path})" if path else ""
     return Result(Verdict.PROVED, engine, times=times, checker=ck.checker, checked=len(queries),
+                  by=dict(ck.rechecked_by),
                   certificate=(
-                      f"inductive invariant re-checked by {ck.checker} in {len(queries)} "
+                      f"inductive invariant re-checked by {ck.answered_by()} in {len(queries)} "
                       f"one-shot queries (initiation; consecution per path and safety for each "
                       f"of {len(un.events)} event kinds){where}: {_short(invariant)}"))
 
