@@ -149,7 +149,7 @@ class Common(Mechanism):
     def invlpg_root(self, v: Vcpu, root: Root, gva: int, when: object = True) -> None:
         """mmu->invlpg (paging_tmpl.h FNAME(invlpg)) if when holds: resync the gva's leaf SPTE
         under root."""
-        self.sync_root(v, root, when & (gva & arch.PAGE_MASK == arch.WATCHED_VA))
+        self.sync_root(v, root, when & (gva & arch.PAGE_MASK == arch.WATCHED_VA), children=False)
 
     # -- register writes the vendor module does (vmx.c / svm.c set_cr0, set_cr4, set_efer) --
 
@@ -206,6 +206,8 @@ class Common(Mechanism):
                 self.kvm_handle_invpcid(v, t, pcid, va)
             case ev.GuestPteWrite(pgd=pgd):
                 self.guest_pte_write(v, pgd)
+            case ev.GuestPteWriteOther(pgd=pgd):
+                self.guest_pte_write_other(v, pgd)
             case ev.PvTlbFlush():
                 self.record_steal_time(v)
             case ev.Smi():

@@ -49,6 +49,7 @@ PTE_WRITE = st.builds(ev.GuestPteWrite, st.sampled_from(PGDS[:2]))
 # and a guest flush first so that short sequences already reach the stale-root paths.
 FOCUSED = st.one_of(
     PTE_WRITE, st.just(ev.PvTlbFlush()), MOV_CR3, PTE_WRITE, MOV_CR3,
+    st.builds(ev.GuestPteWriteOther, st.sampled_from(PGDS[:2])),
     st.builds(ev.MovCr4, st.sampled_from([0x20020, 0x20, 0x200A0, 0xA0])),
     st.builds(ev.Invpcid, st.integers(0, 3), st.integers(0, 1), st.just(0x400000)),
     st.builds(ev.Invlpg, st.just(0x400000)),

@@ -416,6 +416,7 @@ def _invlpga(cfg: Config, v: Vcpu, e: ev.Invlpga) -> ArchStep:
 _STEPS = {
     ev.MovCr0: _mov_cr0, ev.MovCr3: _mov_cr3, ev.MovCr4: _mov_cr4, ev.WrmsrEfer: _wrmsr_efer,
     ev.Invlpg: _invlpg, ev.Invpcid: _invpcid, ev.GuestPteWrite: _no_change,
+    ev.GuestPteWriteOther: _no_change,
     ev.PvTlbFlush: _pv_tlb_flush, ev.Smi: _smi, ev.Rsm: _rsm, ev.SetSregs: _set_sregs,
     ev.Init: _init, ev.CpuidUpdate: _no_change, ev.VmEntry: _vmentry, ev.VmExit: _vmexit,
     ev.Invvpid: _invvpid, ev.Invlpga: _invlpga,
