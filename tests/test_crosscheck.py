@@ -129,7 +129,7 @@ def _tables(t: trace.Trace) -> list[int]:
         match e:
             case ev.MovCr3(value=cr3) | ev.SetSregs(cr3=cr3):
                 out.append(cr3)
-            case ev.GuestPteWrite(pgd=pgd):
+            case ev.GuestPteWrite(pgd=pgd) | ev.GuestPteWriteOther(pgd=pgd):
                 out.append(pgd)
     return list(dict.fromkeys(v & bits.CR3_ADDR_MASK for v in out))
 
@@ -161,8 +161,8 @@ def templated(draw: st.DrawFn, templates: list[trace.Trace],
                 e = ev.MovCr3(cr3(value) ^ (bits.CR3_NOFLUSH if draw(RARELY) else 0))
             case ev.SetSregs(cr3=value):
                 e = replace(e, cr3=cr3(value))
-            case ev.GuestPteWrite(pgd=pgd):
-                e = ev.GuestPteWrite(table[pgd])
+            case ev.GuestPteWrite(pgd=pgd) | ev.GuestPteWriteOther(pgd=pgd):
+                e = type(e)(table[pgd])
             case ev.Invpcid():
                 e = replace(e, pcid=pcid(e.pcid))
         out.append(e)

@@ -7,6 +7,8 @@ ghost (Root.unsync, Root.unsync_elsewhere) and the concrete shadow pages
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from formal.cli.policies import replay
@@ -17,7 +19,8 @@ from formal.model.machine import Machine
 from formal.model.properties import ModelError
 from formal.model.state import CONFIGS
 from specs import POLICIES
-from tests.conftest import LONG_MODE
+from tests.conftest import LONG_MODE, TRACES
+from tests.test_crosscheck import abstract_verdict
 
 A, B = 0x1000, 0x2000  # LONG_MODE runs on A first
 # The versions that free unsync prev roots on a guest flush; v5.12 keeps every root (its
@@ -100,3 +103,18 @@ def test_the_write_elsewhere_never_exposes_a_stale_translation(policy):
     m, _ = run(policy, list(t.events))
     assert replay(t).event is None
     assert m.v.regs.cr3 == A
+
+
+CORPUS_TRACE = TRACES / "guest-flush-frees-unsync-prev-root.json"
+
+
+@pytest.mark.parametrize("policy", SYNC_PREV)
+def test_without_the_write_elsewhere_the_kept_root_is_reused_unsync_on_both_levels(policy):
+    """The corpus trace less its event 1: the flush keeps a's root, the NOFLUSH switch back
+    reuses it unsync (F1's shape, a guest flush as the invalidation); with event 1 it holds
+    (traces/expected.json)."""
+    t = trace.override(trace.load(CORPUS_TRACE), policy, None)
+    without = replace(t, events=tuple(e for e in t.events
+                                      if not isinstance(e, ev.GuestPteWriteOther)))
+    assert (abstract_verdict(without), replay(without).event) == (3, 3)
+    assert (abstract_verdict(t), replay(t).event) == (None, None)
