@@ -25,9 +25,12 @@ tables.  For L2 under nested EPT/NPT the guest_mmu roots shadow L1's EPT/NPT tab
 shadow page holds the EPT entry of L2's data pages (modelled as an offset from L2-physical to
 L1-physical addresses, the one EPT entry the traces write).
 
-What the concrete level does not model: guest writes to non-leaf tables (the traces write only the
-watched leaf PTE; KVM keeps non-leaf guest tables write-protected, so the path to the leaf table
-is always the current one), zapping (no event zaps a shadow page), and permission bits of roles
+Another page's leaf PTE (guest_pte_write_other) has a leaf table and leaf shadow pages of its own,
+which only say whether a root is unsync (mmu.c is_unsync_root); no access reads that page.
+
+What the concrete level does not model: guest writes to non-leaf tables (the traces write only leaf
+PTEs; KVM keeps non-leaf guest tables write-protected, so the path to the leaf table is always the
+current one), zapping (no event zaps a shadow page), and permission bits of roles
 (a root built for another CR0.WP/SMEP/SMAP/NX regime serves the same user read of a user page).
 """
 
