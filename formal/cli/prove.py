@@ -373,8 +373,8 @@ def _engine(rel: Relation, ob: Obligation, ck: Checker) -> Result:
 # -- counterexamples --
 
 # Operands that hold guest addresses or page-table pointers, and those that hold CR4.
-_ADDRESSES = {("mov_cr3", "value"), ("guest_pte_write", "pgd"), ("invlpg", "va"),
-              ("invpcid", "va"), ("set_sregs", "cr3"), ("vmentry", "cr3"),
+_ADDRESSES = {("mov_cr3", "value"), ("guest_pte_write", "pgd"), ("guest_pte_write_other", "pgd"),
+              ("invlpg", "va"), ("invpcid", "va"), ("set_sregs", "cr3"), ("vmentry", "cr3"),
               ("vmentry", "nested_pgd"), ("invvpid", "va"), ("invlpga", "va")}
 _CR4S = {("mov_cr4", "value"), ("set_sregs", "cr4"), ("vmentry", "cr4")}
 
