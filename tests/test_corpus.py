@@ -8,7 +8,8 @@ from formal.cli import corpus
 from specs import POLICIES
 from tests.conftest import TRACES, run_trace
 
-FIXED_FOR_LAI = ["v5.12", "v5.13", "v5.17", "rfc-2022-02", "v5.18", "v6.4", "v6.6"]
+FIXED_FOR_LAI = ["v5.12", "v5.13", "v5.17", "rfc-2022-02", "v5.18", "v6.4", "v6.6", "v6.7",
+                 "v6.12", "mainline"]
 
 
 def test_lai_sequence_violates_freshness_at_the_noflush_switch_without_pcide_free():
