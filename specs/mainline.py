@@ -2,9 +2,11 @@
 
 Tree read: torvalds/linux arch/x86/kvm/regs.c @7bb6284aa7b3 (the only stored version).  Dated
 by content: kvm_set_cr0/cr3/cr4, kvm_post_set_cr0/cr4, load_pdptrs and __set_sregs have moved
-out of x86.c into regs.c; EXPORT_SYMBOL_FOR_KVM_INTERNAL (v6.18 and later); the CET checks in
-kvm_set_cr0/kvm_set_cr4 (CET virtualization, v6.18); load_pdptrs walks through
-vcpu->arch.gva_walk (struct kvm_pagewalk), which no tree up to v6.18 in the index has.
+out of x86.c into regs.c; EXPORT_SYMBOL_FOR_KVM_INTERNAL and the CET checks in
+kvm_set_cr0/kvm_set_cr4 (both v6.18 material -- from the patches that add them, not checked
+against a merge log); load_pdptrs walks vcpu->arch.gva_walk (struct kvm_pagewalk) where the
+v6.10..v6.13 x86.c read for specs/v6_12.py has vcpu->arch.walk_mmu.  The exact release is not
+known; the policy is named for what it is, the newest tree readable.
 
 What changed since v6.12 on the modelled paths: nothing.
 - kvm_set_cr3 (now regs.c): the same NOFLUSH strip, same-CR3 shortcut, kvm_mmu_new_pgd if CR3

@@ -8,6 +8,11 @@ Trees read (public code index, 2026-12-05; each dated by its own content, none a
   kvm_mmu_new_pgd, is_unsync_root, kvm_mmu_sync_roots, kvm_mmu_sync_prev_roots,
   kvm_mmu_reset_context, kvm_mmu_load, kvm_mmu_unload, kvm_mmu_invalidate_addr, kvm_mmu_invlpg,
   kvm_mmu_invpcid_gva, kvm_init_shadow_{npt,ept}_mmu.  The root cache is V5_18's line for line.
+- intel/tdx arch/x86/kvm/mmu/mmu.c @6ee3a4ddf940, a TDX development branch on v6.11..v6.12:
+  kvm_x86_call() and kvm_arch_vcpu_pre_fault_memory (>= 6.11), kvm_release_pfn_clean and
+  __gfn_to_pfn_memslot in the fault path (<= 6.12).  Read: is_root_usable,
+  cached_root_find_and_keep_current, cached_root_find_without_current, fast_pgd_switch,
+  kvm_mmu_new_pgd -- identical to the v6.8..v6.10 copy.  The closest reading of v6.12's mmu.c.
 - an x86.c the index does not name (find_string id 76668769), dated v6.10..v6.13:
   kvm_x86_call() (>= 6.10), guest_can_use()/guest_cpuid_has() (<= 6.13).  Read:
   kvm_post_set_cr0, kvm_post_set_cr4, kvm_set_cr4, kvm_invalidate_pcid, kvm_set_cr3: the same
