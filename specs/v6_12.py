@@ -22,9 +22,11 @@ Trees read (public code index, 2026-12-05; each dated by its own content, none a
   (between the two) has them too.
 - smm.c: torvalds/linux @5944e723af9c (static_call(), so <= 6.10): kvm_smm_changed, enter_smm,
   rsm_enter_protected_mode as Common models them.
-Not read in a tree dated >= v6.8: vmx/nested.c, svm/nested.c, x86.c's vcpu_enter_guest,
-kvm_vcpu_flush_tlb_guest and kvm_vcpu_reset.  Those are taken unchanged from V6_7 -- an
-assumption, not a reading.
+Not read in a tree dated >= v6.8: vmx/nested.c (nested_vmx_transition_tlb_flush,
+nested_vmx_load_cr3, handle_invvpid; only the v6.12 patch's hunks below), svm/nested.c, and the
+rest of x86.c (set_efer, vcpu_enter_guest, kvm_vcpu_flush_tlb_guest, kvm_handle_invpcid,
+record_steal_time, kvm_vcpu_reset).  Those are taken unchanged from V6_7 -- an assumption, not
+a reading; __set_sregs is read in the newer regs.c (specs/mainline.py).
 
 What changed since v6.7, and what the model does with it:
 - INVLPG (6.5, before v6.6): kvm_mmu_invlpg is kvm_mmu_invalidate_addr(walk_mmu, gva,
