@@ -3,14 +3,25 @@
 CR0.WP with TDP enabled").
 
 The root cache (fast_pgd_switch, cached_root_find_and_keep_current,
-cached_root_find_without_current, kvm_mmu_new_pgd) is inherited from V5_18, where it was
-introduced.  What later list patches show of it -- mmu->root_role instead of mmu_role.base
-(v5.19), the comments "Limit reuse to 64-bit hosts+VMs without 'special' roots" and "Return
-immediately if no usable root was found, kvm_mmu_reload() will establish a valid root prior to
-the next VM-Enter", root_to_sp() with a WARN -- renames and comments only, no change in what is
-kept, freed or requested.  No v6.4 mmu.c was found in the kernel trees searched when this
-policy was written, so that v6.4's root cache equals v5.18's is an assumption, not a reading of
-the v6.4 tree."""
+cached_root_find_without_current, kvm_mmu_new_pgd, kvm_mmu_sync_prev_roots) is inherited from
+V5_18, where it was introduced.  No v6.4 mmu.c is in the public code index searched (the
+repositories named linux-6.4* there hold no arch/x86/kvm files), so v6.4 is bracketed, not read:
+- below, v5.18 (mmu.c as read at b28cb0cd2c5e, specs/v5_18.py);
+- above, two later mmu.c copies read for specs/v6_12.py: torvalds/linux @56ea38e436ea (dated
+  v6.8..v6.10) and intel/tdx @6ee3a4ddf940 (a TDX branch on v6.11..v6.12).  Both have, line for
+  line in what the model uses, V5_18's code: fast_pgd_switch frees a current root without a
+  shadow page ("Limit reuse to 64-bit hosts+VMs without 'special' roots") and searches on;
+  cached_root_find_and_keep_current rotates "C 0 1 2 3 ... 3 C 0 1 2" and frees the evicted
+  root on a miss; cached_root_find_without_current bubbles the rest up and invalidates the last
+  slot; kvm_mmu_new_pgd takes mmu->root_role, returns at once on a miss and otherwise requests
+  KVM_REQ_LOAD_MMU_PGD only (sync and flush only with force_flush_and_sync_on_reuse);
+  kvm_mmu_sync_prev_roots frees every prev root that is_unsync_root (sp->unsync ||
+  sp->unsync_children; the model tests only the watched page, an approximation that issue 18
+  item 3 is about and that every version since V5_17 shares).  kvm_mmu_free_roots was not read.
+What differs between the brackets is names and checks the model does not see: mmu_role.base
+became root_role (v5.19), is_root_usable compares root_to_sp(root)->role with a WARN,
+is_unsync_root skips dummy roots.  That v6.4 equals both brackets is an assumption: a change made
+in v6.4 and reverted by v6.8 would escape it."""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ from formal.cli import corpus
 from specs import POLICIES
 from tests.conftest import TRACES, run_trace
 
-FIXED_FOR_LAI = ["v5.12", "v5.13", "v5.17", "rfc-2022-02", "v5.18", "v6.4", "v6.6"]
+FIXED_FOR_LAI = ["v5.12", "v5.13", "v5.17", "rfc-2022-02", "v5.18", "v6.4", "v6.6", "v6.7",
+                 "v6.12", "mainline"]
 
 
 def test_lai_sequence_violates_freshness_at_the_noflush_switch_without_pcide_free():
@@ -68,3 +69,19 @@ def test_corpus_matches_its_expectations():
     cells = [c for t in corpus.run(TRACES) for c in t.cells]
     assert [c for c in cells if not c.ok or c.new] == []
     assert len(cells) == len(POLICIES) * (len(list(TRACES.glob("*.json"))) - 1)
+
+
+@pytest.mark.parametrize("policy", list(POLICIES))
+def test_invpcid_all_keeps_a_synced_prev_root_that_a_later_pte_write_makes_stale(policy):
+    """F1's mechanism through INVPCID(all): from v5.14 (28f28d453ffc) it is TLB_FLUSH_GUEST,
+    whose kvm_mmu_sync_prev_roots frees only the prev roots unsync at that moment."""
+    out = run_trace("invpcid-all-shared-tables.json", policy)
+    if policy in ("v5.12", "v5.13"):
+        assert out.violation is None
+        assert "request MMU_RELOAD" in out.records[2].actions  # INVPCID(all) unloads
+        assert "free prev_roots[0] pgd=0x1001" in out.records[2].actions
+    else:
+        idx, viol = out.violation
+        assert (idx, viol.prop) == (3, "freshness")
+        assert viol.message.startswith("root pgd=0x1001 reused: its out-of-sync shadow entries")
+        assert out.records[4].actions[0] == "switch to cached prev_roots[0] pgd=0x1001"

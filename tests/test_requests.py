@@ -12,7 +12,8 @@ OLD = ["service MMU_RELOAD", "service MMU_SYNC", "service LOAD_MMU_PGD", "servic
 NEW = ["service FREE_OBSOLETE_ROOTS", "service MMU_SYNC", "service LOAD_MMU_PGD",
        "service TLB_FLUSH", "service TLB_FLUSH_GUEST"]
 ORDER = {"v5.12": OLD, "v5.13": OLD, "v5.17": OLD, "rfc-2022-02": OLD,
-         "509bfe3-no-pcide-free": OLD, "v5.18": NEW, "v6.4": NEW, "v6.6": NEW, "v6.7": NEW}
+         "509bfe3-no-pcide-free": OLD, "v5.18": NEW, "v6.4": NEW, "v6.6": NEW, "v6.7": NEW,
+         "v6.12": NEW, "mainline": NEW}
 
 
 def test_every_policy_has_a_pinned_order(policy_name):

@@ -64,7 +64,7 @@ def test_shadow_root_role_is_at_least_pae_and_nx_only_forced_from_v5_19(policy):
     role = p.calc_root_role(v)
     assert roles.level(role) == 3  # PT32E_ROOT_LEVEL for a 2-level guest
     assert field(role, 4) == 1  # still has_4_byte_gpte
-    forced = policy in ("v6.4", "v6.6", "v6.7")
+    forced = policy in ("v6.4", "v6.6", "v6.7", "v6.12", "mainline")
     assert field(role, 12) == int(forced)
     assert role >> 32 == 0  # the root role is the page role word only
 
