@@ -173,11 +173,14 @@ def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> l
 
 
 def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0],
-        jobs: int | None = None, progress: Progress | None = None) -> Proof:
+        jobs: int | None = None, progress: Progress | None = None,
+        rel: Relation | None = None) -> Proof:
     """Decide ob: build the relation, check vacuity, run the engine (a certificate re-checked
     by `checker` on `jobs` processes, default one per core), and turn a counterexample into a
     trace that the simulator confirms and the concrete MMU replays.  progress hears what the
-    run is doing."""
+    run is doing.  rel: the relation of ob's policy and configuration over all its event kinds,
+    built with at least ob's properties (the matrix builds one per policy and configuration
+    for all its properties, formal.cli.matrix); None builds ob's own."""
     ob.check()
     progress = progress or Progress()
     if ob.events is not None:  # in the configuration's order, as the relation has them
@@ -187,19 +190,18 @@ def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0]
     proof = Proof(ob, Result(Verdict.UNKNOWN, ob.engine))
     ck = Checker(dump_dir=dump_dir, deadline=deadline, checker=checker, jobs=jobs,
                  progress=progress, dump_failures=proof.dump_failures)
-    try:
-        if ob.base is None:
-            rel = build(policies.resolve(ob.policy), CONFIGS[ob.config], ob.kinds(), ob.props,
-                        deadline, progress)
-        else:
-            rel = product.build(policies.resolve(ob.policy), policies.resolve(ob.base),
-                                CONFIGS[ob.config], ob.kinds(), ob.props, deadline, progress)
-    except Inconclusive as exc:
-        proof.result.reason = f"symbolic execution: {exc}"
+    if rel is None:
+        try:
+            rel = relation(ob, deadline, progress)
+        except Inconclusive as exc:
+            proof.result.reason = f"symbolic execution: {exc}"
+            proof.times["symbolic"] = time.perf_counter() - t0
+            return proof
         proof.times["symbolic"] = time.perf_counter() - t0
-        return proof
+    else:
+        assert ob.base is None and ob.events is None and (rel.policy, rel.config) == (
+            ob.policy, ob.config), "a shared relation is a plain obligation's, over all events"
     proof.paths = {er.name: er.paths for er in rel.events} | {"initial": rel.init_paths}
-    proof.times["symbolic"] = time.perf_counter() - t0
     try:
         t1 = time.perf_counter()
         proof.vacuity = vacuity(rel, ob.props, ob.bound, ck)
@@ -223,6 +225,17 @@ def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0]
         proof.counterexample = counterexample(rel, proof.result, ob.props) if ob.base is None \
             else differential_counterexample(rel, proof.result, ob)
     return proof
+
+
+def relation(ob: Obligation, deadline: Deadline | None = None,
+             progress: Progress | None = None) -> Relation:
+    """The relation ob is decided on (its policy's, or the product with its base's);
+    Inconclusive once deadline has passed."""
+    if ob.base is None:
+        return build(policies.resolve(ob.policy), CONFIGS[ob.config], ob.kinds(), ob.props,
+                     deadline, progress)
+    return product.build(policies.resolve(ob.policy), policies.resolve(ob.base),
+                         CONFIGS[ob.config], ob.kinds(), ob.props, deadline, progress)
 
 
 # Seconds the explicit-state search may take before bmc searches on its own.
