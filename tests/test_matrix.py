@@ -148,6 +148,7 @@ def test_a_dead_dask_worker_gives_unknown_with_the_reason(dying, cluster, tmp_pa
     (["--scheduler", "localhost:8786"], "--scheduler 'localhost:8786': expected tcp://HOST:PORT"),
     (["--policy", "v9.9"], "unknown policy 'v9.9' (known: "),
     (["--jobs", "0"], "argument --jobs: must be an integer >= 1"),
+    (["--jobs", "2", "--scheduler", "tcp://127.0.0.1:8786"], "--jobs sizes the local pool"),
     (["--html", "/nonexistent/m.html"], "--html /nonexistent/m.html: no directory"),
 ])
 def test_bad_options_exit_3_with_one_line(argv, needle, capsys):

@@ -191,6 +191,9 @@ def _matrix(args: argparse.Namespace) -> int:
     tasks = [matrix.Task(p, c, props, args.engine, args.bound, args.timeout, files.get(p))
              for p in names for c in dict.fromkeys(args.config or CONFIGS)]
     scheduler = None if args.scheduler is None else matrix.check_scheduler(args.scheduler)
+    if scheduler is not None and args.jobs is not None:
+        raise Malformed("--jobs sizes the local pool; on a Dask cluster the workers do "
+                        "(drop --jobs or --scheduler)")
     for path, option in ((args.json, "--json"), (args.html, "--html")):
         if path is not None:
             output.check_file(Path(path), option)

@@ -92,7 +92,8 @@ def svg(doc: dict[str, Any]) -> str:
     cell, and the legend below."""
     policies, configs, props = doc["policies"], doc["configs"], doc["properties"]
     index = {(c["policy"], c["config"], c["property"]): i for i, c in enumerate(doc["cells"])}
-    width = _LABEL + _W * len(configs) * len(props) + 10
+    legend_width = 34 + 6.5 * max(len(legend) for _, legend in COLOURS.values())
+    width = max(_LABEL + _W * len(configs) * len(props), legend_width) + 10
     legend_y = _HEAD + _H * len(policies) + 16
     height = legend_y + 22 * len(COLOURS) + 6
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -117,9 +118,9 @@ def svg(doc: dict[str, Any]) -> str:
                 out.append(_square(i, doc["cells"][i], _LABEL + (j * len(props) + k) * _W, y))
     for n, (v, (colour, legend)) in enumerate(COLOURS.items()):
         y = legend_y + 22 * n
-        out.append(f'<rect x="{_LABEL}" y="{y}" width="16" height="16" fill="{colour}" '
+        out.append(f'<rect x="10" y="{y}" width="16" height="16" fill="{colour}" '
                    f'class="legend" data-verdict="{v}"/>'
-                   f'<text x="{_LABEL + 24}" y="{y + 12}">{escape(legend)}</text>')
+                   f'<text x="34" y="{y + 12}">{escape(legend)}</text>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -133,7 +134,7 @@ def _square(i: int, cell: dict[str, Any], x: float, y: float) -> str:
             f'<rect x="{x + 1}" y="{y + 1}" width="{_W - 2}" height="{_H - 2}" '
             f'fill="{COLOURS[v][0]}"/>'
             f'<text x="{x + _W / 2}" y="{y + _H / 2 + 4}" text-anchor="middle" '
-            f'fill="white">{escape(_short(cell))}</text></a>')
+            f'fill="{"#222" if v == "bounded" else "white"}">{escape(_short(cell))}</text></a>')
 
 
 def _details(i: int, cell: dict[str, Any]) -> str:
