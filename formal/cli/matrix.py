@@ -3,10 +3,11 @@ certificate or counterexample and time, decided on a local process pool or on a 
 (docs/matrix.md).
 
 One task per (policy, configuration), with the property list: a task builds the relation once
-(symbolic execution is most of a tdp cell's time, minutes on a nested configuration) and
-decides each property on it, in order; houdini's inductive invariant and the invariants already
-re-checked are kept on the relation, so those are shared too.  A task per cell would build the
-same relation once per property.
+(symbolic execution is most of a tdp cell's time, minutes on a nested configuration), checks
+once that every event is enabled within the bound (the part of the vacuity checks that does
+not depend on the property), and decides each property on it, in order; houdini's inductive
+invariant and the invariants already re-checked are kept on the relation, so those are shared
+too.  A task per cell would repeat all of that once per property.
 
 A task runs in a worker process and returns plain JSON-able data (render.proof_json, the
 rendered text), never solver terms.  A worker that dies gives `unknown` for its task's cells,
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from formal.cli import policies, prove, render
+from formal.engines.checker import Checker
 from formal.engines.search import Verdict
 from formal.errors import InputError, Malformed
 from formal.model.properties import ModelError
@@ -57,18 +59,18 @@ class Task:
         return prove.Obligation(self.policy, self.config, (prop,), self.engine, self.bound,
                                 self.timeout)
 
-    def lost(self, reason: str, build_seconds: float | None = None) -> list[Cell]:
+    def lost(self, reason: str, shared_seconds: float | None = None) -> list[Cell]:
         """Every cell of the task as unknown, for reason."""
-        return [self.cell(p, "unknown", self.engine, reason, 0.0, build_seconds)
+        return [self.cell(p, "unknown", self.engine, reason, 0.0, shared_seconds)
                 for p in self.props]
 
     def cell(self, prop: str, verdict: str, engine: str, reason: str, seconds: float,
-             build_seconds: float | None, proof: dict | None = None,
+             shared_seconds: float | None, proof: dict | None = None,
              text: str | None = None) -> Cell:
         return {"policy": self.policy, "config": self.config, "property": prop,
                 "verdict": verdict, "engine": engine, "reason": reason,
                 "seconds": round(seconds, 2),
-                "build_seconds": None if build_seconds is None else round(build_seconds, 2),
+                "shared_seconds": None if shared_seconds is None else round(shared_seconds, 2),
                 "worker": f"{socket.gethostname()}:{os.getpid()}",
                 "policy_file": self.policy_file, "proof": proof, "text": text}
 
@@ -88,25 +90,29 @@ def run_task(task: Task) -> list[Cell]:
             return task.lost(f"the worker could not load the policy file: {exc}")
     t0 = time.perf_counter()
     whole = replace(task.obligation(task.props[0]), props=task.props)
+    what = "symbolic execution"
     try:
         rel = prove.relation(whole, Deadline.after(task.timeout))
+        what = "vacuity"
+        enabled = prove.events_enabled(rel, task.bound,
+                                       Checker(deadline=Deadline.after(task.timeout), jobs=1))
     except Inconclusive as exc:
-        return task.lost(f"symbolic execution: {exc}", time.perf_counter() - t0)
+        return task.lost(f"{what}: {exc}", time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - named below, or re-raised as a bug
         return task.lost(_failure(exc), time.perf_counter() - t0)
-    built = time.perf_counter() - t0
+    shared = time.perf_counter() - t0
     cells = []
     for prop in task.props:
         t1 = time.perf_counter()
         try:
-            proof = prove.run(task.obligation(prop), jobs=1, rel=rel)
+            proof = prove.run(task.obligation(prop), jobs=1, rel=rel, enabled=enabled)
         except Exception as exc:  # noqa: BLE001 - named below, or re-raised as a bug
             cells.append(task.cell(prop, "unknown", task.engine, _failure(exc),
-                                   time.perf_counter() - t1, built))
+                                   time.perf_counter() - t1, shared))
             continue
         r = proof.result
         cells.append(task.cell(prop, r.label, r.engine, r.reason, time.perf_counter() - t1,
-                               built, render.proof_json(proof, None),
+                               shared, render.proof_json(proof, None),
                                render.proof_text(proof, None)))
     return cells
 

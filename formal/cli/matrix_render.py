@@ -143,8 +143,9 @@ def _details(i: int, cell: dict[str, Any]) -> str:
     head = (f'<section id="{escape(anchor(i, cell))}" class="{escape(v)}">'
             f'<h3>{escape(cell["policy"])} &middot; {escape(cell["config"])} &middot; '
             f'{escape(cell["property"])}: {escape(cell["verdict"])}</h3>')
-    build = "" if cell["build_seconds"] is None else \
-        f", the shared relation built in {cell['build_seconds']:.1f}s"
+    build = "" if cell["shared_seconds"] is None else \
+        f" after {cell['shared_seconds']:.1f}s of work shared with the other cells of " \
+        f"{escape(cell['policy'])} in {escape(cell['config'])} (the relation, the event checks)"
     lines = [head, f"<p>engine {escape(cell['engine'])}, {cell['seconds']:.1f}s{build}, on "
                    f"{escape(cell['worker'])}</p>"]
     if v == "proved":

@@ -142,10 +142,13 @@ class Proof:
     dump_failures: list[str] = field(default_factory=list)
 
 
-def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> list[str]:
+def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker,
+            enabled: list[str] | None = None) -> list[str]:
     """The obligation is not vacuous: its initial states exist, every event is enabled in some
     state reachable within the bound, and each property's violation is expressible (its
-    negation is satisfiable in some unconstrained state).  Returns the failures."""
+    negation is satisfiable in some unconstrained state).  Returns the failures.  enabled:
+    events_enabled's failures, already found for rel and bound (they do not depend on the
+    property: the matrix checks them once per relation)."""
     un = Unroller(rel)
     failures = []
     ck.progress("vacuity: initial states, properties")
@@ -155,6 +158,13 @@ def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> l
         if not ck.sat(f"vacuity-{p}", Or([er.violated[p] for er in rel.events]
                                          + [rel.init_violated[p]])):
             failures.append(f"property {p} cannot be violated in any state: it checks nothing")
+    return failures + (events_enabled(rel, bound, ck) if enabled is None else enabled)
+
+
+def events_enabled(rel: Relation, bound: int, ck: Checker) -> list[str]:
+    """The events not enabled in any state reachable within bound events (from the initial
+    states), as vacuity failures."""
+    un = Unroller(rel)
     pending = set(range(len(un.events)))
     path = [un.init()]
     for d in range(1, bound + 1):
@@ -167,20 +177,20 @@ def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> l
         if not pending:
             break
         path.append(un.trans(d))
-    failures += [f"event {un.events[k].name} is never enabled within {bound} events"
-                 for k in sorted(pending)]
-    return failures
+    return [f"event {un.events[k].name} is never enabled within {bound} events"
+            for k in sorted(pending)]
 
 
 def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0],
         jobs: int | None = None, progress: Progress | None = None,
-        rel: Relation | None = None) -> Proof:
+        rel: Relation | None = None, enabled: list[str] | None = None) -> Proof:
     """Decide ob: build the relation, check vacuity, run the engine (a certificate re-checked
     by `checker` on `jobs` processes, default one per core), and turn a counterexample into a
     trace that the simulator confirms and the concrete MMU replays.  progress hears what the
     run is doing.  rel: the relation of ob's policy and configuration over all its event kinds,
     built with at least ob's properties (the matrix builds one per policy and configuration
-    for all its properties, formal.cli.matrix); None builds ob's own."""
+    for all its properties, formal.cli.matrix); None builds ob's own.  enabled: the failures
+    of events_enabled(rel, ob.bound), already found (vacuity)."""
     ob.check()
     progress = progress or Progress()
     if ob.events is not None:  # in the configuration's order, as the relation has them
@@ -204,7 +214,7 @@ def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0]
     proof.paths = {er.name: er.paths for er in rel.events} | {"initial": rel.init_paths}
     try:
         t1 = time.perf_counter()
-        proof.vacuity = vacuity(rel, ob.props, ob.bound, ck)
+        proof.vacuity = vacuity(rel, ob.props, ob.bound, ck, enabled)
         proof.times["vacuity"] = time.perf_counter() - t1
         if proof.vacuity:
             proof.result = Result(Verdict.UNKNOWN, ob.engine, reason="vacuity check failed: "
