@@ -11,7 +11,10 @@ from formal.errors import NotModeled
 from formal.model import arch, roles
 from formal.model import events as ev
 from formal.model.bits import (
+    CR0_CD,
     CR0_EM,
+    CR0_ET,
+    CR0_NW,
     CR0_PE,
     CR0_PG,
     CR0_TS,
@@ -146,7 +149,7 @@ class Common(Mechanism):
     def invlpg_root(self, v: Vcpu, root: Root, gva: int, when: object = True) -> None:
         """mmu->invlpg (paging_tmpl.h FNAME(invlpg)) if when holds: resync the gva's leaf SPTE
         under root."""
-        self.sync_root(v, root, when & (gva & arch.PAGE_MASK == arch.WATCHED_VA))
+        self.sync_root(v, root, when & (gva & arch.PAGE_MASK == arch.WATCHED_VA), children=False)
 
     # -- register writes the vendor module does (vmx.c / svm.c set_cr0, set_cr4, set_efer) --
 
@@ -203,6 +206,8 @@ class Common(Mechanism):
                 self.kvm_handle_invpcid(v, t, pcid, va)
             case ev.GuestPteWrite(pgd=pgd):
                 self.guest_pte_write(v, pgd)
+            case ev.GuestPteWriteOther(pgd=pgd):
+                self.guest_pte_write_other(v, pgd)
             case ev.PvTlbFlush():
                 self.record_steal_time(v)
             case ev.Smi():
@@ -314,11 +319,15 @@ class Common(Mechanism):
         self.kvm_mmu_reset_context(v)
 
     def kvm_vcpu_reset(self, v: Vcpu, init_event: bool) -> None:
-        """x86.c kvm_vcpu_reset for INIT: CR0 = NW|CD|ET, CR3 = CR4 = EFER = 0 through the
-        vendor hooks, then (v5.14 0aa1837533e5) reset the MMU if paging was on, and (v5.14
-        "KVM: x86: Flush the guest's TLB on INIT") request a guest TLB flush."""
+        """x86.c kvm_vcpu_reset for INIT: "CR0.CD/NW are set on RESET, preserved on INIT"
+        (v5.15, "KVM: x86: Preserve guest's CR0.CD/NW on INIT"; docs/model.md D9 for the
+        versions before), CR3 = CR4 = EFER = 0 through the vendor hooks, then (v5.14
+        0aa1837533e5) reset the MMU if paging was on, and (v5.14 "KVM: x86: Flush the guest's
+        TLB on INIT") request a guest TLB flush."""
         old_cr0 = v.regs.cr0
-        self.vendor_set_cr0(v, arch.INIT_REGS.cr0)
+        new_cr0 = CR0_ET | old_cr0 & (CR0_NW | CR0_CD) if init_event \
+            else CR0_ET | CR0_NW | CR0_CD
+        self.vendor_set_cr0(v, new_cr0)
         v.regs.cr3 = 0
         self.vendor_set_cr4(v, 0)
         self.vendor_set_efer(v, 0)

@@ -28,8 +28,7 @@ of v5.18's CR0/CR4 changes are not part of the posted series."""
 
 from __future__ import annotations
 
-from formal.model import arch
-from formal.model.bits import CR0_PG, CR4_PCIDE, CR4_PGE, CR4_SMEP
+from formal.model.bits import CR0_CD, CR0_ET, CR0_NW, CR0_PG, CR4_PCIDE, CR4_PGE, CR4_SMEP
 from formal.model.state import Req, Vcpu
 from specs.v5_17 import V5_17
 from specs.v5_18 import V5_18
@@ -102,7 +101,9 @@ class Rfc2022_02(V5_17):
         kvm_mmu_unload(vcpu); kvm_init_mmu(vcpu); }" -- all roots freed, no new_pgd; the INIT
         guest TLB flush (v5.14) is unchanged."""
         old_cr0 = v.regs.cr0
-        self.vendor_set_cr0(v, arch.INIT_REGS.cr0)
+        new_cr0 = CR0_ET | old_cr0 & (CR0_NW | CR0_CD) if init_event \
+            else CR0_ET | CR0_NW | CR0_CD
+        self.vendor_set_cr0(v, new_cr0)
         v.regs.cr3 = 0
         self.vendor_set_cr4(v, 0)
         self.vendor_set_efer(v, 0)

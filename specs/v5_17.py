@@ -36,11 +36,13 @@ class V5_17(V5_13):
         self.vendor_flush_tlb_guest(v)
 
     def kvm_mmu_sync_prev_roots(self, v: Vcpu) -> None:
-        """mmu.c kvm_mmu_sync_prev_roots: "roots_to_free |= KVM_MMU_ROOT_PREVIOUS(i)" for every
-        valid prev root that is_unsync_root."""
+        """mmu.c kvm_mmu_sync_prev_roots (61b05a9fd4ae, v5.16; unchanged to v6.7 but for v6.6's
+        dummy roots, which the model has not): "if (is_unsync_root(...prev_roots[i].hpa))
+        roots_to_free |= KVM_MMU_ROOT_PREVIOUS(i)" -- "sync prev_roots by simply freeing
+        them"."""
         roots_to_free = 0
         for i, prev in enumerate(v.mmu.prev_roots):
-            roots_to_free |= on(prev.valid & prev.unsync, ROOT_PREVIOUS(i))
+            roots_to_free |= on(self.is_unsync_root(v, prev), ROOT_PREVIOUS(i))
         self.kvm_mmu_free_roots(v, v.mmu, roots_to_free)
 
     def kvm_post_set_cr4(self, v: Vcpu, old_cr4: int, cr4: int) -> None:

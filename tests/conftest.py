@@ -32,3 +32,13 @@ def machine(policy: str, config: str = "shadow", regs: Regs = LONG_MODE) -> Mach
 @pytest.fixture(params=list(POLICIES))
 def policy_name(request) -> str:
     return request.param
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cold_cache(tmp_path_factory):
+    """Every command a test runs builds its relations cold: the relation cache is a fresh
+    directory of this session, never the user's (formal.cli.store.cache_dir)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FLUSHPROOF_CACHE", str(tmp_path_factory.mktemp("flushproof-cache")))
+    yield
+    mp.undo()

@@ -49,6 +49,7 @@ PTE_WRITE = st.builds(ev.GuestPteWrite, st.sampled_from(PGDS[:2]))
 # and a guest flush first so that short sequences already reach the stale-root paths.
 FOCUSED = st.one_of(
     PTE_WRITE, st.just(ev.PvTlbFlush()), MOV_CR3, PTE_WRITE, MOV_CR3,
+    st.builds(ev.GuestPteWriteOther, st.sampled_from(PGDS[:2])),
     st.builds(ev.MovCr4, st.sampled_from([0x20020, 0x20, 0x200A0, 0xA0])),
     st.builds(ev.Invpcid, st.integers(0, 3), st.integers(0, 1), st.just(0x400000)),
     st.builds(ev.Invlpg, st.just(0x400000)),
@@ -128,7 +129,7 @@ def _tables(t: trace.Trace) -> list[int]:
         match e:
             case ev.MovCr3(value=cr3) | ev.SetSregs(cr3=cr3):
                 out.append(cr3)
-            case ev.GuestPteWrite(pgd=pgd):
+            case ev.GuestPteWrite(pgd=pgd) | ev.GuestPteWriteOther(pgd=pgd):
                 out.append(pgd)
     return list(dict.fromkeys(v & bits.CR3_ADDR_MASK for v in out))
 
@@ -160,8 +161,8 @@ def templated(draw: st.DrawFn, templates: list[trace.Trace],
                 e = ev.MovCr3(cr3(value) ^ (bits.CR3_NOFLUSH if draw(RARELY) else 0))
             case ev.SetSregs(cr3=value):
                 e = replace(e, cr3=cr3(value))
-            case ev.GuestPteWrite(pgd=pgd):
-                e = ev.GuestPteWrite(table[pgd])
+            case ev.GuestPteWrite(pgd=pgd) | ev.GuestPteWriteOther(pgd=pgd):
+                e = type(e)(table[pgd])
             case ev.Invpcid():
                 e = replace(e, pcid=pcid(e.pcid))
         out.append(e)

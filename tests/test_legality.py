@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from formal.model import arch
 from formal.model import events as ev
 from formal.model.state import Regs
 from tests.conftest import LONG_MODE, machine
@@ -118,3 +119,25 @@ def test_pcide_enable_is_legal_in_long_mode_with_pcid_zero():
 def test_noncanonical_invlpg_is_a_nop_not_a_fault():
     rec = machine("v6.6").step(0, ev.Invlpg(0x0000_8000_0000_0000))
     assert rec.fault is None and rec.actions == []
+
+
+# INIT keeps CR0.CD and CR0.NW (SDM Vol. 3A Table 10-1, note 2), on the architecture's side and
+# in KVM's kvm_vcpu_reset since "KVM: x86: Preserve guest's CR0.CD/NW on INIT" (v5.15).
+CD_NW = 0x6000_0000
+
+
+@pytest.mark.parametrize("cr0,after", [(LONG_MODE.cr0, 0x10),
+                                       (LONG_MODE.cr0 | CD_NW, 0x6000_0010),
+                                       (LONG_MODE.cr0 | 1 << 30, 0x4000_0010)])
+def test_init_keeps_cd_and_nw_and_clears_the_rest(policy_name, cr0, after):
+    assert arch.init_regs(replace(LONG_MODE, cr0=cr0)) == Regs(after, 0, 0, 0)
+    for config in ("shadow", "tdp"):
+        m = machine(policy_name, config, replace(LONG_MODE, cr0=cr0))
+        rec = m.step(0, ev.Init())
+        assert rec.fault is None and m.v.regs == Regs(after, 0, 0, 0)
+
+
+def test_reset_sets_cd_and_nw():
+    m = machine("v6.7", "tdp")
+    m.policy.kvm_vcpu_reset(m.v, init_event=False)
+    assert m.v.regs.cr0 == 0x6000_0010

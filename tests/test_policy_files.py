@@ -70,7 +70,7 @@ BROKEN = {
     "registers": ("from formal.model import bits\nfrom specs.v6_6 import V6_6\n"
                   "class W(V6_6):\n    name = 'w'\n    def vendor_set_cr4(self, v, cr4):\n"
                   "        super().vendor_set_cr4(v, cr4 ^ bits.CR4_SMEP)\n",
-                  "W contradicts the architecture in shadow: event 3 (mov_cr4): w left "
+                  "W contradicts the architecture in shadow: event 4 (mov_cr4): w left "
                   "registers"),
     "shipped-name": ("from specs.v6_6 import V6_6\nclass S(V6_6):\n    pass\n"
                      "S.name = 'v6.6'\n",

@@ -32,6 +32,7 @@ def events(cr4s: list[int]) -> st.SearchStrategy[ev.Event]:
         st.builds(ev.Invlpg, st.sampled_from([0x400000, 0x800000])),
         st.builds(ev.Invpcid, st.integers(0, 3), st.integers(0, 2), st.just(0x400000)),
         st.builds(ev.GuestPteWrite, st.sampled_from(PGDS + [0x9000])),
+        st.builds(ev.GuestPteWriteOther, st.sampled_from(PGDS + [0x9000])),
         st.just(ev.PvTlbFlush()), st.just(ev.Smi()), st.just(ev.Rsm()), st.just(ev.Init()),
         st.just(ev.CpuidUpdate()),
         st.builds(ev.SetSregs, st.sampled_from(CR0S), st.sampled_from(PGDS),

@@ -4,6 +4,7 @@ but unsat from all of them is a pass; and the progress a long run reports."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 
@@ -12,6 +13,7 @@ from pysmt.shortcuts import BV, BVULT, FALSE, EqualsOrIff, Symbol
 from pysmt.typing import BVType
 
 from formal.cli.main import main
+from formal.engines import checker
 from formal.engines import search as engines
 from formal.engines.checker import CHECKERS, Checker
 from formal.engines.progress import Progress
@@ -41,11 +43,42 @@ def test_recheck_names_the_satisfiable_query_and_passes_only_all_unsat(jobs):
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_a_solver_unknown_is_inconclusive_never_a_pass(jobs, monkeypatch):
+def test_a_query_the_checker_does_not_answer_goes_to_the_next(jobs, monkeypatch):
     # The forked workers inherit the patched backend.
     monkeypatch.setattr(yices_backend, "answer", lambda script, seconds: Answer.UNKNOWN)
-    with pytest.raises(Inconclusive, match="^yices returned unknown on recheck-q0$"):
+    ck = Checker(jobs=jobs)
+    assert ck.recheck(queries(UNSAT, UNSAT)) is None
+    assert ck.rechecked_by == {"bitwuzla": 2}
+    assert ck.answered_by() == "bitwuzla (2 queries)"
+    assert ck.recheck(queries(UNSAT, BVULT(X, BV(3, 8)))) == "q1"  # bitwuzla's sat rejects
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_unknown_of_every_checker_is_inconclusive_never_a_pass(jobs, monkeypatch):
+    for name in CHECKERS:
+        module = importlib.import_module(f"formal.solvers.{name}")
+        monkeypatch.setattr(module, "answer", lambda script, seconds: Answer.UNKNOWN)
+    with pytest.raises(Inconclusive,
+                       match="^yices, bitwuzla, cvc5 returned unknown on recheck-q0$"):
         Checker(jobs=jobs).recheck(queries(UNSAT, UNSAT))
+
+
+def test_each_checker_but_the_last_gets_a_slice_of_the_deadline(monkeypatch):
+    asked = []
+
+    def slow(name):
+        def answer(script, seconds):
+            asked.append((name, seconds))
+            return Answer.UNKNOWN if name != "cvc5" else Answer.UNSAT
+        return answer
+    for name in CHECKERS:
+        module = importlib.import_module(f"formal.solvers.{name}")
+        monkeypatch.setattr(module, "answer", slow(name))
+    ck = Checker(jobs=1)
+    assert ck.recheck(queries(UNSAT)) is None
+    assert asked == [("yices", checker.RECHECK_SLICE), ("bitwuzla", checker.RECHECK_SLICE),
+                     ("cvc5", None)]
+    assert ck.rechecked_by == {"cvc5": 1}
 
 
 def test_a_worker_that_dies_is_inconclusive_never_a_pass():
@@ -121,7 +154,7 @@ def test_prove_reports_progress_only_on_a_terminal_and_never_with_json(
 def test_prove_with_the_cvc5_checker_names_it_and_its_query_count(capsys):
     assert main(PGD_MOV_CR3 + ["--checker", "cvc5", "--jobs", "1", "--json"]) == 0
     doc = __import__("json").loads(capsys.readouterr().out)
-    assert doc["checker"] == {"solver": "cvc5", "queries": 6}
+    assert doc["checker"] == {"solver": "cvc5", "queries": 6, "by": {"cvc5": 6}}
     assert doc["certificate"].startswith("inductive invariant re-checked by cvc5 in 6 one-shot "
                                          "queries (initiation; consecution per path and safety "
                                          "for each of 1 event kinds)")

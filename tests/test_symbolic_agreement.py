@@ -49,13 +49,17 @@ def test_relation_agrees_with_the_simulator(policy, config, examples):
 
 
 def agree(policy: str, config: str, data) -> None:
+    pool = st.one_of(EVENTS, NESTED) if CONFIGS[config].nested else EVENTS
+    agree_on(policy, config, data.draw(st.lists(pool, max_size=6)))
+
+
+def agree_on(policy: str, config: str, events: list[ev.Event]) -> None:
     cfg = CONFIGS[config]
     rel = relation(policy, config)
-    pool = st.one_of(EVENTS, NESTED) if cfg.nested else EVENTS
     m = Machine(POLICIES[policy](cfg), LONG_MODE)
     m.start()
     kinds = {er.name for er in rel.events}
-    for i, e in enumerate(data.draw(st.lists(pool, max_size=6))):
+    for i, e in enumerate(events):
         if not_modeled(cfg, m.v, e) or e.op not in kinds:
             continue
         pre = m.v.clone()
@@ -86,3 +90,21 @@ def test_relation_reports_paths_per_handler():
     assert set(paths) == {k.op for k in ev.EVENT_TYPES.values()} - ev.NESTED_OPS
     assert all(n >= 1 for n in paths.values())
     assert paths["guest_pte_write"] == 1  # branch-free: one path, whatever the state
+    assert paths["guest_pte_write_other"] == 1
+
+
+# tests/test_unsync_roots.py's sequences: a prev root unsync through a write elsewhere, or
+# through INVLPG resyncing only the watched SPTE, freed by the guest flush (v5.16+), and kept
+# after a full sync.  509bfe3-no-pcide-free has v5.17's kvm_mmu_sync_prev_roots.
+UNSYNC_SEQUENCES = [
+    [ev.MovCr3(0x2000), ev.GuestPteWriteOther(0x1000), ev.PvTlbFlush(), ev.MovCr3(0x1000)],
+    [ev.MovCr3(0x2000), ev.GuestPteWrite(0x1000), ev.Invlpg(0x400000), ev.PvTlbFlush(),
+     ev.MovCr3(0x1000)],
+    [ev.MovCr3(0x2000), ev.GuestPteWriteOther(0x1000), ev.MovCr3(0x1000), ev.MovCr3(0x2000),
+     ev.PvTlbFlush()],
+]
+
+
+@pytest.mark.parametrize("events", UNSYNC_SEQUENCES)
+def test_relation_agrees_on_freeing_unsync_prev_roots(events):
+    agree_on("509bfe3-no-pcide-free", "shadow", events)

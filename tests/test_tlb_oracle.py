@@ -272,6 +272,14 @@ def test_init_flushes_everything_and_resets_registers():
     oracle.init()
     assert tags(oracle) == set()
     assert oracle.mode is Mode.NONE
+    assert oracle.regs == Regs(0x10, 0, 0, 0)
+
+
+def test_init_keeps_cr0_cd_and_nw():
+    oracle, _, _ = four_entries()
+    oracle.mov_cr0(CR0 | bits.CR0_CD | bits.CR0_NW)
+    oracle.init()
+    assert oracle.regs.cr0 == bits.CR0_CD | bits.CR0_NW | bits.CR0_ET
 
 
 # Use: what the processor may serve.

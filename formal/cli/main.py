@@ -1,8 +1,8 @@
 """The `flushproof` command.  Exit status, for every subcommand (docs/exit-codes.md):
-0 holds / proved, 1 violated / refuted (for corpus and suite: a verdict differs from the
-expected one), 2 bounded (no violation within the bound; not a proof), 3 bad input,
-4 unknown (timeout, solver unknown or failure, model error), 5 internal error (a bug in
-flushproof), 130 interrupted (Ctrl-C)."""
+0 holds / proved, 1 violated / refuted (for corpus, suite and check: a verdict differs from
+the expected one; 4 if none differs but one is unknown), 2 bounded (no violation within the
+bound; not a proof), 3 bad input, 4 unknown (timeout, solver unknown or failure, model error),
+5 internal error (a bug in flushproof), 130 interrupted (Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,24 @@ import shlex
 import sys
 import tempfile
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 
-from formal.cli import corpus, matrix, matrix_render, output, policies, prove, render, suite
+from formal.cli import (
+    check,
+    corpus,
+    matrix,
+    matrix_render,
+    output,
+    policies,
+    prove,
+    render,
+    store,
+    suite,
+)
+from formal.cli.status import Status, matches, overall
 from formal.concrete import replay
 from formal.engines import search as engines
 from formal.engines.checker import CHECKERS
@@ -34,6 +47,7 @@ EXIT_HOLDS, EXIT_VIOLATED, EXIT_BOUNDED, EXIT_BAD_INPUT, EXIT_UNKNOWN, EXIT_INTE
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 EXIT_CODES = (EXIT_HOLDS, EXIT_VIOLATED, EXIT_BOUNDED, EXIT_BAD_INPUT, EXIT_UNKNOWN,
               EXIT_INTERNAL, EXIT_INTERRUPTED)
+DEFAULT_SCRIPT = "proofs/suite.json"
 VERDICT_EXIT = {engines.Verdict.PROVED: EXIT_HOLDS, engines.Verdict.REFUTED: EXIT_VIOLATED,
                 engines.Verdict.BOUNDED: EXIT_BOUNDED, engines.Verdict.UNKNOWN: EXIT_UNKNOWN}
 
@@ -87,15 +101,20 @@ def _simulate(args: argparse.Namespace) -> int:
     return EXIT_VIOLATED if out.violated else EXIT_HOLDS
 
 
+STATUS_EXIT = {Status.PASSED: EXIT_HOLDS, Status.FAILED: EXIT_VIOLATED,
+               Status.UNKNOWN: EXIT_UNKNOWN}
+
+
 def _corpus(args: argparse.Namespace) -> int:
-    cells = corpus.run(Path(args.dir))
-    for c in cells:
-        mark = "new " if c.expected is None else "ok  " if c.ok else "FAIL"
-        extra = "" if c.ok else f" (expected {c.expected})"
-        print(f"{mark} {c.trace:32} {c.policy:24} {c.actual}{extra}")
-    bad = sum(not c.ok for c in cells)
-    print(f"{len(cells) - bad} passed, {bad} failed")
-    return EXIT_VIOLATED if bad else EXIT_HOLDS
+    update = args.update or args.update_loaded
+    c = corpus.load(Path(args.dir), missing_ok=update)
+    checks = [corpus.check_trace(c, file, t) for file, t in c.traces]
+    print("\n".join(corpus.report_lines(checks)))
+    if not update:
+        return STATUS_EXIT[overall(t.status for t in checks)]
+    print("\n".join(corpus.update(c, checks, loaded=args.update_loaded)))
+    # The verdicts are now the expectations; a trace a model error stopped recorded nothing.
+    return STATUS_EXIT[overall(Status.UNKNOWN if t.error else Status.PASSED for t in checks)]
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -130,9 +149,12 @@ def _prove(args: argparse.Namespace) -> int:
     live = sys.stderr.isatty() and not args.json
     progress = Progress(sys.stderr if live else None, live=True)
     try:
-        proof = prove.run(ob, dump, args.checker, args.jobs, progress)
+        stored = dict(certificates=Path(args.certificates), use_stored=not args.no_cache,
+                      save=args.save_certificate,
+                      relations=None if args.no_cache else store.cache_dir())
+        proof = prove.run(ob, dump, args.checker, args.jobs, progress, **stored)
         converse = prove.run(proof.obligation.converse(), None, args.checker, args.jobs,
-                             progress) if ob.base is not None else None
+                             progress, **stored) if ob.base is not None else None
     except KeyboardInterrupt:  # leave nothing behind: the directory, if made now and empty
         if created and not any(dump.iterdir()):
             dump.rmdir()
@@ -165,18 +187,58 @@ def _prove(args: argparse.Namespace) -> int:
     return VERDICT_EXIT[proof.result.verdict]
 
 
+def _caches(args: argparse.Namespace) -> suite.Caches:
+    return replace(suite.Caches.default(cold=args.no_cache), save=args.save_certificates,
+                   certificates=Path(args.certificates) if args.certificates else None)
+
+
 def _suite(args: argparse.Namespace) -> int:
-    entries = suite.load(Path(args.file))
-    bad = 0
+    script = Path(args.file)
+    entries = [e for e in suite.load(script) if matches(e.name, args.k)]
+    if not entries:
+        raise Malformed(f"{args.file}: -k {args.k!r} selects no obligation")
+    caches = _caches(args)
+    done = []
     for entry in entries:
-        got = suite.run_one(entry)
-        ok = got.label == entry.expect
-        bad += not ok
-        mark = "ok  " if ok else "FAIL"
-        extra = "" if ok else f" (expected {entry.expect})"
-        print(f"{mark} {entry.name:44} {got.label:12} {got.detail}{extra}", flush=True)
-    print(f"{len(entries) - bad} passed, {bad} failed")
-    return EXIT_VIOLATED if bad else EXIT_HOLDS
+        got = suite.check_one(entry, script, caches)
+        done.append(got.status)
+        mark = {Status.PASSED: "ok  ", Status.FAILED: "FAIL", Status.UNKNOWN: "UNKN"}[got.status]
+        extra = "" if got.status is Status.PASSED else f" (expected {entry.expect})"
+        print(f"{mark} {entry.name:44} {got.label:12} {got.detail} [{got.seconds:.0f}s]{extra}",
+              flush=True)
+    print(f"{done.count(Status.PASSED)} passed, {done.count(Status.FAILED)} failed, "
+          f"{done.count(Status.UNKNOWN)} unknown")
+    return STATUS_EXIT[overall(done)]
+
+
+def _check(args: argparse.Namespace) -> int:
+    scripts = [Path(s) for s in args.scripts or [DEFAULT_SCRIPT]]
+    folder = None
+    if not args.no_corpus:
+        folder = Path(args.corpus) if args.corpus else corpus.default_dir(scripts)
+        if not (folder / corpus.EXPECTED).is_file():
+            raise Malformed(f"no corpus: {folder / corpus.EXPECTED} is missing (name one with "
+                            "--corpus DIR, or check none with --no-corpus)")
+    to_stdout = args.json == "-"
+    json_path = None if args.json in (None, "-") else Path(args.json)
+    junit_path = None if args.junit_xml is None else Path(args.junit_xml)
+    # Every destination and input is checked before the first proof starts (minutes).
+    if json_path is not None:
+        output.check_file(json_path, "--json")
+    if junit_path is not None:
+        output.check_file(junit_path, "--junit-xml")
+    p = check.plan(scripts, folder, args.k)
+    out = check.run(p, _caches(args), sys.stderr if sys.stderr.isatty() else None)
+    if to_stdout:
+        print(json.dumps(check.to_json(out), indent=1))
+    else:
+        # Not a terminal (a CI log): rich's 80 columns, unless COLUMNS says otherwise, would
+        # cut the details short.
+        wide = sys.stdout.isatty() or "COLUMNS" in os.environ
+        check.print_text(out, Console(highlight=False, width=None if wide else 120))
+    for problem in check.write(out, json_path, junit_path):  # the verdicts stand regardless
+        print(f"flushproof: could not write {problem}", file=sys.stderr)
+    return STATUS_EXIT[out.status]
 
 
 def _matrix(args: argparse.Namespace) -> int:
@@ -239,6 +301,11 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("corpus", parents=[common],
                        help="run the regression corpus against its expectations")
     c.add_argument("dir", nargs="?", default="traces", help="directory of traces (traces/)")
+    c.add_argument("--update", action="store_true",
+                   help="record the verdicts of the shipped policies as the expectations "
+                        "(DIR/expected.json, rewritten in its own order) and print what changed")
+    c.add_argument("--update-loaded", action="store_true",
+                   help="--update, and record the --policy-file policies' verdicts too")
     c.set_defaults(func=_corpus)
     r = sub.add_parser("replay", parents=[common],
                        help="replay a trace on the concrete shadow MMU and report the first "
@@ -276,12 +343,22 @@ def parser() -> argparse.ArgumentParser:
                         "per core)")
     v.add_argument("--dump-smt", metavar="DIR",
                    help="write every query as an SMT-LIB 2 file (created if missing)")
+    v.add_argument("--certificates", metavar="DIR", default=str(store.DEFAULT_DIR),
+                   help="the certificate store: a stored certificate of the cell is re-checked "
+                        "instead of searching (default: %(default)s)")
+    v.add_argument("--save-certificate", action="store_true",
+                   help="write (refresh) houdini's certificate to the store when proved")
+    v.add_argument("--no-cache", action="store_true",
+                   help="read no stored certificate and no cached relation: build and search "
+                        "anew")
     v.add_argument("--cex", metavar="FILE", help="where to write a counterexample trace")
     v.add_argument("--json", action="store_true", help="print the result as JSON")
     v.set_defaults(func=_prove)
     u = sub.add_parser("suite", parents=[common],
                        help="run the proof obligations of a proof script")
-    u.add_argument("file", nargs="?", default="proofs/suite.json", help="proofs/suite.json")
+    u.add_argument("file", nargs="?", default=DEFAULT_SCRIPT, help=DEFAULT_SCRIPT)
+    u.add_argument("-k", metavar="TEXT",
+                   help="only the obligations whose name contains TEXT (ignoring case)")
     u.set_defaults(func=_suite)
     m = sub.add_parser("matrix", parents=[common],
                        help="decide every (policy, configuration, property) cell, on local "
@@ -308,7 +385,35 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--html", metavar="OUT",
                    help="write the matrix as a self-contained HTML page to OUT")
     m.set_defaults(func=_matrix)
-    for cmd in (s, c, r, v, u, m):
+    k = sub.add_parser("check", parents=[common],
+                       help="run proof scripts and the regression corpus, with a summary "
+                            "table, --json and --junit-xml")
+    k.add_argument("scripts", nargs="*", metavar="SCRIPT",
+                   help=f"proof scripts (default: {DEFAULT_SCRIPT})")
+    where = k.add_mutually_exclusive_group()
+    where.add_argument("--corpus", metavar="DIR",
+                       help="the corpus (default: traces/ beside the first script's folder)")
+    where.add_argument("--no-corpus", action="store_true", help="run the proof scripts only")
+    k.add_argument("-k", metavar="TEXT",
+                   help="only the obligations and corpus traces (named corpus/STEM) whose "
+                        "name contains TEXT (ignoring case)")
+    k.add_argument("--json", metavar="OUT",
+                   help="write the results as JSON to OUT (- for standard output, instead of "
+                        "the table)")
+    k.add_argument("--junit-xml", metavar="PATH",
+                   help="write a JUnit XML report: one testcase per obligation and trace")
+    k.set_defaults(func=_check)
+    for cmd in (u, k):
+        cmd.add_argument("--certificates", metavar="DIR",
+                         help="the certificate store (default: certificates/ beside each "
+                              "script)")
+        cmd.add_argument("--save-certificates", action="store_true",
+                         help="write (refresh) the certificate of every obligation houdini "
+                              "proves")
+        cmd.add_argument("--no-cache", action="store_true",
+                         help="read no stored certificate and no cached relation: build and "
+                              "search every proof anew")
+    for cmd in (s, c, r, v, u, k, m):
         cmd.add_argument("--policy-file", action="append", default=[], metavar="PATH[:CLASS]",
                          help="load a policy from a Python file (a subclass of a shipped "
                               "policy; repeatable). It is code: loading it runs it")

@@ -49,10 +49,19 @@ def prepare_dir(path: Path, option: str) -> bool:
 
 def write_atomic(path: Path, text: str) -> None:
     """text as the whole content of path, or path untouched (OSError says why)."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """data as the whole content of path, or path untouched (OSError says why); the file gets
+    the mode a new file would (mkstemp's is owner-only)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

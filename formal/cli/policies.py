@@ -113,7 +113,8 @@ def _import(path: Path) -> ModuleType:
 # whose handler raises, or leaves registers the architecture does not give, fails here.
 _LONG = Regs(0x8001_0033, 0x1000, 0x20, 0xD00)
 _EXERCISE = (
-    ev.MovCr3(0x2000), ev.GuestPteWrite(0x1000), ev.Invlpg(0x40_0000), ev.MovCr4(0x200A0),
+    ev.MovCr3(0x2000), ev.GuestPteWrite(0x1000), ev.GuestPteWriteOther(0x1000),
+    ev.Invlpg(0x40_0000), ev.MovCr4(0x200A0),
     ev.MovCr4(0x20020), ev.MovCr3(0x8000_0000_0000_1000), ev.Invpcid(0, 0, 0x40_0000),
     ev.Invpcid(1, 0, 0), ev.Invpcid(2, 0, 0), ev.Invpcid(3, 0, 0), ev.PvTlbFlush(),
     ev.MovCr4(0x20), ev.MovCr0(0x8000_0033), ev.MovCr0(0x8001_0033), ev.WrmsrEfer(0x500),

@@ -13,7 +13,7 @@ from pathlib import Path
 from pysmt.fnode import FNode
 from pysmt.shortcuts import BV, And, BVAnd, EqualsOrIff, Or
 
-from formal.cli import policies
+from formal.cli import policies, store
 from formal.concrete.replay import ReplayOutcome
 from formal.engines import search as engines
 from formal.engines.checker import CHECKERS, Checker
@@ -140,6 +140,10 @@ class Proof:
     counterexample: Counterexample | None = None
     # SMT dumps that could not be written (--dump-smt): the proof went on without them.
     dump_failures: list[str] = field(default_factory=list)
+    # What the certificate store did for this proof ("" when it was not asked): re-checked a
+    # stored certificate, warm-started houdini from one, or wrote one.
+    stored: str = ""
+    cached: bool = False  # the relation came from the relation cache, not symbolic execution
 
 
 def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker,
@@ -183,14 +187,20 @@ def events_enabled(rel: Relation, bound: int, ck: Checker) -> list[str]:
 
 def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0],
         jobs: int | None = None, progress: Progress | None = None,
+        certificates: Path | None = None, use_stored: bool = True,
+        save: bool = False, relations: Path | None = None,
         rel: Relation | None = None, enabled: list[str] | None = None) -> Proof:
     """Decide ob: build the relation, check vacuity, run the engine (a certificate re-checked
     by `checker` on `jobs` processes, default one per core), and turn a counterexample into a
-    trace that the simulator confirms and the concrete MMU replays.  progress hears what the
-    run is doing.  rel: the relation of ob's policy and configuration over all its event kinds,
-    built with at least ob's properties (the matrix builds one per policy and configuration
-    for all its properties, formal.cli.matrix); None builds ob's own.  enabled: the failures
-    of events_enabled(rel, ob.bound), already found (vacuity)."""
+    trace that the simulator confirms and the concrete MMU replays.  With a certificate store
+    (`certificates`, formal.cli.store) a stored certificate of the cell is re-checked first
+    (or warm-starts houdini) unless not `use_stored`, and `save` writes a houdini proof's.
+    With a relation cache (`relations`, formal.cli.store.cache_dir()) the relation of unchanged
+    sources is loaded instead of built.  progress hears what the run is doing.  rel: the
+    relation of ob's policy and configuration over all its event kinds, built with at least
+    ob's properties (the matrix builds one per policy and configuration for all its
+    properties, formal.cli.matrix); None builds (or loads) ob's own.  enabled: the failures of
+    events_enabled(rel, ob.bound), already found (vacuity)."""
     ob.check()
     progress = progress or Progress()
     if ob.events is not None:  # in the configuration's order, as the relation has them
@@ -202,12 +212,12 @@ def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0]
                  progress=progress, dump_failures=proof.dump_failures)
     if rel is None:
         try:
-            rel = relation(ob, deadline, progress)
+            rel = _relation(ob, deadline, progress, relations, proof)
         except Inconclusive as exc:
             proof.result.reason = f"symbolic execution: {exc}"
-            proof.times["symbolic"] = time.perf_counter() - t0
+            proof.times["cache" if proof.cached else "symbolic"] = time.perf_counter() - t0
             return proof
-        proof.times["symbolic"] = time.perf_counter() - t0
+        proof.times["cache" if proof.cached else "symbolic"] = time.perf_counter() - t0
     else:
         assert ob.base is None and ob.events is None and (rel.policy, rel.config) == (
             ob.policy, ob.config), "a shared relation is a plain obligation's, over all events"
@@ -220,6 +230,12 @@ def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0]
             proof.result = Result(Verdict.UNKNOWN, ob.engine, reason="vacuity check failed: "
                                   + "; ".join(proof.vacuity))
             return proof
+        if certificates is not None and use_stored and ob.engine in ("auto", "houdini"):
+            proof.result = _stored(rel, ob, ck, certificates, proof)
+            if proof.result.verdict == Verdict.PROVED or proof.stored.startswith("rejected"):
+                proof.times.update(proof.result.times)
+                _save(rel, ob, proof, certificates, save)
+                return proof
         found = _explicit_first(rel, ob, ck) if ob.engine in ("bmc", "auto") \
             and ob.base is None else None
         if found is not None:
@@ -234,6 +250,8 @@ def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0]
     if proof.result.witness is not None:
         proof.counterexample = counterexample(rel, proof.result, ob.props) if ob.base is None \
             else differential_counterexample(rel, proof.result, ob)
+    if certificates is not None:
+        _save(rel, ob, proof, certificates, save)
     return proof
 
 
@@ -246,6 +264,80 @@ def relation(ob: Obligation, deadline: Deadline | None = None,
                      deadline, progress)
     return product.build(policies.resolve(ob.policy), policies.resolve(ob.base),
                          CONFIGS[ob.config], ob.kinds(), ob.props, deadline, progress)
+
+
+def _relation(ob: Obligation, deadline: Deadline, progress: Progress,
+              relations: Path | None, proof: Proof) -> Relation:
+    """ob's relation: from the cache when it has it, else built by symbolic execution (and
+    cached)."""
+    cell = _cell(ob)
+    if relations is not None:
+        progress("loading the cached relation")
+        rel, why = store.load_relation(relations, cell, ob.props)
+        if rel is not None:
+            proof.cached = True
+            return rel
+        if why:  # never used: rebuilt, and overwritten below
+            progress(f"relation cache entry ignored: {why}")
+    rel = relation(ob, deadline, progress)
+    if relations is not None:
+        store.save_relation(relations, cell, ob.props, rel)
+    return rel
+
+
+def _cell(ob: Obligation) -> store.Cell:
+    return store.Cell(ob.policy, ob.config, ob.base, ob.events)
+
+
+def _stored(rel: Relation, ob: Obligation, ck: Checker, certificates: Path,
+            proof: Proof) -> Result:
+    """The cell's stored certificate, if it covers ob's properties: re-checked as it is when
+    the sources it was found from are today's, else a warm start of houdini from its lemmas.
+    Anything but `proved` lets the caller search as without a store, except a corrupted or
+    rejected current certificate, which is `unknown` (proof.stored says which)."""
+    try:
+        found = store.load(certificates, _cell(ob))
+    except store.Corrupt as exc:
+        proof.stored = f"rejected: {exc}"
+        return Result(Verdict.UNKNOWN, ob.engine, reason=(
+            f"stored certificate is corrupted: {exc} (delete it, refresh it with "
+            "--save-certificate, or run with --no-cache)"))
+    if found is None or not set(ob.props) <= set(found.properties):
+        return Result(Verdict.UNKNOWN, ob.engine)
+    known = set(rel.pre.values())
+    lemmas = [t for _, t in found.lemmas if t.get_free_variables() <= known]
+    if found.current:
+        ck.progress(f"re-check of the stored certificate ({len(lemmas)} lemmas)")
+        r = engines.recheck_lemmas(rel, ob.props, lemmas, ck, {})
+        if r.verdict == Verdict.PROVED:
+            proof.stored = f"re-checked the stored certificate {found.path} (sources unchanged)"
+            r.certificate = f"stored certificate {found.path}, {r.certificate}"
+        else:
+            proof.stored = f"rejected: {found.path}: {r.reason}"
+            r.reason = (f"the stored certificate {found.path} is not a certificate of this "
+                        f"relation: {r.reason} (refresh it with --save-certificate, or run "
+                        "with --no-cache)")
+        return r
+    ck.progress(f"houdini, warm start from the stored certificate's {len(lemmas)} lemmas")
+    r = engines.houdini(rel, ob.props, ck, seed=lemmas)
+    how = (f"houdini warm-started from the stored certificate {found.path}'s {len(lemmas)} "
+           "lemmas (the sources it was found from have changed)")
+    if r.verdict == Verdict.PROVED:
+        proof.stored = how
+        r.certificate = f"{how}: {r.certificate}"
+    else:
+        proof.stored = f"{how}: {r.reason}; searched from every candidate"
+    return r
+
+
+def _save(rel: Relation, ob: Obligation, proof: Proof, certificates: Path, save: bool) -> None:
+    """Writes houdini's certificate of a proof to the store when asked (`save`)."""
+    r = proof.result
+    if not save or r.verdict != Verdict.PROVED or not r.lemmas:
+        return
+    names = engines.candidates(rel)
+    path = store.save(certificates, _cell(ob), r.lemmas, names, ob.props)
+    proof.stored = (proof.stored + "; " if proof.stored else "") + f"certificate saved to {path}"
 
 
 # Seconds the explicit-state search may take before bmc searches on its own.
@@ -305,8 +397,8 @@ def _engine(rel: Relation, ob: Obligation, ck: Checker) -> Result:
 # -- counterexamples --
 
 # Operands that hold guest addresses or page-table pointers, and those that hold CR4.
-_ADDRESSES = {("mov_cr3", "value"), ("guest_pte_write", "pgd"), ("invlpg", "va"),
-              ("invpcid", "va"), ("set_sregs", "cr3"), ("vmentry", "cr3"),
+_ADDRESSES = {("mov_cr3", "value"), ("guest_pte_write", "pgd"), ("guest_pte_write_other", "pgd"),
+              ("invlpg", "va"), ("invpcid", "va"), ("set_sregs", "cr3"), ("vmentry", "cr3"),
               ("vmentry", "nested_pgd"), ("invvpid", "va"), ("invlpga", "va")}
 _CR4S = {("mov_cr4", "value"), ("set_sregs", "cr4"), ("vmentry", "cr4")}
 

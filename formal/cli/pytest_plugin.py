@@ -4,7 +4,9 @@ as for any test.  A failing obligation shows the rendered proof (the counterexam
 run); a failing trace the cells that differ from their expectations.
 
 --flushproof-corpus DIR names the corpus (default: `traces/` beside the proof script's folder,
-if there is one); --flushproof-policy-file PATH[:CLASS] loads a policy file first.
+if there is one); --flushproof-policy-file PATH[:CLASS] loads a policy file first.  An
+obligation re-checks the stored certificate of its cell (`certificates/` beside its script,
+docs/proving.md) and loads cached relations; --flushproof-no-cache searches and builds anew.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--flushproof-corpus", metavar="DIR",
                     help="collect the traces of this corpus (default: traces/ beside the "
                          "script's folder)")
+    group.addoption("--flushproof-no-cache", action="store_true",
+                    help="read no stored certificate and no cached relation")
     group.addoption("--flushproof-policy-file", action="append", default=[],
                     metavar="PATH[:CLASS]", help="load a policy file (it is code: loading it "
                                                  "runs it)")
@@ -34,19 +38,20 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     scripts = [Path(s) for s in config.getoption("flushproof")]
     if not scripts:
         return
-    from formal.cli import policies, suite
+    from formal.cli import corpus, policies, suite
 
     for spec in config.getoption("flushproof_policy_file"):
         policies.load_file(spec)
     for script in scripts:
         for entry in suite.load(script):
-            items.append(ObligationItem.from_parent(session, name=entry.name, entry=entry))
+            items.append(ObligationItem.from_parent(session, name=entry.name, entry=entry,
+                                                    script=script))
     traces = config.getoption("flushproof_corpus")
-    folder = Path(traces) if traces else scripts[0].resolve().parent.parent / "traces"
-    if (folder / "expected.json").is_file():
+    folder = Path(traces) if traces else corpus.default_dir(scripts)
+    if (folder / corpus.EXPECTED).is_file():
         for path in sorted(folder.glob("*.json")):
-            if path.name != "expected.json":
-                items.append(TraceItem.from_parent(session, name=f"corpus/{path.stem}",
+            if path.name != corpus.EXPECTED:
+                items.append(TraceItem.from_parent(session, name=corpus.item_name(path.name),
                                                    folder=folder, trace=path.name))
 
 
@@ -55,18 +60,19 @@ class Mismatch(Exception):
 
 
 class ObligationItem(pytest.Item):
-    def __init__(self, *, entry, **kwargs) -> None:  # entry: formal.cli.suite.Entry
+    def __init__(self, *, entry, script: Path, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.entry = entry
+        self.entry = entry  # formal.cli.suite.Entry
+        self.script = script
 
     def runtest(self) -> None:
-        from formal.cli import prove, render, suite
+        from formal.cli import suite
+        from formal.cli.status import Status
 
-        proof = prove.run(self.entry.obligation)
-        label = suite.label(self.entry, proof)
-        if label != self.entry.expect:
-            raise Mismatch(f"expected {self.entry.expect}, got {label}\n\n"
-                           + render.proof_text(proof, None))
+        cold = self.config.getoption("flushproof_no_cache")
+        checked = suite.check_one(self.entry, self.script, suite.Caches.default(cold))
+        if checked.status is not Status.PASSED:
+            raise Mismatch(checked.report())
 
     def repr_failure(self, excinfo, style=None) -> str:
         if isinstance(excinfo.value, Mismatch):
@@ -84,11 +90,11 @@ class TraceItem(pytest.Item):
 
     def runtest(self) -> None:
         from formal.cli import corpus
+        from formal.cli.status import Status
 
-        bad = [c for c in corpus.run(self.folder, only=self.trace) if not c.ok]
-        if bad:
-            raise Mismatch("\n".join(f"{c.policy}: expected {c.expected}, got {c.actual}"
-                                     for c in bad))
+        (checked,) = corpus.run(self.folder, only=self.trace)
+        if checked.status is not Status.PASSED:
+            raise Mismatch(checked.message())
 
     def repr_failure(self, excinfo, style=None) -> str:
         if isinstance(excinfo.value, Mismatch):

@@ -125,12 +125,15 @@ def proof_text(proof: Proof, cex_path: Path | None) -> str:
                      "a verdict covers executions of these events only)")
         only = f" (for executions of {', '.join(ob.events)} only)"
     paths = ", ".join(f"{k} {n}" for k, n in proof.paths.items())
-    lines.append(f"symbolic execution: paths per handler: {paths}")
+    source = " (the cached relation)" if proof.cached else ""
+    lines.append(f"symbolic execution{source}: paths per handler: {paths}")
     if proof.vacuity:
         lines.append("vacuity: FAILED: " + "; ".join(proof.vacuity))
     elif "vacuity" in proof.times:
         lines.append("vacuity: ok (initial states exist, every event is enabled within the "
                      "bound, every property can be violated in some state)")
+    if proof.stored:
+        lines.append(f"certificate store: {proof.stored}")
     if r.verdict == Verdict.REFUTED:
         assert cex is not None and cex.violation is not None
         index, prop, message = cex.violation
@@ -175,7 +178,9 @@ def proof_json(proof: Proof, cex_path: Path | None) -> dict[str, object]:
         "violation": None if viol is None else {
             "event": viol[0], "property": viol[1], "message": viol[2]},
         "certificate": r.certificate or None,
-        "checker": {"solver": r.checker, "queries": r.checked} if r.checker else None,
+        "checker": {"solver": r.checker, "queries": r.checked, "by": r.by}
+        if r.checker else None,
+        "stored": proof.stored or None, "relation_cached": proof.cached,
         "vacuity": {"ok": not proof.vacuity, "failures": proof.vacuity},
         "paths": proof.paths, "times": proof.times, "solvers": solvers.versions(),
         "trace": None if cex is None else json.loads(trace.dumps(cex.trace)),

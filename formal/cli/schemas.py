@@ -21,15 +21,16 @@ from formal.model.events import EVENT_TYPES
 from formal.model.jsondoc import show
 
 # The files of this package's schemas/ folder: the inputs checked here, by kind, and the
-# outputs they describe (prove --json, whose result holds the certificate; matrix --json,
-# whose cells hold prove's results).
-KINDS = ("trace", "proofs", "expected")
-OUTPUTS = ("prove-result", "matrix-result")
+# outputs they describe (prove --json, whose result holds the certificate; check --json;
+# matrix --json, whose cells hold prove's results).
+KINDS = ("trace", "proofs", "expected", "certificate")
+OUTPUTS = ("prove-result", "check-result", "matrix-result")
 # What an array element is called in messages, by the array's field.
 _ITEM = {"events": "event", "obligations": "obligation"}
 
-# Records that are fields of the top-level object, by kind: their path element is named too.
-_RECORDS = {"trace": {"initial"}, "proofs": set(), "expected": None}  # None: every field
+# Records that are fields of the top-level object, by kind: their path element is named too
+# (None: every field).
+_RECORDS = {"trace": {"initial"}, "proofs": set(), "expected": None, "certificate": set()}
 
 
 def schema(kind: str) -> dict:

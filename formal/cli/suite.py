@@ -9,16 +9,20 @@
 `expect` is a verdict label: "refuted", "proved", "bounded(N)" or "unknown"; `length`, for a
 refutation, pins the number of events of the shortest counterexample; `events` (optional)
 restricts the environment to these event kinds, as `prove --event` does; `base` (optional)
-makes the obligation differential, as `prove --base` does.
+makes the obligation differential, as `prove --base` does.  `suite` and `check` select
+obligations by name with -k (a case-insensitive substring).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from formal.cli import prove, schemas
+from formal.cli import prove, render, schemas, store
 from formal.cli.prove import Obligation
+from formal.cli.status import Status
+from formal.engines.progress import Progress
 from formal.engines.search import Verdict
 from formal.errors import Malformed
 from formal.model import jsondoc
@@ -39,15 +43,6 @@ class Entry:
     obligation: Obligation
     expect: str
     length: int | None = None
-
-
-@dataclass(frozen=True)
-class Checked:
-    """What running an entry gave: its verdict label (refuted@N when the length differs) and a
-    line of detail."""
-
-    label: str
-    detail: str
 
 
 def load(path: Path) -> list[Entry]:
@@ -83,17 +78,84 @@ def label(entry: Entry, proof: prove.Proof) -> str:
     return r.label
 
 
-def run_one(entry: Entry) -> Checked:
-    proof = prove.run(entry.obligation)
-    r = proof.result
-    cex = proof.counterexample
-    if r.verdict == Verdict.REFUTED and cex is not None and cex.violation is not None:
-        index, prop, _ = cex.violation
-        replay = cex.replay.status if cex.replay is not None else "not replayed"
-        detail = f"{prop} at event {index} ({r.bound} events); replay {replay}"
-    elif r.verdict == Verdict.PROVED:
-        detail = r.certificate[:80]
-    else:
-        detail = r.reason
-    total = sum(proof.times.values())
-    return Checked(label(entry, proof), f"{detail} [{total:.0f}s]")
+@dataclass(frozen=True)
+class Checked:
+    """What running an entry gave: the proof, its verdict label as the entry's `expect` spells it
+    (refuted@N when the length differs) and the seconds it took."""
+
+    entry: Entry
+    proof: prove.Proof
+    label: str
+    seconds: float
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def expected(self) -> str:
+        return self.entry.expect
+
+    @property
+    def actual(self) -> str:
+        return self.label
+
+    @property
+    def status(self) -> Status:
+        if self.label == self.entry.expect:
+            return Status.PASSED
+        if self.proof.result.verdict == Verdict.UNKNOWN:
+            return Status.UNKNOWN
+        return Status.FAILED
+
+    @property
+    def detail(self) -> str:
+        """One line: where the counterexample violates what, the certificate, or the reason."""
+        r, cex = self.proof.result, self.proof.counterexample
+        if r.verdict == Verdict.REFUTED and cex is not None and cex.violation is not None:
+            index, prop, _ = cex.violation
+            replay = cex.replay.status if cex.replay is not None else "not replayed"
+            return f"{prop} at event {index} ({r.bound} events); replay {replay}"
+        if r.verdict == Verdict.PROVED:
+            stored = self.proof.stored.startswith("re-checked")
+            return ("stored certificate re-checked: " if stored else "") + r.certificate[:80]
+        return r.reason
+
+    def message(self) -> str:
+        """Why the entry fails: the expected against the actual verdict (and why it is
+        unknown)."""
+        why = f" ({self.proof.result.reason})" if self.status is Status.UNKNOWN else ""
+        return f"expected {self.entry.expect}, got {self.label}{why}"
+
+    def report(self) -> str:
+        """The message, then the proof as `prove` prints it (a counterexample as a trace run)."""
+        return f"{self.message()}\n\n{render.proof_text(self.proof, None)}"
+
+
+@dataclass(frozen=True)
+class Caches:
+    """How `suite`, `check` and the pytest plugin use what a proof keeps between runs
+    (formal.cli.store): the certificate store, read unless not use_stored and written when
+    save, and the relation cache (None: none)."""
+
+    certificates: Path | None = None  # None: certificates/ beside each proof script
+    use_stored: bool = True
+    save: bool = False
+    relations: Path | None = None
+
+    @classmethod
+    def default(cls, cold: bool = False) -> Caches:
+        """The stores beside the scripts, the user's relation cache; cold: neither read."""
+        return cls(use_stored=not cold, relations=None if cold else store.cache_dir())
+
+
+def check_one(entry: Entry, script: Path, caches: Caches,
+              progress: Progress | None = None) -> Checked:
+    """Prove the obligation of entry, from proof script `script`, with caches (progress hears
+    what the proof is doing), and compare its verdict with the expected one."""
+    t0 = time.perf_counter()
+    proof = prove.run(entry.obligation, progress=progress,
+                      certificates=caches.certificates or script.parent / store.DEFAULT_DIR.name,
+                      use_stored=caches.use_stored, save=caches.save,
+                      relations=caches.relations)
+    return Checked(entry, proof, label(entry, proof), time.perf_counter() - t0)

@@ -162,6 +162,8 @@ def _architecture(ctx: _Contexts, index: int, v: Vcpu, e: ev.Event, a: arch.Arch
             else:
                 addr, value = ctx.world.new_leaf(pgd)
                 here(lambda o: o.write(addr, value))
+        case ev.GuestPteWriteOther(pgd=pgd):
+            ctx.world.write_other(pgd)  # another page: nothing the oracle watches changes
         case ev.PvTlbFlush():
             here(lambda o: o.flush(why))
         case ev.Smi():

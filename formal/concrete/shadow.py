@@ -25,9 +25,12 @@ tables.  For L2 under nested EPT/NPT the guest_mmu roots shadow L1's EPT/NPT tab
 shadow page holds the EPT entry of L2's data pages (modelled as an offset from L2-physical to
 L1-physical addresses, the one EPT entry the traces write).
 
-What the concrete level does not model: guest writes to non-leaf tables (the traces write only the
-watched leaf PTE; KVM keeps non-leaf guest tables write-protected, so the path to the leaf table
-is always the current one), zapping (no event zaps a shadow page), and permission bits of roles
+Another page's leaf PTE (guest_pte_write_other) has a leaf table and leaf shadow pages of its own,
+which only say whether a root is unsync (mmu.c is_unsync_root); no access reads that page.
+
+What the concrete level does not model: guest writes to non-leaf tables (the traces write only leaf
+PTEs; KVM keeps non-leaf guest tables write-protected, so the path to the leaf table is always the
+current one), zapping (no event zaps a shadow page), and permission bits of roles
 (a root built for another CR0.WP/SMEP/SMAP/NX regime serves the same user read of a user page).
 """
 
@@ -53,6 +56,7 @@ from formal.errors import NotModeled
 from formal.model import arch, bits, roles
 from formal.model.arch import Inval
 from formal.model.kvm import Mechanism
+from formal.model.properties import ModelError
 from formal.model.state import Config, Mmu, Regs, Root, Vcpu
 
 # Paging structures other than the roots (which sit at the pgds' own addresses) and the guest's
@@ -119,6 +123,10 @@ class GuestWorld:
     # its leaf table (the shadow page's gfn).
     ept: dict[int, list[int]] = field(default_factory=dict)
     ept_leaf: dict[int, int] = field(default_factory=dict)
+    # Per table address (a pgd's, or an EPT/NPT table's), the frame of the leaf table of another
+    # page, whose PTE guest_pte_write_other rewrites.  No access reads that page, so the frame
+    # is not linked into the walk: it is the gfn of the other page's leaf shadow page.
+    other_leaf: dict[int, int] = field(default_factory=dict)
 
     def add_pgd(self, pgd: int) -> Tables:
         """The tables rooted at pgd's frame, built on first use (root formatted for 4-level)."""
@@ -159,6 +167,18 @@ class GuestWorld:
     def new_leaf(self, pgd: int) -> tuple[int, int]:
         """(address, value) of a guest PTE write pointing pgd's watched leaf at a fresh page."""
         return self.tables[pgd & _ADDR].leaf, self.data.alloc() | LEAF_FLAGS
+
+    def other_table(self, pgd: int) -> int:
+        """The frame of the other page's leaf table under the tables at pgd (built on first
+        use)."""
+        addr = pgd & _ADDR
+        if addr not in self.other_leaf:
+            self.other_leaf[addr] = self.alloc.alloc()
+        return self.other_leaf[addr]
+
+    def write_other(self, pgd: int) -> None:
+        """The guest rewrites the other page's PTE in the tables at pgd (to a fresh page)."""
+        self.mem.write(self.other_table(pgd), self.data.alloc() | LEAF_FLAGS)
 
     def add_ept(self, nested_pgd: int) -> None:
         addr = nested_pgd & _ADDR
@@ -289,15 +309,53 @@ class ConcreteMmuMixin(Mechanism):
             sp.gpte = self._guest_entry(v, root, key[0])
         return sp
 
-    def sync_root(self, v: Vcpu, root: Root, when: object = True) -> None:
-        super().sync_root(v, root, when)
+    def _other_key(self, root: Root) -> tuple[int, int] | None:
+        """(gfn, role) of the other page's leaf shadow page under root, None before the guest
+        first wrote that page's PTE in the root's tables."""
+        frame = self.world.other_leaf.get(root.pgd & _ADDR)
+        return None if frame is None else (frame >> 12, root.role & ~roles.LEVEL_MASK | 1)
+
+    def sync_root(self, v: Vcpu, root: Root, when: object = True, children: bool = True) -> None:
+        super().sync_root(v, root, when, children)
         if when and root.valid and not roles.is_direct(root.role):
             key = self._leaf_key(v, root)
             sp = None if key is None else self.pages.get(key)
             if sp is not None:
-                # kvm_sync_page: every SPTE rebuilt from the guest's current entries.
+                # kvm_sync_page (or, for one address, FNAME(invlpg) / sync_spte): the SPTE
+                # rebuilt from the guest's current entry; only mmu_sync_children leaves the
+                # page synced.
                 sp.gpte = self._guest_entry(v, root, key[0]) if sp.gpte is not None else None
-                sp.unsync = False
+                sp.unsync = sp.unsync and not children
+            other = self._other_key(root)
+            if children and other in self.pages:
+                self.pages[other].unsync = False
+
+    def is_unsync_root(self, v: Vcpu, root: Root) -> object:
+        """From the shadow pages themselves: the watched page's leaf or the other page's leaf
+        under the root is unsync (the root's unsync_children, kvm_mmu_mark_parents_unsync).
+        The ghost's answer must be the same."""
+        ghost = super().is_unsync_root(v, root)
+        found = False
+        if root.valid and not roles.is_direct(root.role):
+            for key in (self._leaf_key(v, root), self._other_key(root)):
+                sp = None if key is None else self.pages.get(key)
+                found = found or (sp is not None and sp.unsync)
+        if bool(ghost) != found:
+            raise ModelError(f"the ghost says root pgd={root.pgd:#x} is "
+                             f"{'' if ghost else 'not '}unsync, its shadow pages say otherwise")
+        return found
+
+    def guest_pte_write_other(self, v: Vcpu, pgd: int) -> None:
+        """The store lands (GuestWorld.write_other, done by the replay); KVM's part is
+        mmu_try_to_unsync_pages on that leaf table: its shadow page under every root of those
+        tables (the guest touched the page under each) goes unsync."""
+        super().guest_pte_write_other(v, pgd)
+        for root in v.all_roots():
+            if root.valid and not roles.is_direct(root.role) \
+                    and root.pgd & _ADDR == pgd & _ADDR:
+                self.world.other_table(pgd)
+                key = self._other_key(root)
+                self.pages.setdefault(key, ShadowPage()).unsync = True
 
     def guest_pte_write(self, v: Vcpu, pgd: int) -> None:
         """The guest's store itself lands in memory (the replay performs it); KVM's part is

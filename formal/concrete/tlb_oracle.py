@@ -285,8 +285,10 @@ class TlbOracle:
         self._saturate(why)
 
     def init(self) -> None:
-        """INIT: everything (SDM Vol. 3A §10.1), and the registers of Table 10-1."""
+        """INIT: everything (SDM Vol. 3A §10.1), and the registers of Table 10-1 (note 2:
+        "The CD and NW flags are unchanged, bit 4 is set to 1, all other bits are cleared")."""
         self._flush_all()
-        self.regs = replace(arch.INIT_REGS)
+        keep = self.regs.cr0 & (bits.CR0_CD | bits.CR0_NW)
+        self.regs = Regs(cr0=bits.CR0_ET | keep, cr3=0, cr4=0, efer=0)
         self._load_pdptes()
         self._saturate("INIT")

@@ -22,6 +22,8 @@ SEARCH = "z3"
 # a second code base's unsat on each of its queries).  The first is the default: the fastest
 # measured (docs/performance.md).
 CHECKERS = ("yices", "bitwuzla", "cvc5")
+# Seconds a re-checker may spend on one query before the next of the chain is asked it.
+RECHECK_SLICE = 10.0
 
 # A certificate query, named, and built when it is asked (in the worker that asks it).
 Query = tuple[str, Callable[[], FNode]]
@@ -52,6 +54,7 @@ class Checker:
         self.progress = progress or Progress()
         self.count = 0
         self.dump_failures = dump_failures if dump_failures is not None else []
+        self.rechecked_by: dict[str, int] = {}
 
     def remaining(self) -> float | None:
         return self.deadline.remaining()
@@ -113,19 +116,41 @@ class Checker:
                 return True
             return {n: s.get_value(n).constant_value() for n in model_of}
 
+    def chain(self) -> tuple[str, ...]:
+        """The re-checkers in the order they are asked: the chosen one, then the others."""
+        return (self.checker,) + tuple(c for c in CHECKERS if c != self.checker)
+
     def recheck(self, queries: Sequence[Query]) -> str | None:
-        """Asks the re-checker every query; returns the name of one it finds satisfiable
-        (the certificate is rejected), None when it answers unsat to all.  Raises Inconclusive
-        on an `unknown`, a failed solver or worker, or the deadline: never a silent pass."""
+        """Asks every query of the re-checkers (`chain`: a query the first does not answer
+        within RECHECK_SLICE seconds goes to the next); returns the name of one found
+        satisfiable (the certificate is rejected), None when each is answered unsat, counting
+        in `self.rechecked_by` the queries each solver answered.  Raises Inconclusive on an
+        `unknown` of every re-checker, a failed solver or worker, or the deadline: never a
+        silent pass."""
         what = f"re-check by {self.checker}"
+        chain = self.chain()
+        self.rechecked_by = {}
         if self.jobs == 1 or len(queries) < 2 or not parallel.AVAILABLE:
             for i, (name, build) in enumerate(queries):
                 self.progress(f"{what}: {i} of {len(queries)} queries")
-                if self.sat(f"recheck-{name}", build(), solver=self.checker):
+                text = parallel.script(build())
+                self._write(self._dump_path(f"recheck-{name}"), text)
+                got, solver = parallel.ask(chain, text, self.deadline, RECHECK_SLICE)
+                if got is Answer.SAT:
                     return name
+                if got is Answer.UNKNOWN:
+                    raise solvers.unknown(", ".join(chain), f"recheck-{name}", self.deadline,
+                                          "")
+                self.rechecked_by[solver] = self.rechecked_by.get(solver, 0) + 1
             return None
         paths = [self._dump_path(f"recheck-{name}") for name, _ in queries]
-        return parallel.first_sat(self.checker, queries, self.jobs, self.deadline, paths,
-                                  lambda done: self.progress(
+        return parallel.first_sat(chain, queries, self.jobs, self.deadline, RECHECK_SLICE,
+                                  paths, lambda done: self.progress(
                                       f"{what} ({self.jobs} workers): {done} of "
-                                      f"{len(queries)} queries"))
+                                      f"{len(queries)} queries"), self.rechecked_by)
+
+    def answered_by(self) -> str:
+        """Which re-checkers answered the last re-check's queries, in words."""
+        if set(self.rechecked_by) <= {self.checker}:
+            return self.checker
+        return " and ".join(f"{s} ({n} queries)" for s, n in self.rechecked_by.items())

@@ -16,6 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from pysmt.fnode import FNode
+from pysmt.logics import QF_BV
 from pysmt.smtlib.script import smtlibscript_from_formula
 
 from formal import solvers
@@ -30,7 +31,7 @@ _QUERIES: Sequence[tuple[str, Callable[[], FNode]]] = ()  # what the next pool's
 def script(formula: FNode) -> str:
     """formula as an SMT-LIB 2 script: declarations, one assertion, check-sat."""
     out = io.StringIO()
-    smtlibscript_from_formula(formula, logic="QF_BV").serialize(out, daggify=True)
+    smtlibscript_from_formula(formula, logic=QF_BV).serialize(out, daggify=True)
     return out.getvalue()
 
 
@@ -40,31 +41,53 @@ def _start_worker() -> None:
     os.setpgrp()
 
 
-def _answer(i: int, solver: str, seconds: float | None, dump: Path | None) -> Answer:
+def ask(chain: Sequence[str], text: str, deadline: Deadline,
+        slice_seconds: float) -> tuple[Answer, str]:
+    """The first answer other than `unknown` that a solver of chain gives to one SMT-LIB 2
+    script, and which solver gave it: each but the last may take slice_seconds (yices answers
+    nearly every certificate query in well under a second, but a rare one not in minutes:
+    docs/performance.md), the last what is left of the deadline.  (UNKNOWN, last) when none
+    answers; a solver's failure raises Inconclusive."""
+    got = Answer.UNKNOWN
+    for k, solver in enumerate(chain):
+        left = deadline.remaining()
+        seconds = left if k == len(chain) - 1 else \
+            (slice_seconds if left is None else min(left, slice_seconds))
+        got = solvers.answer(solver, text, seconds)
+        if got is not Answer.UNKNOWN:
+            return got, solver
+    return got, chain[-1]
+
+
+def _answer(i: int, chain: Sequence[str], deadline: Deadline, slice_seconds: float,
+            dump: Path | None) -> tuple[Answer, str]:
     text = script(_QUERIES[i][1]())
     if dump is not None:
         try:
             dump.write_text(text)
         except OSError:  # a dump is for the reader; its failure does not change the answer
             pass
-    return solvers.answer(solver, text, seconds)
+    return ask(chain, text, deadline, slice_seconds)
 
 
-def first_sat(solver: str, queries: Sequence[tuple[str, Callable[[], FNode]]], jobs: int,
-              deadline: Deadline, dumps: Sequence[Path | None],
-              done: Callable[[int], None]) -> str | None:
-    """The name of a query `solver` finds satisfiable, None when it answers unsat to all;
-    asked on `jobs` forked workers, `done(n)` after each answer.  An `unknown`, a solver's
-    failure, a worker's death or the deadline raises Inconclusive naming the query."""
+def first_sat(chain: Sequence[str], queries: Sequence[tuple[str, Callable[[], FNode]]],
+              jobs: int, deadline: Deadline, slice_seconds: float,
+              dumps: Sequence[Path | None], done: Callable[[int], None],
+              by: dict[str, int]) -> str | None:
+    """The name of a query a solver of chain finds satisfiable, None when each query is
+    answered unsat (ask; `by` counts the queries each solver answered); asked on `jobs` forked
+    workers, `done(n)` after each answer.  An `unknown` of every solver of the chain, a
+    solver's failure, a worker's death or the deadline raises Inconclusive naming the
+    query."""
     global _QUERIES
     _QUERIES = queries
     pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("fork"),
                                initializer=_start_worker)
     finished = False
     try:
-        pending: dict[Future[Answer], int] = {}
+        pending: dict[Future[tuple[Answer, str]], int] = {}
         for i in range(len(queries)):
-            pending[pool.submit(_answer, i, solver, deadline.remaining(), dumps[i])] = i
+            pending[pool.submit(_answer, i, chain, deadline, slice_seconds, dumps[i])] = i
         done(0)
         answered = 0
         while pending:
@@ -72,7 +95,7 @@ def first_sat(solver: str, queries: Sequence[tuple[str, Callable[[], FNode]]], j
             for future in ready:
                 name = queries[pending.pop(future)][0]
                 try:
-                    got = future.result()
+                    got, solver = future.result()
                 except BrokenProcessPool:
                     raise Inconclusive(f"a re-check worker died (asking {name} or a query "
                                        "beside it)") from None
@@ -82,7 +105,9 @@ def first_sat(solver: str, queries: Sequence[tuple[str, Callable[[], FNode]]], j
                     return name
                 if got is Answer.UNKNOWN:
                     deadline.remaining()
-                    raise Inconclusive(f"{solver} returned unknown on recheck-{name}")
+                    raise Inconclusive(f"{', '.join(chain)} returned unknown on "
+                                       f"recheck-{name}")
+                by[solver] = by.get(solver, 0) + 1
                 answered += 1
                 done(answered)
         finished = True

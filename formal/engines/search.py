@@ -74,6 +74,10 @@ class Result:
     certificate: str = ""  # what was re-checked, in words, and where it was written
     checker: str = ""  # the solver that re-checked the certificate
     checked: int = 0  # how many queries it answered unsat
+    by: dict[str, int] = field(default_factory=dict)  # of those, how many each solver answered
+    # houdini's certificate, the conjunction of these lemmas over the pre-state (what a stored
+    # certificate keeps: formal.engines.certificate)
+    lemmas: list[FNode] = field(default_factory=list)
     times: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -204,12 +208,12 @@ def _recheck_kind(rel: Relation, un: Unroller, props: tuple[str, ...], k: int, c
     times["recheck"] = time.perf_counter() - t0
     if sat is not None:
         return Result(Verdict.UNKNOWN, "kind", k, times=times, reason=(
-            f"{ck.checker} does not confirm the {k}-induction certificate: query {sat} is "
-            "satisfiable"))
+            f"the re-check ({', '.join(ck.chain())}) does not confirm the {k}-induction "
+            f"certificate: query {sat} is satisfiable"))
     return Result(Verdict.PROVED, "kind", k, times=times, checker=ck.checker,
-                  checked=len(queries), certificate=(
+                  checked=len(queries), by=dict(ck.rechecked_by), certificate=(
                       f"{k}-induction: base (depths 0..{k}) and step re-checked by "
-                      f"{ck.checker} in {len(queries)} one-shot queries"))
+                      f"{ck.answered_by()} in {len(queries)} one-shot queries"))
 
 
 # -- pdr (IC3 over the state bits, formal.engines.ic3) --
@@ -271,13 +275,14 @@ def recheck_invariant(rel: Relation, props: tuple[str, ...], invariant: FNode, c
     times["recheck"] = time.perf_counter() - t0
     if sat is not None:
         return Result(Verdict.UNKNOWN, engine, times=times, reason=(
-            f"{ck.checker} rejects the invariant's certificate: the {sat} query is "
-            "satisfiable"))
+            f"the re-check ({', '.join(ck.chain())}) rejects the invariant's certificate: the "
+            f"{sat} query is satisfiable"))
     rel.rechecked.add(invariant)
     where = f" (written to {path})" if path else ""
     return Result(Verdict.PROVED, engine, times=times, checker=ck.checker, checked=len(queries),
+                  by=dict(ck.rechecked_by),
                   certificate=(
-                      f"inductive invariant re-checked by {ck.checker} in {len(queries)} "
+                      f"inductive invariant re-checked by {ck.answered_by()} in {len(queries)} "
                       f"one-shot queries (initiation; consecution per path and safety for each "
                       f"of {len(un.events)} event kinds){where}: {_short(invariant)}"))
 
@@ -324,54 +329,74 @@ BIT_TEMPLATE_FIELDS = ("role",)
 WIDTHS = (12, 16, 28)
 
 
-def candidates(rel: Relation, bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS) -> list[FNode]:
-    """Lemma templates over the pre-state: the relation's own lemmas (formal.symbolic.transition),
-    each
-    boolean fixed either way, implications between the booleans of one record (a root, a
-    hardware context, the vCPU's own flags: smm, guest_mode, mmu_is_guest), equalities
-    between bit-vector fields of one sort, each bit-vector field fitting in each of WIDTHS and
-    page-aligned, each bit of the fields named *<one of bit_fields> fixed either way, and per
-    event without operands and property, "taking it now violates nothing"."""
+def candidates(rel: Relation,
+               bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS) -> dict[FNode, str]:
+    """Lemma templates over the pre-state, each with a name that says what it states (a stored
+    certificate's lemmas carry it, formal.engines.certificate): the relation's own lemmas
+    (formal.symbolic.transition), each boolean fixed either way, implications between the
+    booleans of one record (a root, a hardware context, the vCPU's own flags: smm,
+    guest_mode, mmu_is_guest), equalities between bit-vector fields of one sort, each
+    bit-vector field fitting in each of WIDTHS and page-aligned, each bit of the fields named
+    *<one of bit_fields> fixed either way, and per event without operands and property,
+    "taking it now violates nothing".  A term that two templates give keeps the first name."""
     state = rel.pre
-    out: list[FNode] = list(rel.lemmas)
-    groups: dict[str, list[FNode]] = {}
-    words: dict[object, list[FNode]] = {}
+    out: dict[FNode, str] = {}
+
+    def add(term: FNode, name: str) -> None:
+        out.setdefault(term, name)
+
+    for i, lemma in enumerate(rel.lemmas):
+        add(lemma, f"relation lemma {i}")
+    groups: dict[str, list[tuple[str, FNode]]] = {}
+    words: dict[object, list[tuple[str, FNode]]] = {}
     for name, var in state.items():
         if var.symbol_type().is_bool_type():
-            out += [var, Not(var)]
-            groups.setdefault(name.rsplit(".", 1)[0] if "." in name else "", []).append(var)
+            add(var, name)
+            add(Not(var), f"!{name}")
+            groups.setdefault(name.rsplit(".", 1)[0] if "." in name else "", []).append(
+                (name, var))
             continue
-        words.setdefault(var.symbol_type(), []).append(var)
+        words.setdefault(var.symbol_type(), []).append((name, var))
         width = var.symbol_type().width
-        out += [EqualsOrIff(BVLShr(var, BV(k, width)), BV(0, width)) for k in WIDTHS
-                if k < width]
-        out.append(EqualsOrIff(BVAnd(var, BV(0xFFF, width)), BV(0, width)))
+        for k in WIDTHS:
+            if k < width:
+                add(EqualsOrIff(BVLShr(var, BV(k, width)), BV(0, width)), f"{name} < 2^{k}")
+        add(EqualsOrIff(BVAnd(var, BV(0xFFF, width)), BV(0, width)), f"{name} page-aligned")
         if name.endswith(bit_fields):
             for i in range(width):
                 bit = EqualsOrIff(BVAnd(var, BV(1 << i, width)), BV(0, width))
-                out += [bit, Not(bit)]
+                add(bit, f"{name} bit {i} clear")
+                add(Not(bit), f"{name} bit {i} set")
     for group in groups.values():
-        out += [Implies(a, b) for a in group for b in group if a is not b]
+        for na, a in group:
+            for nb, b in group:
+                if a is not b:
+                    add(Implies(a, b), f"{na} -> {nb}")
     # "this event, taken now, violates nothing": for events without operands (a VM exit, RSM,
     # a PV flush) a formula over the state alone.  The VM exit's relates L1's saved registers
     # to root_mmu while L2 runs (not yet enough for a nested proof: see docs/findings.md).
     for er in rel.events:
         if not er.ops:
-            out += [Not(And(er.steps, bad)) for bad in er.violated.values()]
+            for prop, bad in er.violated.items():
+                add(Not(And(er.steps, bad)), f"{er.name} now violates no {prop}")
     for same in words.values():
-        out += [EqualsOrIff(a, b) for i, a in enumerate(same) for b in same[i + 1:]]
+        for i, (na, a) in enumerate(same):
+            for nb, b in same[i + 1:]:
+                add(EqualsOrIff(a, b), f"{na} = {nb}")
     return out
 
 
 def houdini(rel: Relation, props: tuple[str, ...], checker: Checker | None = None,
-            bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS) -> Result:
+            bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS,
+            seed: list[FNode] | None = None) -> Result:
     """Houdini (Flanagan & Leino, FME 2001): the strongest inductive conjunction of the
-    candidate lemmas (inductive_lemmas).  If it excludes every violation and model error it
-    is the certificate (recheck_invariant)."""
+    candidate lemmas (inductive_lemmas), or of `seed`'s (a stored certificate's lemmas: a warm
+    start).  If it excludes every violation and model error it is the certificate
+    (recheck_invariant); the result carries its lemmas."""
     ck = checker or Checker()
     t0 = time.perf_counter()
     try:
-        lemmas = inductive_lemmas(rel, ck, bit_fields)
+        lemmas = inductive_lemmas(rel, ck, bit_fields, seed)
         invariant = And(lemmas)
         times = {"houdini": time.perf_counter() - t0}
         bad = [And(er.steps, Or([er.violated[p] for p in props])) for er in rel.events] \
@@ -380,25 +405,38 @@ def houdini(rel: Relation, props: tuple[str, ...], checker: Checker | None = Non
                 ck.sat("houdini-initial-entry", And(rel.init, Or(
                     [rel.init_violated[p] for p in props] + [rel.init_error]))):
             return Result(Verdict.UNKNOWN, "houdini", times=times, reason=(
-                f"the strongest inductive conjunction of the candidate lemmas ({len(lemmas)} "
-                "lemmas) does not exclude every violation"))
+                f"the strongest inductive conjunction of the {'stored' if seed else 'candidate'}"
+                f" lemmas ({len(lemmas)} lemmas) does not exclude every violation"))
     except Inconclusive as exc:
         return Result(Verdict.UNKNOWN, "houdini", reason=str(exc),
                       times={"houdini": time.perf_counter() - t0})
-    invariant = invariant.substitute(Unroller(rel).substitution(1, None))
-    return recheck_invariant(rel, props, invariant, ck, times, "houdini")
+    return recheck_lemmas(rel, props, lemmas, ck, times)
+
+
+def recheck_lemmas(rel: Relation, props: tuple[str, ...], lemmas: list[FNode], ck: Checker,
+                   times: dict[str, float]) -> Result:
+    """The conjunction of lemmas (over the pre-state) as a certificate: re-checked whole
+    (recheck_invariant), never assumed; a proved result carries the lemmas."""
+    invariant = And(lemmas).substitute(Unroller(rel).substitution(1, None))
+    r = recheck_invariant(rel, props, invariant, ck, times, "houdini")
+    if r.verdict == Verdict.PROVED:
+        r.lemmas = list(lemmas)
+    return r
 
 
 def inductive_lemmas(rel: Relation, ck: Checker,
-                     bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS) -> list[FNode]:
-    """Start from every candidate lemma, drop those some initial state falsifies, then
-    repeatedly drop those some step from a state satisfying all of them falsifies, one event
-    kind at a time, until no event drops one: what remains is inductive.  Over the pre-state
-    variables; independent of the properties, so kept on the relation."""
-    if rel.inductive is not None and bit_fields == BIT_TEMPLATE_FIELDS:
+                     bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS,
+                     seed: list[FNode] | None = None) -> list[FNode]:
+    """Start from every candidate lemma (or from seed's), drop those some initial state
+    falsifies, then repeatedly drop those some step from a state satisfying all of them
+    falsifies, one event kind at a time, until no event drops one: what remains is inductive.
+    Over the pre-state variables; independent of the properties, so the candidates' is kept on
+    the relation."""
+    cold = seed is None and bit_fields == BIT_TEMPLATE_FIELDS
+    if cold and rel.inductive is not None:
         return rel.inductive
     pre = rel.pre
-    cands = candidates(rel, bit_fields)
+    cands = list(seed) if seed is not None else list(candidates(rel, bit_fields))
     while cands:
         ck.progress(f"houdini initiation: {len(cands)} lemmas")
         vals = ck.sat("houdini-init", And(rel.init, Not(And(cands))), cands)
@@ -419,6 +457,6 @@ def inductive_lemmas(rel: Relation, ck: Checker,
                     break
                 cands = [c for c, n in zip(cands, nxt, strict=True) if vals[n]]
                 stable = False
-    if bit_fields == BIT_TEMPLATE_FIELDS:
+    if cold:
         rel.inductive = cands
     return cands

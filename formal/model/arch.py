@@ -20,9 +20,14 @@ from formal.model.values import ite, on, truth
 WATCHED_VA = 0x400000
 PAGE_MASK = ~0xFFF
 
-# Register values after INIT (SDM Vol. 3A §10.1.1, Table 10-1): CR0 = 60000010H, CR3 = CR4 = 0,
-# IA32_EFER = 0.
-INIT_REGS = Regs(cr0=0x6000_0010, cr3=0, cr4=0, efer=0)
+
+def init_regs(old: Regs) -> Regs:
+    """Register values after INIT (SDM Vol. 3A §10.1.1, Table 10-1; Table 9-1 in older
+    editions): CR3 = CR4 = IA32_EFER = 0 and CR0 = 60000010H at power-up and RESET, but for
+    INIT the table's note 2 says "The CD and NW flags are unchanged, bit 4 is set to 1, all
+    other bits are cleared" (and the AMD APM agrees, per "KVM: x86: Preserve guest's CR0.CD/NW
+    on INIT", <20210713163324.627647-47-seanjc@google.com>, v5.15)."""
+    return Regs(cr0=bits.CR0_ET | old.cr0 & (bits.CR0_CD | bits.CR0_NW), cr3=0, cr4=0, efer=0)
 
 
 @dataclass(frozen=True)
@@ -339,7 +344,7 @@ def _init(cfg: Config, v: Vcpu, e: ev.Init) -> ArchStep:
     if init_blocked(cfg):
         return _fault(v, "INIT is blocked: L1 is in VMX operation (SDM Vol. 3C §23.8)")
     # SDM Vol. 3A §10.1: INIT invalidates the TLBs (all entries).
-    return ArchStep(None, INIT_REGS, (Inval("INIT", None),))
+    return ArchStep(None, init_regs(v.regs), (Inval("INIT", None),))
 
 
 def _transition_invals(what: str, vpid12: int) -> tuple[Inval, ...]:
@@ -411,6 +416,7 @@ def _invlpga(cfg: Config, v: Vcpu, e: ev.Invlpga) -> ArchStep:
 _STEPS = {
     ev.MovCr0: _mov_cr0, ev.MovCr3: _mov_cr3, ev.MovCr4: _mov_cr4, ev.WrmsrEfer: _wrmsr_efer,
     ev.Invlpg: _invlpg, ev.Invpcid: _invpcid, ev.GuestPteWrite: _no_change,
+    ev.GuestPteWriteOther: _no_change,
     ev.PvTlbFlush: _pv_tlb_flush, ev.Smi: _smi, ev.Rsm: _rsm, ev.SetSregs: _set_sregs,
     ev.Init: _init, ev.CpuidUpdate: _no_change, ev.VmEntry: _vmentry, ev.VmExit: _vmexit,
     ev.Invvpid: _invvpid, ev.Invlpga: _invlpga,

@@ -72,6 +72,15 @@ class GuestPteWrite(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class GuestPteWriteOther(Event):
+    """The guest rewrites the PTE of some other page (not the watched one) in the page tables
+    at pgd: the watched translation is unchanged, the shadow pages of those tables go unsync."""
+
+    op = "guest_pte_write_other"
+    pgd: int = hexfield()
+
+
+@dataclass(frozen=True, slots=True)
 class PvTlbFlush(Event):
     """The guest asked for a flush through steal time (KVM_VCPU_FLUSH_TLB) while preempted."""
 
@@ -152,7 +161,7 @@ class Invlpga(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.op: cls for cls in (MovCr0, MovCr3, MovCr4, WrmsrEfer, Invlpg, Invpcid, GuestPteWrite,
-                            PvTlbFlush, Smi, Rsm, SetSregs, Init, CpuidUpdate, VmEntry, VmExit,
-                            Invvpid, Invlpga)
+                            GuestPteWriteOther, PvTlbFlush, Smi, Rsm, SetSregs, Init,
+                            CpuidUpdate, VmEntry, VmExit, Invvpid, Invlpga)
 }
 NESTED_OPS = frozenset({"vmentry", "vmexit", "invvpid", "invlpga"})

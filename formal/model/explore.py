@@ -4,9 +4,10 @@ initial states, on the model's own step (formal.model.machine.execute), states h
 Events are generated from the current state, not written per policy: every register write
 toggles one bit that the architecture or a role reads (CR0.PG/WP, CR4.PGE/PCIDE/PAE/PSE/SMEP/
 SMAP/PKE, EFER.NX), CR3 switches among two tables and two PCIDs with and without NOFLUSH, the
-watched page's invalidations, PTE writes to either table, and every event without operands;
-with nested virtualization, VM entries to a third table under VPID/ASID 0, 1 or 2.  A violation
-it finds is a real one; whether it is shortest is bmc's question (formal.cli.prove).
+watched page's invalidations, PTE writes (the watched page's and another's) to either table, and
+every event without operands; with nested virtualization, VM entries to a third table under
+VPID/ASID 0, 1 or 2.  A violation it finds is a real one; whether it is shortest is bmc's
+question (formal.cli.prove).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def events(cfg: Config, v: Vcpu, kinds: set[str]) -> Iterator[ev.Event]:
     pcid = r.cr3 & bits.CR3_PCID_MASK
     out: list[ev.Event] = [ev.MovCr3(t | p | nf) for t in TABLES for p in PCIDS
                            for nf in (0, bits.CR3_NOFLUSH)]
-    out += [ev.GuestPteWrite(t) for t in TABLES]
+    out += [ev.GuestPteWrite(t) for t in TABLES] + [ev.GuestPteWriteOther(t) for t in TABLES]
     out += [ev.Invlpg(arch.WATCHED_VA), ev.Invpcid(0, pcid, arch.WATCHED_VA)]
     out += [ev.Invpcid(1, p, 0) for p in PCIDS] + [ev.Invpcid(2, 0, 0), ev.Invpcid(3, 0, 0)]
     out += [ev.MovCr4(r.cr4 ^ b) for b in CR4_BITS] + [ev.MovCr0(r.cr0 ^ b) for b in CR0_BITS]

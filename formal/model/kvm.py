@@ -113,10 +113,13 @@ class Mechanism:
         if self.concrete:
             self.note(f"load new root pgd={pgd:#x} role={roles.describe(mmu.root_role)}")
 
-    def sync_root(self, v: Vcpu, root: Root, when: object = True) -> None:
+    def sync_root(self, v: Vcpu, root: Root, when: object = True, children: bool = True) -> None:
         """mmu_sync_children on a root, if when holds: every unsync leaf below it is brought up
-        to date with the guest's PTEs.  Shadow pages are shared by (gfn, role), so every cached
-        root with the same page-table address and role sees the sync."""
+        to date with the guest's PTEs and the root is no longer unsync (mmu.c is_unsync_root).
+        With children=False only the watched page's SPTE is resynced (paging_tmpl.h
+        FNAME(invlpg) <= v6.4, mmu.c __kvm_mmu_invalidate_addr -> sync_spte >= v6.5): its leaf
+        shadow page stays unsync, so the root does too.  Shadow pages are shared by (gfn, role),
+        so every cached root with the same page-table address and role sees the sync."""
         indirect = when & root.valid & neg(roles.is_direct(root.role))
         for other in v.all_roots():
             same = indirect & other.valid & (other.role == root.role) \
@@ -124,7 +127,17 @@ class Mechanism:
             if self.concrete and same and other.unsync:
                 self.note(f"sync root pgd={other.pgd:#x}")
             other.stale = ite(same, other.stale & other.hw_old, other.stale)
+            if children:
+                other.unsync_elsewhere = other.unsync_elsewhere & neg(same)
+            else:
+                other.unsync_elsewhere = other.unsync_elsewhere | (same & other.unsync)
             other.unsync = other.unsync & neg(same)
+
+    def is_unsync_root(self, v: Vcpu, root: Root) -> object:
+        """mmu.c is_unsync_root (v5.16+): "sp->unsync || sp->unsync_children" of the root's
+        shadow page -- an unsync shadow page anywhere under the root, the watched page's or
+        another's."""
+        return root.valid & (root.unsync | root.unsync_elsewhere)
 
     def flush_hw_context(self, v: Vcpu, ctx: int) -> None:
         """A hardware TLB flush of one guest context (vpid_sync_context / ASID flush): whatever
@@ -181,6 +194,22 @@ class Mechanism:
                 record.old = record.old | hit
                 # ...and stale, if an invalidation covered it and no entry has cached since.
                 record.stale = record.stale | (hit & record.ran_stale)
+
+    def guest_pte_write_other(self, v: Vcpu, pgd: int) -> None:
+        """The guest writes the PTE of another page (not the watched one) in the tables at pgd.
+        With shadow paging KVM lets that leaf shadow page go unsync too (mmu.c
+        mmu_try_to_unsync_pages -> kvm_unsync_page) and marks its parents up to the root
+        (kvm_mmu_mark_parents_unsync): every root shadowing those tables is then an unsync root
+        (is_unsync_root), while the watched translation is unchanged.  Which roots shadow a
+        written table is the trace's (or the solver's) choice: one event per table address,
+        and a table shared by several pgds is written through each."""
+        addr = pgd & CR3_ADDR_MASK
+        for root in v.all_roots():
+            hit = root.valid & neg(roles.is_direct(root.role)) \
+                & (root.pgd & CR3_ADDR_MASK == addr) & neg(root.unsync_elsewhere)
+            if self.concrete and hit:
+                self.note(f"root pgd={root.pgd:#x} has an unsync page elsewhere")
+            root.unsync_elsewhere = root.unsync_elsewhere | hit
 
     # -- the architecture's invalidations applied to the ghost state --
 

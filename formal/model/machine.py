@@ -199,5 +199,6 @@ def _hw_fields(ctx: int, h: HwTlb) -> dict[str, str]:
 def _root(r) -> str:
     if not r.valid:
         return "invalid"
-    ghost = [n for n in ("unsync", "hw_old", "stale", "live") if getattr(r, n)]
+    ghost = [n for n in ("unsync", "unsync_elsewhere", "hw_old", "stale", "live")
+             if getattr(r, n)]
     return f"pgd={r.pgd:#x} role={r.role:#x} tag={r.tag:#x} {'|'.join(ghost) or 'synced'}"

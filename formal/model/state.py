@@ -58,6 +58,10 @@ class Root:
     role: int = 0
     # ghost: the leaf shadow page went unsync and still holds the pre-write translation.
     unsync: bool = False
+    # ghost: a shadow page under the root is unsync beyond that (mmu.c is_unsync_root may hold
+    # while `unsync` does not): the guest rewrote another page's PTE in the tables
+    # (guest_pte_write_other), or INVLPG resynced only the watched SPTE of an unsync leaf page.
+    unsync_elsewhere: bool = False
     # ghost: the hardware TLB may hold that pre-write translation (cached while the root was
     # active and unsync, not flushed since).
     hw_old: bool = False

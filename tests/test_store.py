@@ -1,0 +1,175 @@
+"""Stored certificates (formal/cli/store.py): a stored certificate of unchanged sources is
+re-checked instead of searched; one of changed sources warm-starts houdini and says so; a
+corrupted one is `unknown`; one that is not a certificate of the relation is never trusted.
+The cell is v6.6 tdp restricted to MOV CR3 and INVLPG, whose freshness houdini proves in
+seconds."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from pysmt.shortcuts import FALSE
+
+from formal.cli import main, prove, store
+from formal.cli.policies import resolve
+from formal.cli.prove import Obligation
+from formal.engines import certificate
+from formal.engines.search import Verdict
+from formal.engines.system import Relation
+from formal.model.state import CONFIGS
+from formal.symbolic.transition import build
+
+OB = Obligation("v6.6", "tdp", ("freshness",), "houdini", events=("mov_cr3", "invlpg"))
+CELL = store.Cell("v6.6", "tdp", None, ("mov_cr3", "invlpg"))
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> Path:
+    """A store holding the cell's certificate, written by a cold proof."""
+    where = tmp_path_factory.mktemp("store")
+    proof = prove.run(OB, certificates=where, save=True, jobs=1)
+    assert proof.result.verdict == Verdict.PROVED
+    assert "houdini" in proof.times  # searched: nothing was stored yet
+    assert proof.stored == f"certificate saved to {where / CELL.stem()}.json"
+    return where
+
+
+def _copy(saved: Path, tmp_path: Path) -> Path:
+    shutil.copytree(saved, tmp_path / "s")
+    return tmp_path / "s"
+
+
+def test_saved_certificate_is_json_and_smtlib_with_named_lemmas(saved):
+    record = json.loads((saved / f"{CELL.stem()}.json").read_text())
+    assert (record["policy"], record["config"], record["events"], record["properties"]) == (
+        "v6.6", "tdp", ["mov_cr3", "invlpg"], ["freshness"])
+    assert record["fingerprint"] == store.fingerprint(CELL)
+    script = gzip.decompress((saved / f"{CELL.stem()}.smt2.gz").read_bytes()).decode()
+    lemmas = certificate.parse(script)
+    assert len(lemmas) == record["lemmas"] > 10
+    assert any(name.startswith("relation lemma") for name, _ in lemmas)
+    assert "(assert (! " in script and ":named |" in script
+
+
+def test_current_certificate_is_rechecked_not_searched(saved):
+    proof = prove.run(OB, certificates=saved, jobs=1)
+    assert proof.result.verdict == Verdict.PROVED
+    assert "houdini" not in proof.times and "bmc" not in proof.times
+    assert proof.times["recheck"] > 0 and proof.result.checked > 0
+    assert proof.stored.startswith("re-checked the stored certificate")
+    assert proof.result.certificate.startswith("stored certificate ")
+
+
+def test_no_cache_searches_anew(saved):
+    proof = prove.run(OB, certificates=saved, use_stored=False, jobs=1)
+    assert proof.result.verdict == Verdict.PROVED and "houdini" in proof.times
+    assert proof.stored == ""
+
+
+def test_changed_sources_warm_start_houdini_and_say_so(saved, tmp_path):
+    where = _copy(saved, tmp_path)
+    path = where / f"{CELL.stem()}.json"
+    record = json.loads(path.read_text())
+    record["fingerprint"] = "0" * 64  # as if a policy had been edited since
+    path.write_text(json.dumps(record))
+    proof = prove.run(OB, certificates=where, jobs=1)
+    assert proof.result.verdict == Verdict.PROVED
+    assert "houdini" in proof.times
+    assert proof.stored.startswith("houdini warm-started from the stored certificate")
+    assert "the sources it was found from have changed" in proof.result.certificate
+
+
+@pytest.mark.parametrize("damage", ["gzip", "hash", "json", "cell", "schema"])
+def test_corrupted_certificate_is_unknown(saved, tmp_path, damage):
+    where = _copy(saved, tmp_path)
+    record_path = where / f"{CELL.stem()}.json"
+    script_path = where / f"{CELL.stem()}.smt2.gz"
+    record = json.loads(record_path.read_text())
+    if damage == "gzip":
+        script_path.write_bytes(script_path.read_bytes()[:100])
+    elif damage == "hash":
+        raw = gzip.decompress(script_path.read_bytes())
+        script_path.write_bytes(gzip.compress(raw.replace(b"relation lemma 0", b"lemma", 1)))
+    elif damage == "json":
+        record_path.write_text("{")
+    elif damage == "cell":
+        record["config"] = "shadow"
+        record_path.write_text(json.dumps(record))
+    else:
+        record["lemmas"] = "many"
+        record_path.write_text(json.dumps(record))
+    proof = prove.run(OB, certificates=where, jobs=1)
+    assert proof.result.verdict == Verdict.UNKNOWN
+    assert proof.result.reason.startswith("stored certificate is corrupted: ")
+    assert "houdini" not in proof.times and "recheck" not in proof.times
+
+
+def test_current_certificate_that_does_not_hold_is_never_trusted(tmp_path):
+    # Well-formed, of today's sources, but its lemma (false) fails initiation: the re-check
+    # rejects it, and the verdict is unknown, not proved.
+    store.save(tmp_path, CELL, [FALSE()], {}, ("freshness",))
+    proof = prove.run(OB, certificates=tmp_path, jobs=1)
+    assert proof.result.verdict == Verdict.UNKNOWN
+    assert "is not a certificate of this relation" in proof.result.reason
+    assert "initiation" in proof.result.reason
+
+
+def test_certificate_of_other_properties_is_not_used(saved):
+    proof = prove.run(Obligation("v6.6", "tdp", ("role",), "houdini",
+                                 events=("mov_cr3", "invlpg")), certificates=saved, jobs=1)
+    assert proof.result.verdict == Verdict.PROVED and "houdini" in proof.times
+    assert proof.stored == ""
+
+
+def test_prove_command_reports_the_store(saved, capsys):
+    args = ["prove", "--policy", "v6.6", "--config", "tdp", "--property", "freshness",
+            "--engine", "houdini", "--event", "mov_cr3", "--event", "invlpg", "--jobs", "1",
+            "--certificates", str(saved), "--json"]
+    assert main.main(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["stored"].startswith("re-checked the stored certificate")
+    assert "houdini" not in doc["times"]
+
+
+
+def _same(a: Relation, b: Relation) -> bool:
+    """Every term of a is the very node of b's (pySMT hash-conses terms)."""
+    def terms(r: Relation) -> list:
+        out = [r.init, r.init_error, *r.init_violated.values(), *r.lemmas, *r.pre.values()]
+        for er in r.events:
+            out += [er.steps, er.not_modeled, er.model_error, *er.post.values(),
+                    *er.violated.values(), *er.ops.values()]
+            out += [x for c, post in er.cases for x in (c, *post.values())]
+        return out
+    shape = [(er.name, er.paths, list(er.post), len(er.cases)) for er in a.events]
+    return shape == [(er.name, er.paths, list(er.post), len(er.cases)) for er in b.events] \
+        and all(x is y for x, y in zip(terms(a), terms(b), strict=True))
+
+
+def test_cached_relation_is_the_built_one(tmp_path):
+    rel = build(resolve("v6.6"), CONFIGS["tdp"], OB.kinds(), OB.props)
+    store.save_relation(tmp_path, CELL, OB.props, rel)
+    loaded, why = store.load_relation(tmp_path, CELL, OB.props)
+    assert why == "" and loaded is not None and loaded is not rel
+    assert _same(loaded, rel)
+    other, why = store.load_relation(tmp_path, CELL, ("role",))  # built for other properties
+    assert other is None and why == ""
+
+
+def test_prove_loads_the_cached_relation_and_rebuilds_a_damaged_one(tmp_path):
+    first = prove.run(OB, relations=tmp_path, jobs=1)
+    assert not first.cached and "symbolic" in first.times
+    again = prove.run(OB, relations=tmp_path, jobs=1)
+    assert again.cached and "cache" in again.times and "symbolic" not in again.times
+    assert (again.result.verdict, again.paths) == (first.result.verdict, first.paths) \
+        == (Verdict.PROVED, first.paths)
+    (entry,) = (tmp_path / "relations").iterdir()
+    doc = json.loads(gzip.decompress(entry.read_bytes()))
+    doc["shape"]["init"] = doc["shape"]["init_error"]  # another term as the initial states
+    entry.write_bytes(gzip.compress(json.dumps(doc).encode()))
+    rebuilt = prove.run(OB, relations=tmp_path, jobs=1)
+    assert not rebuilt.cached and rebuilt.result.verdict == Verdict.PROVED
