@@ -11,6 +11,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 import tempfile
 import traceback
@@ -19,7 +20,18 @@ from pathlib import Path
 
 from rich.console import Console
 
-from formal.cli import check, corpus, output, policies, prove, render, store, suite
+from formal.cli import (
+    check,
+    corpus,
+    matrix,
+    matrix_render,
+    output,
+    policies,
+    prove,
+    render,
+    store,
+    suite,
+)
 from formal.cli.status import Status, matches, overall
 from formal.concrete import replay
 from formal.engines import search as engines
@@ -229,6 +241,48 @@ def _check(args: argparse.Namespace) -> int:
     return STATUS_EXIT[out.status]
 
 
+def _matrix(args: argparse.Namespace) -> int:
+    names = list(dict.fromkeys((args.policy or []) + args.loaded)) or list(POLICIES)
+    for name in names:
+        if name not in policies.known():
+            raise Malformed(f"unknown policy {name!r} (known: {', '.join(policies.known())})")
+    # A loaded policy travels to the workers as its file, loaded there again.
+    files = {name: f"{policies.source(name)}:{policies.known()[name].__name__}"
+             for name in names if policies.source(name) is not None}
+    props = tuple(dict.fromkeys(args.property or PROPERTIES))
+    tasks = [matrix.Task(p, c, props, args.engine, args.bound, args.timeout, files.get(p))
+             for p in names for c in dict.fromkeys(args.config or CONFIGS)]
+    scheduler = None if args.scheduler is None else matrix.check_scheduler(args.scheduler)
+    if scheduler is not None and args.jobs is not None:
+        raise Malformed("--jobs sizes the local pool; on a Dask cluster the workers do "
+                        "(drop --jobs or --scheduler)")
+    for path, option in ((args.json, "--json"), (args.html, "--html")):
+        if path is not None:
+            output.check_file(Path(path), option)
+    total = len(tasks) * len(props)
+    finished = 0
+    progress = Progress(sys.stderr if sys.stderr.isatty() else None, live=True)
+
+    def done(cells: int) -> None:
+        nonlocal finished
+        finished += cells
+        progress(f"matrix: {finished} of {total} cells done")
+
+    progress(f"matrix: 0 of {total} cells done")
+    try:
+        doc = matrix.run(tasks, args.jobs, scheduler, done)
+    finally:
+        progress.done()
+    matrix_render.table(doc, Console(width=None if sys.stdout.isatty() else 160))
+    if args.json is not None:
+        output.write_atomic(Path(args.json), json.dumps(doc, indent=1) + "\n")
+    if args.html is not None:
+        command = shlex.join(["flushproof", *args.words])
+        output.write_atomic(Path(args.html), matrix_render.html(doc, command))
+    verdict = matrix.exit_verdict(doc)
+    return EXIT_HOLDS if verdict is None else VERDICT_EXIT[verdict]
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -306,6 +360,31 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("-k", metavar="TEXT",
                    help="only the obligations whose name contains TEXT (ignoring case)")
     u.set_defaults(func=_suite)
+    m = sub.add_parser("matrix", parents=[common],
+                       help="decide every (policy, configuration, property) cell, on local "
+                            "processes or a Dask cluster (docs/matrix.md)")
+    m.add_argument("--policy", action="append", metavar="POLICY",
+                   help="a policy (repeatable; default: every shipped one, or only the "
+                        "--policy-file ones if any)")
+    m.add_argument("--config", action="append", choices=list(CONFIGS),
+                   help="a configuration (repeatable; default: all five)")
+    m.add_argument("--property", action="append", choices=PROPERTIES,
+                   help="a property (repeatable; default: all four)")
+    m.add_argument("--engine", default="auto", choices=engines.ENGINES)
+    m.add_argument("--bound", type=_bound, default=prove.DEFAULT_BOUND, metavar="N",
+                   help=f"as prove's (default {prove.DEFAULT_BOUND})")
+    m.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                   help="wall-clock limit of each cell's proof, and of each shared relation's "
+                        "symbolic execution (default: none)")
+    m.add_argument("--jobs", type=_jobs, metavar="N",
+                   help="local worker processes, an integer >= 1 (default: one per core)")
+    m.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the cells on the Dask cluster whose scheduler is at ADDRESS "
+                        "(tcp://HOST:PORT) instead of local processes")
+    m.add_argument("--json", metavar="OUT", help="write the matrix as JSON to OUT")
+    m.add_argument("--html", metavar="OUT",
+                   help="write the matrix as a self-contained HTML page to OUT")
+    m.set_defaults(func=_matrix)
     k = sub.add_parser("check", parents=[common],
                        help="run proof scripts and the regression corpus, with a summary "
                             "table, --json and --junit-xml")
@@ -334,7 +413,7 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("--no-cache", action="store_true",
                          help="read no stored certificate and no cached relation: build and "
                               "search every proof anew")
-    for cmd in (s, c, r, v, u, k):
+    for cmd in (s, c, r, v, u, k, m):
         cmd.add_argument("--policy-file", action="append", default=[], metavar="PATH[:CLASS]",
                          help="load a policy from a Python file (a subclass of a shipped "
                               "policy; repeatable). It is code: loading it runs it")
@@ -343,6 +422,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _run(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
+    args.words = sys.argv[1:] if argv is None else argv
     # The one place errors become exit statuses: bad input (formal.errors) is 3, a model that
     # contradicts itself is inconclusive; anything else is a bug (main).
     try:

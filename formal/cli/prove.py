@@ -146,10 +146,13 @@ class Proof:
     cached: bool = False  # the relation came from the relation cache, not symbolic execution
 
 
-def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> list[str]:
+def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker,
+            enabled: list[str] | None = None) -> list[str]:
     """The obligation is not vacuous: its initial states exist, every event is enabled in some
     state reachable within the bound, and each property's violation is expressible (its
-    negation is satisfiable in some unconstrained state).  Returns the failures."""
+    negation is satisfiable in some unconstrained state).  Returns the failures.  enabled:
+    events_enabled's failures, already found for rel and bound (they do not depend on the
+    property: the matrix checks them once per relation)."""
     un = Unroller(rel)
     failures = []
     ck.progress("vacuity: initial states, properties")
@@ -159,6 +162,13 @@ def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> l
         if not ck.sat(f"vacuity-{p}", Or([er.violated[p] for er in rel.events]
                                          + [rel.init_violated[p]])):
             failures.append(f"property {p} cannot be violated in any state: it checks nothing")
+    return failures + (events_enabled(rel, bound, ck) if enabled is None else enabled)
+
+
+def events_enabled(rel: Relation, bound: int, ck: Checker) -> list[str]:
+    """The events not enabled in any state reachable within bound events (from the initial
+    states), as vacuity failures."""
+    un = Unroller(rel)
     pending = set(range(len(un.events)))
     path = [un.init()]
     for d in range(1, bound + 1):
@@ -171,22 +181,26 @@ def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker) -> l
         if not pending:
             break
         path.append(un.trans(d))
-    failures += [f"event {un.events[k].name} is never enabled within {bound} events"
-                 for k in sorted(pending)]
-    return failures
+    return [f"event {un.events[k].name} is never enabled within {bound} events"
+            for k in sorted(pending)]
 
 
 def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0],
         jobs: int | None = None, progress: Progress | None = None,
         certificates: Path | None = None, use_stored: bool = True,
-        save: bool = False, relations: Path | None = None) -> Proof:
+        save: bool = False, relations: Path | None = None,
+        rel: Relation | None = None, enabled: list[str] | None = None) -> Proof:
     """Decide ob: build the relation, check vacuity, run the engine (a certificate re-checked
     by `checker` on `jobs` processes, default one per core), and turn a counterexample into a
     trace that the simulator confirms and the concrete MMU replays.  With a certificate store
     (`certificates`, formal.cli.store) a stored certificate of the cell is re-checked first
     (or warm-starts houdini) unless not `use_stored`, and `save` writes a houdini proof's.
     With a relation cache (`relations`, formal.cli.store.cache_dir()) the relation of unchanged
-    sources is loaded instead of built.  progress hears what the run is doing."""
+    sources is loaded instead of built.  progress hears what the run is doing.  rel: the
+    relation of ob's policy and configuration over all its event kinds, built with at least
+    ob's properties (the matrix builds one per policy and configuration for all its
+    properties, formal.cli.matrix); None builds (or loads) ob's own.  enabled: the failures of
+    events_enabled(rel, ob.bound), already found (vacuity)."""
     ob.check()
     progress = progress or Progress()
     if ob.events is not None:  # in the configuration's order, as the relation has them
@@ -196,17 +210,21 @@ def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0]
     proof = Proof(ob, Result(Verdict.UNKNOWN, ob.engine))
     ck = Checker(dump_dir=dump_dir, deadline=deadline, checker=checker, jobs=jobs,
                  progress=progress, dump_failures=proof.dump_failures)
-    try:
-        rel = _relation(ob, deadline, progress, relations, proof)
-    except Inconclusive as exc:
-        proof.result.reason = f"symbolic execution: {exc}"
+    if rel is None:
+        try:
+            rel = _relation(ob, deadline, progress, relations, proof)
+        except Inconclusive as exc:
+            proof.result.reason = f"symbolic execution: {exc}"
+            proof.times["cache" if proof.cached else "symbolic"] = time.perf_counter() - t0
+            return proof
         proof.times["cache" if proof.cached else "symbolic"] = time.perf_counter() - t0
-        return proof
+    else:
+        assert ob.base is None and ob.events is None and (rel.policy, rel.config) == (
+            ob.policy, ob.config), "a shared relation is a plain obligation's, over all events"
     proof.paths = {er.name: er.paths for er in rel.events} | {"initial": rel.init_paths}
-    proof.times["cache" if proof.cached else "symbolic"] = time.perf_counter() - t0
     try:
         t1 = time.perf_counter()
-        proof.vacuity = vacuity(rel, ob.props, ob.bound, ck)
+        proof.vacuity = vacuity(rel, ob.props, ob.bound, ck, enabled)
         proof.times["vacuity"] = time.perf_counter() - t1
         if proof.vacuity:
             proof.result = Result(Verdict.UNKNOWN, ob.engine, reason="vacuity check failed: "
@@ -237,6 +255,17 @@ def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0]
     return proof
 
 
+def relation(ob: Obligation, deadline: Deadline | None = None,
+             progress: Progress | None = None) -> Relation:
+    """The relation ob is decided on (its policy's, or the product with its base's);
+    Inconclusive once deadline has passed."""
+    if ob.base is None:
+        return build(policies.resolve(ob.policy), CONFIGS[ob.config], ob.kinds(), ob.props,
+                     deadline, progress)
+    return product.build(policies.resolve(ob.policy), policies.resolve(ob.base),
+                         CONFIGS[ob.config], ob.kinds(), ob.props, deadline, progress)
+
+
 def _relation(ob: Obligation, deadline: Deadline, progress: Progress,
               relations: Path | None, proof: Proof) -> Relation:
     """ob's relation: from the cache when it has it, else built by symbolic execution (and
@@ -250,12 +279,7 @@ def _relation(ob: Obligation, deadline: Deadline, progress: Progress,
             return rel
         if why:  # never used: rebuilt, and overwritten below
             progress(f"relation cache entry ignored: {why}")
-    if ob.base is None:
-        rel = build(policies.resolve(ob.policy), CONFIGS[ob.config], ob.kinds(), ob.props,
-                    deadline, progress)
-    else:
-        rel = product.build(policies.resolve(ob.policy), policies.resolve(ob.base),
-                            CONFIGS[ob.config], ob.kinds(), ob.props, deadline, progress)
+    rel = relation(ob, deadline, progress)
     if relations is not None:
         store.save_relation(relations, cell, ob.props, rel)
     return rel

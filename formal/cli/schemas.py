@@ -14,15 +14,17 @@ from importlib import resources
 from itertools import chain
 
 from jsonschema import Draft202012Validator, ValidationError
+from referencing import Registry, Resource
 
 from formal.errors import Malformed
 from formal.model.events import EVENT_TYPES
 from formal.model.jsondoc import show
 
 # The files of this package's schemas/ folder: the inputs checked here, by kind, and the
-# outputs they describe (prove --json, whose result holds the certificate; check --json).
+# outputs they describe (prove --json, whose result holds the certificate; check --json;
+# matrix --json, whose cells hold prove's results).
 KINDS = ("trace", "proofs", "expected", "certificate")
-OUTPUTS = ("prove-result", "check-result")
+OUTPUTS = ("prove-result", "check-result", "matrix-result")
 # What an array element is called in messages, by the array's field.
 _ITEM = {"events": "event", "obligations": "obligation"}
 
@@ -35,6 +37,15 @@ def schema(kind: str) -> dict:
     """The schema of an input kind or an output, as shipped with the package."""
     return json.loads(resources.files("formal.cli").joinpath(f"schemas/{kind}.schema.json")
                       .read_text(encoding="utf-8"))
+
+
+def output_validator(kind: str) -> Draft202012Validator:
+    """A validator of an output's schema, its references to the other outputs' schemas (by
+    file name, as matrix-result's cells name prove-result.schema.json) resolved."""
+    registry = Registry().with_resources(
+        (f"{k}.schema.json", Resource.from_contents(schema(k))) for k in OUTPUTS)
+    return Draft202012Validator(schema(kind), registry=registry,
+                                format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 @cache
