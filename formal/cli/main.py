@@ -250,7 +250,10 @@ def _matrix(args: argparse.Namespace) -> int:
     files = {name: f"{policies.source(name)}:{policies.known()[name].__name__}"
              for name in names if policies.source(name) is not None}
     props = tuple(dict.fromkeys(args.property or PROPERTIES))
-    tasks = [matrix.Task(p, c, props, args.engine, args.bound, args.timeout, files.get(p))
+    stores = {} if args.no_cache else {"certificates": args.certificates,
+                                       "relations": str(store.cache_dir())}
+    tasks = [matrix.Task(p, c, props, args.engine, args.bound, args.timeout, files.get(p),
+                         **stores)
              for p in names for c in dict.fromkeys(args.config or CONFIGS)]
     scheduler = None if args.scheduler is None else matrix.check_scheduler(args.scheduler)
     if scheduler is not None and args.jobs is not None:
@@ -381,6 +384,11 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--scheduler", metavar="ADDRESS",
                    help="run the cells on the Dask cluster whose scheduler is at ADDRESS "
                         "(tcp://HOST:PORT) instead of local processes")
+    m.add_argument("--certificates", metavar="DIR", default=str(store.DEFAULT_DIR),
+                   help="the certificate store: a cell's stored certificate is re-checked "
+                        "instead of searching (default: %(default)s)")
+    m.add_argument("--no-cache", action="store_true",
+                   help="read no stored certificate and no cached relation")
     m.add_argument("--json", metavar="OUT", help="write the matrix as JSON to OUT")
     m.add_argument("--html", metavar="OUT",
                    help="write the matrix as a self-contained HTML page to OUT")

@@ -26,10 +26,12 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_compl
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from formal.cli import policies, prove, render
 from formal.engines.checker import Checker
+from formal.engines.progress import Progress
 from formal.engines.search import Verdict
 from formal.errors import InputError, Malformed
 from formal.model.properties import ModelError
@@ -54,6 +56,8 @@ class Task:
     bound: int
     timeout: float | None
     policy_file: str | None = None  # None: a shipped policy
+    certificates: str | None = None  # the certificate store (formal.cli.store); None: none
+    relations: str | None = None  # the relation cache; None: none
 
     def obligation(self, prop: str) -> prove.Obligation:
         return prove.Obligation(self.policy, self.config, (prop,), self.engine, self.bound,
@@ -92,7 +96,8 @@ def run_task(task: Task) -> list[Cell]:
     whole = replace(task.obligation(task.props[0]), props=task.props)
     what = "symbolic execution"
     try:
-        rel = prove.relation(whole, Deadline.after(task.timeout))
+        rel, _ = prove.load_or_build(whole, Deadline.after(task.timeout), Progress(),
+                                     None if task.relations is None else Path(task.relations))
         what = "vacuity"
         enabled = prove.events_enabled(rel, task.bound,
                                        Checker(deadline=Deadline.after(task.timeout), jobs=1))
@@ -105,7 +110,9 @@ def run_task(task: Task) -> list[Cell]:
     for prop in task.props:
         t1 = time.perf_counter()
         try:
-            proof = prove.run(task.obligation(prop), jobs=1, rel=rel, enabled=enabled)
+            proof = prove.run(task.obligation(prop), jobs=1, rel=rel, enabled=enabled,
+                              certificates=None if task.certificates is None
+                              else Path(task.certificates))
         except Exception as exc:  # noqa: BLE001 - named below, or re-raised as a bug
             cells.append(task.cell(prop, "unknown", task.engine, _failure(exc),
                                    time.perf_counter() - t1, shared))

@@ -268,21 +268,26 @@ def relation(ob: Obligation, deadline: Deadline | None = None,
 
 def _relation(ob: Obligation, deadline: Deadline, progress: Progress,
               relations: Path | None, proof: Proof) -> Relation:
-    """ob's relation: from the cache when it has it, else built by symbolic execution (and
-    cached)."""
+    rel, proof.cached = load_or_build(ob, deadline, progress, relations)
+    return rel
+
+
+def load_or_build(ob: Obligation, deadline: Deadline | None, progress: Progress,
+                  relations: Path | None) -> tuple[Relation, bool]:
+    """ob's relation, and whether it came from the relation cache `relations` (None: no
+    cache): loaded when the cache has it, else built by symbolic execution (and cached)."""
     cell = _cell(ob)
     if relations is not None:
         progress("loading the cached relation")
         rel, why = store.load_relation(relations, cell, ob.props)
         if rel is not None:
-            proof.cached = True
-            return rel
+            return rel, True
         if why:  # never used: rebuilt, and overwritten below
             progress(f"relation cache entry ignored: {why}")
     rel = relation(ob, deadline, progress)
     if relations is not None:
         store.save_relation(relations, cell, ob.props, rel)
-    return rel
+    return rel, False
 
 
 def _cell(ob: Obligation) -> store.Cell:
