@@ -22,7 +22,7 @@ from formal.model.jsondoc import show
 # The files of this package's schemas/ folder: the inputs checked here, by kind, and the
 # outputs they describe (prove --json, whose result holds the certificate).
 KINDS = ("trace", "proofs", "expected")
-OUTPUTS = ("prove-result",)
+OUTPUTS = ("prove-result", "diff-result")
 # What an array element is called in messages, by the array's field.
 _ITEM = {"events": "event", "obligations": "obligation"}
 
