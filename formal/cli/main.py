@@ -23,6 +23,7 @@ from rich.console import Console
 from formal.cli import (
     check,
     corpus,
+    diff,
     matrix,
     matrix_render,
     output,
@@ -31,6 +32,7 @@ from formal.cli import (
     render,
     store,
     suite,
+    workdiff,
 )
 from formal.cli.status import Status, matches, overall
 from formal.concrete import replay
@@ -77,6 +79,17 @@ def _jobs(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    """--sequences: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
     return value
 
 
@@ -190,6 +203,43 @@ def _prove(args: argparse.Namespace) -> int:
 def _caches(args: argparse.Namespace) -> suite.Caches:
     return replace(suite.Caches.default(cold=args.no_cache), save=args.save_certificates,
                    certificates=Path(args.certificates) if args.certificates else None)
+
+
+def _diff(args: argparse.Namespace) -> int:
+    configs = tuple(dict.fromkeys(args.config or CONFIGS))
+    props = tuple(dict.fromkeys(args.property or PROPERTIES))
+    for name in (args.old, args.new):
+        policies.resolve(name)
+    for config in configs:
+        if config not in CONFIGS:
+            raise Malformed(f"unknown config {config!r} (known: {', '.join(CONFIGS)})")
+    corpus_dir = Path(args.corpus)
+    if not corpus_dir.is_dir():
+        raise Malformed(f"--corpus {corpus_dir}: no such directory")
+    events = tuple(args.event) if args.event else None
+    if not args.no_proofs:  # every obligation checked before the first proof starts
+        for config in configs:
+            for ob in diff.obligations(args.old, args.new, config, props[0], args.engine,
+                                       args.bound, args.timeout, events).values():
+                ob.check()
+    live = sys.stderr.isatty() and not args.json
+    progress = Progress(sys.stderr if live else None, live=True)
+    try:
+        cells = [] if args.no_proofs else diff.prove_cells(
+            args.old, args.new, configs, props, args.engine, args.bound, args.timeout, events,
+            progress)
+        tallies = workdiff.work(args.old, args.new, configs, corpus_dir, args.sequences,
+                                args.seed, progress)
+    finally:
+        progress.done()
+    if args.json:
+        print(json.dumps(diff.to_json(args.old, args.new, cells, tallies, corpus_dir,
+                                      args.sequences, args.seed), indent=1))
+    else:
+        console = Console(width=None if sys.stdout.isatty() else 200)
+        diff.print_text(console, args.old, args.new, cells, tallies, args.sequences, args.seed)
+    verdict = diff.exit_verdict(cells)
+    return EXIT_HOLDS if verdict is None else VERDICT_EXIT[verdict]
 
 
 def _suite(args: argparse.Namespace) -> int:
@@ -421,7 +471,31 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("--no-cache", action="store_true",
                          help="read no stored certificate and no cached relation: build and "
                               "search every proof anew")
-    for cmd in (s, c, r, v, u, k, m):
+    d = sub.add_parser("diff", parents=[common],
+                       help="what a patch changes: verdicts both ways, and the work done")
+    d.add_argument("old", help="the base policy (a shipped one, or a loaded file's)")
+    d.add_argument("new", help="the patched policy")
+    d.add_argument("--config", action="append",
+                   help=f"one of {', '.join(CONFIGS)} (repeatable; default: all)")
+    d.add_argument("--property", action="append", choices=PROPERTIES,
+                   help="a property to check (repeatable; default: all four)")
+    d.add_argument("--engine", default="auto", choices=engines.ENGINES)
+    d.add_argument("--event", action="append", metavar="OP",
+                   help="restrict the proofs' events to this kind, as for prove (repeatable)")
+    d.add_argument("--bound", type=_bound, default=prove.DEFAULT_BOUND, metavar="N",
+                   help=f"as for prove (default {prove.DEFAULT_BOUND})")
+    d.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                   help="wall-clock limit of each proof (default: none)")
+    d.add_argument("--no-proofs", action="store_true",
+                   help="only the work difference (fast: no solver runs)")
+    d.add_argument("--sequences", type=_count, default=100, metavar="N",
+                   help="random event sequences per configuration (default: %(default)s)")
+    d.add_argument("--seed", type=int, default=0, help="their seed (default: %(default)s)")
+    d.add_argument("--corpus", default="traces", metavar="DIR",
+                   help="the corpus traces (default: %(default)s)")
+    d.add_argument("--json", action="store_true", help="print the result as JSON")
+    d.set_defaults(func=_diff)
+    for cmd in (s, c, r, v, u, k, m, d):
         cmd.add_argument("--policy-file", action="append", default=[], metavar="PATH[:CLASS]",
                          help="load a policy from a Python file (a subclass of a shipped "
                               "policy; repeatable). It is code: loading it runs it")

@@ -22,9 +22,9 @@ from formal.model.jsondoc import show
 
 # The files of this package's schemas/ folder: the inputs checked here, by kind, and the
 # outputs they describe (prove --json, whose result holds the certificate; check --json;
-# matrix --json, whose cells hold prove's results).
+# matrix --json, whose cells hold prove's results; diff --json).
 KINDS = ("trace", "proofs", "expected", "certificate")
-OUTPUTS = ("prove-result", "check-result", "matrix-result")
+OUTPUTS = ("prove-result", "check-result", "matrix-result", "diff-result")
 # What an array element is called in messages, by the array's field.
 _ITEM = {"events": "event", "obligations": "obligation"}
 

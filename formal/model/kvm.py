@@ -8,6 +8,7 @@ watched page, and what the hardware TLB contexts may still hold.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import fields
 
 from formal.model import arch, roles
@@ -25,6 +26,17 @@ def ROOT_PREVIOUS(i: int) -> int:  # noqa: N802 - the kernel's macro name
 
 
 ROOTS_ALL = 0xF
+
+# The work Mechanism.work counts: roots allocated (mmu_alloc_roots) and freed
+# (mmu_free_root_page), syncs of an indirect root (mmu_sync_children from kvm_mmu_sync_roots,
+# and the model's FNAME(invlpg) resync of the watched page), hardware TLB flushes of one
+# context (vpid_sync_context / an ASID flush), and KVM_REQ_* requests made, by kind (REQUEST
+# and the Req name; a request made while pending counts again).
+ROOTS_BUILT = "roots_built"
+ROOTS_FREED = "roots_freed"
+SYNCS = "syncs"
+CONTEXT_FLUSHES = "context_flushes"
+REQUEST = "request."
 
 
 def root_in_l2(root: Root) -> bool:
@@ -46,13 +58,17 @@ class Mechanism:
 
     The primitives are written without branches on state (`ite`, `&`, `|`, `neg`): under
     symbolic execution a loop over the root slots then gives one term per field instead of a
-    path per slot.  The human-readable notes are only taken on concrete runs."""
+    path per slot.  The human-readable notes, and the counts of the work done (`work`), are
+    only taken on concrete runs."""
 
     name = ""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.log: list[str] = []
+        # What KVM did since the caller last cleared it (formal.model.machine: per step), by
+        # work key (ROOTS_BUILT ...): the cost a patch changes (`flushproof diff`).
+        self.work: Counter[str] = Counter()
 
     @property
     def concrete(self) -> bool:
@@ -62,11 +78,17 @@ class Mechanism:
         if self.concrete:
             self.log.append(text)
 
+    def count(self, what: str) -> None:
+        """One more of what (a WORK key) done, on a concrete run."""
+        if self.concrete:
+            self.work[what] += 1
+
     # -- requests (kvm_host.h kvm_make_request / kvm_check_request) --
 
     def kvm_make_request(self, v: Vcpu, req: Req) -> None:
         if self.concrete and not v.requests & req:
             self.note(f"request {req.name}")
+        self.count(REQUEST + req.name)
         v.requests |= req
 
     def kvm_check_request(self, v: Vcpu, req: Req) -> bool:
@@ -94,6 +116,7 @@ class Mechanism:
                 return
             where = "current root" if slot < 0 else f"prev_roots[{slot}]"
             self.note(f"free {where} pgd={root.pgd:#x}")
+            self.count(ROOTS_FREED)
         # Freeing a root does not flush the hardware TLB; what it cached stays there.
         kept = when & root.valid & root.hw_old
         in_l2 = root_in_l2(root)
@@ -110,6 +133,7 @@ class Mechanism:
         again by (gfn, role), but kvm_mmu_load syncs the new root before use, so it starts
         fresh; its translations were never in the TLB."""
         mmu.root = Root(valid=True, pgd=pgd, role=mmu.root_role, tag=arch.tag(v))
+        self.count(ROOTS_BUILT)
         if self.concrete:
             self.note(f"load new root pgd={pgd:#x} role={roles.describe(mmu.root_role)}")
 
@@ -121,6 +145,8 @@ class Mechanism:
         shadow page stays unsync, so the root does too.  Shadow pages are shared by (gfn, role),
         so every cached root with the same page-table address and role sees the sync."""
         indirect = when & root.valid & neg(roles.is_direct(root.role))
+        if self.concrete and indirect:
+            self.count(SYNCS)
         for other in v.all_roots():
             same = indirect & other.valid & (other.role == root.role) \
                 & ((other.pgd ^ root.pgd) & CR3_ADDR_MASK == 0)
@@ -142,6 +168,7 @@ class Mechanism:
     def flush_hw_context(self, v: Vcpu, ctx: int) -> None:
         """A hardware TLB flush of one guest context (vpid_sync_context / ASID flush): whatever
         the hardware cached of shadow roots or, with TDP, of the guest's page tables, is gone."""
+        self.count(CONTEXT_FLUSHES)
         for record in v.hw[ctx]:
             record.flush()
         for root in v.all_roots():

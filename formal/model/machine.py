@@ -34,6 +34,8 @@ class StepRecord:
     violations: list[Violation]
     regs: Regs
     changed: list[str] = field(default_factory=list)
+    # What KVM did for the event, by formal.model.kvm work key (Mechanism.work).
+    work: dict[str, int] = field(default_factory=dict)
 
 
 def execute(policy: Mechanism, v: Vcpu, e: ev.Event, props: tuple[str, ...],
@@ -88,6 +90,7 @@ class Machine:
         """Initial state: KVM's MMU set up for the registers, then the first guest entry."""
         before = _flatten(self.v)  # what the diff needs, not a copy of the vCPU
         self.policy.log = []
+        self.policy.work.clear()
         self.policy.start(self.v)
         viol = enter(self.policy, self.v, self.props, self.causes)
         return self._record(-1, None, None, viol, before)
@@ -95,6 +98,7 @@ class Machine:
     def step(self, index: int, e: ev.Event) -> StepRecord:
         before = _flatten(self.v)  # what the diff needs, not a copy of the vCPU
         self.policy.log = []
+        self.policy.work.clear()
         try:
             fault, viol = execute(self.policy, self.v, e, self.props,
                                   lambda action, invals: self._track(index, action, invals),
@@ -108,7 +112,8 @@ class Machine:
         regs = self.v.regs
         return StepRecord(index, e, fault, list(self.policy.log), viol,
                           Regs(regs.cr0, regs.cr3, regs.cr4, regs.efer),
-                          changed=_changes(before, _flatten(self.v), self.v))
+                          changed=_changes(before, _flatten(self.v), self.v),
+                          work=dict(self.policy.work))
 
     def _track(self, index: int, action, invals: tuple[arch.Inval, ...]) -> None:
         """Run action and remember why each root or hardware context it touched became stale,
