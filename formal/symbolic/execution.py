@@ -75,11 +75,28 @@ def _bv(value: Any) -> FNode:
 
 def _distribute(op, node: FNode, k: FNode) -> FNode:
     """op(node, k) for a constant k, pushed through the if-then-else tree of node so that a
-    tree of constants folds (requests serviced on every merged path become a plain 0)."""
-    if node.is_ite():
-        c, a, b = node.args()
-        return Ite(c, _distribute(op, a, k), _distribute(op, b, k)).simplify()
-    return op(node, k).simplify()
+    tree of constants folds (requests serviced on every merged path become a plain 0).  Walked
+    with an explicit stack and each shared subtree done once: the trees of a product relation
+    are deeper than Python's recursion limit (F5's fix over v6.6 in nested-npt) and share
+    subtrees."""
+    done: dict[FNode, FNode] = {}
+    stack = [node]
+    while stack:
+        n = stack[-1]
+        if n in done:
+            stack.pop()
+            continue
+        if n.is_ite():
+            c, a, b = n.args()
+            waiting = [x for x in (a, b) if x not in done]
+            if waiting:
+                stack.extend(waiting)
+                continue
+            done[n] = Ite(c, done[a], done[b]).simplify()
+        else:
+            done[n] = op(n, k).simplify()
+        stack.pop()
+    return done[node]
 
 
 def _shift(amount: Any) -> FNode:
