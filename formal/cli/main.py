@@ -71,37 +71,23 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _jobs(text: str) -> int:
-    """--jobs: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
+def _at_least(least: int):
+    """An argparse type: an integer >= least."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {least}, got {text!r}")
+        return value
+    return parse
 
 
-def _count(text: str) -> int:
-    """--sequences: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
-
-
-def _bound(text: str) -> int:
-    """--bound: an integer >= 1 (depth 0 is the first guest entry alone: no event runs)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return value
+_jobs = _at_least(1)  # --jobs
+_count = _at_least(0)  # --sequences
+# --bound: depth 0 is the first guest entry alone, where no event runs.
+_bound = _at_least(1)
 
 
 def _trace(args: argparse.Namespace) -> trace.Trace:
