@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from formal.cli import policies, workdiff
+from formal.cli import policies, suite, workdiff
 from formal.cli.main import main
 from formal.cli.schemas import schema
 from tests.conftest import TRACES
@@ -140,3 +140,15 @@ def test_every_fix_in_the_proof_script_is_an_example_file_whose_class_it_names()
     assert names - {"v6.6"} <= set(loaded)
     for name in loaded:
         assert policies.resolve(name).__module__.startswith("flushproof_policy_")
+
+
+def test_the_fixes_script_loads_its_policy_files_itself(tmp_path, capsys):
+    entries = suite.load(ROOT / "examples" / "fixes.json")
+    named = {e.obligation.policy for e in entries} | {e.obligation.base for e in entries}
+    assert named == {"v6.6-fix-f1", "v6.6", "v6.6-fix-f5"}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "flushproof-proofs/1", "policy_files": ["nope.py"],
+                               "obligations": []}))
+    assert main(["suite", str(bad)]) == 3
+    assert capsys.readouterr().err.strip() == f"flushproof: {tmp_path / 'nope.py'}: no such " \
+        "policy file"

@@ -10,7 +10,9 @@
 refutation, pins the number of events of the shortest counterexample; `events` (optional)
 restricts the environment to these event kinds, as `prove --event` does; `base` (optional)
 makes the obligation differential, as `prove --base` does.  `suite` and `check` select
-obligations by name with -k (a case-insensitive substring).
+obligations by name with -k (a case-insensitive substring).  A script's `policy_files`
+(optional) are loaded first, as `--policy-file` loads them, each PATH or PATH:CLASS relative to
+the script's folder: its obligations can then name their policies.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from formal.cli import prove, render, schemas, store
+from formal.cli import policies, prove, render, schemas, store
 from formal.cli.prove import Obligation
 from formal.cli.status import Status
 from formal.engines.progress import Progress
@@ -54,6 +56,8 @@ def load(path: Path) -> list[Entry]:
         schemas.check(doc, "proofs", str(path))
     except Malformed as exc:
         raise SuiteError(str(exc)) from None
+    for spec in doc.get("policy_files", []):
+        policies.load_file(str(path.parent / spec))
     return [_obligation(path, i, o) for i, o in enumerate(doc["obligations"])]
 
 
