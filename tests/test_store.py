@@ -173,3 +173,18 @@ def test_prove_loads_the_cached_relation_and_rebuilds_a_damaged_one(tmp_path):
     entry.write_bytes(gzip.compress(json.dumps(doc).encode()))
     rebuilt = prove.run(OB, relations=tmp_path, jobs=1)
     assert not rebuilt.cached and rebuilt.result.verdict == Verdict.PROVED
+
+
+def test_the_shipped_certificates_are_well_formed():
+    """proofs/certificates: every record names its cell and loads (whether its fingerprint is
+    today's is not asserted: a model change makes them warm starts, docs/proving.md)."""
+    shipped = Path(__file__).resolve().parent.parent / "proofs" / "certificates"
+    records = sorted(shipped.glob("*.json"))
+    assert len(records) >= 13
+    for path in records:
+        record = json.loads(path.read_text())
+        cell = store.Cell(record["policy"], record["config"], record["base"],
+                          None if record["events"] is None else tuple(record["events"]))
+        assert path.name == f"{cell.stem()}.json"
+        found = store.load(shipped, cell)
+        assert found is not None and len(found.lemmas) == record["lemmas"]
