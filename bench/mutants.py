@@ -19,7 +19,8 @@ reported, not counted.
 
 Deciding a mutant:
 1. cheap stage: the corpus traces (traces/) and --sequences random sequences per
-   configuration (formal.cli.workdiff.random_trace) on the model simulator, every event run;
+   configuration (formal.cli.workdiff.random_trace, and as many short ones with every event
+   kind equally likely) on the model simulator, every event run;
    a violation the mutant has at an event where v6.6 has none (or a model error: KVM leaves
    registers the architecture does not give) kills it;
 2. differential stage (unless --no-proofs): prove.Obligation(mutant, config, PROPERTIES,
@@ -50,9 +51,12 @@ from rich.table import Table
 
 from formal.cli import policies, prove, workdiff
 from formal.errors import InputError
+from formal.model import events as ev
 from formal.model import simulate as model_simulate
 from formal.model.kvm import Mechanism
+from formal.model.machine import Machine
 from formal.model.properties import PROPERTIES, ModelError
+from formal.model.scope import not_modeled
 from formal.model.state import CONFIGS
 from formal.model.trace import Trace
 from specs import POLICIES
@@ -329,7 +333,44 @@ def probes(sequences: int, seed: int) -> list[Probe]:
         for i in range(sequences):
             t = workdiff.random_trace(rng, BASE, config)
             out.append(Probe(f"random:{config}#{i}", t, _violations(t, base)))
+            t = uniform_trace(rng, config, SHORT)
+            out.append(Probe(f"uniform:{config}#{i}", t, _violations(t, base)))
     return out
+
+
+# Events per uniform sequence: short, as a mutant's shortest counterexample usually is.
+SHORT = 6
+
+
+def uniform_trace(rng: random.Random, config: str, length: int) -> Trace:
+    """length events, every kind equally likely (workdiff.random_trace weights them as a guest
+    issues them, MOV CR3 most, and its MOV CR3s sync the roots that an INVLPG/INVPCID mutant
+    leaves stale), from workdiff's values, each one the model covers where v6.6 is."""
+    cfg = CONFIGS[config]
+    m = Machine(POLICIES[BASE](cfg), workdiff.INITIAL)
+    m.start()
+    pick = rng.choice
+    kinds = [
+        lambda: ev.MovCr3(pick(workdiff.PGDS) | pick((0, 1, 2)) | pick((0, workdiff.NOFLUSH))),
+        lambda: ev.GuestPteWrite(pick(workdiff.PGDS)),
+        lambda: ev.GuestPteWriteOther(pick(workdiff.PGDS)),
+        lambda: ev.Invlpg(workdiff.VA),
+        lambda: ev.Invpcid(rng.randrange(4), rng.randrange(3), workdiff.VA),
+        lambda: ev.PvTlbFlush(), lambda: ev.MovCr4(pick(workdiff.CR4S)),
+        lambda: ev.MovCr0(pick(workdiff.CR0S)), lambda: ev.WrmsrEfer(pick(workdiff.EFERS)),
+        lambda: ev.Smi(), lambda: ev.Rsm(), lambda: ev.Init(), lambda: ev.CpuidUpdate(),
+        lambda: ev.SetSregs(pick(workdiff.CR0S), pick(workdiff.PGDS), pick(workdiff.CR4S),
+                            pick(workdiff.EFERS)),
+    ]
+    events: list[ev.Event] = []
+    while len(events) < length:
+        nested = cfg.nested is not None and rng.random() < 0.4
+        e = workdiff._nested_event(rng, cfg.nested_tdp) if nested else pick(kinds)()
+        if not_modeled(cfg, m.v, e):
+            continue
+        m.step(len(events), e)
+        events.append(e)
+    return Trace(BASE, config, workdiff.INITIAL, tuple(events), "uniform sequence")
 
 
 def cheap(m: Mutant, ps: list[Probe]) -> str | None:
