@@ -15,6 +15,7 @@ from pysmt.shortcuts import BV, And, BVAnd, EqualsOrIff, Or
 
 from formal.cli import policies, store
 from formal.concrete.replay import ReplayOutcome
+from formal.engines import parallel
 from formal.engines import search as engines
 from formal.engines.checker import CHECKERS, Checker
 from formal.engines.progress import Progress
@@ -350,27 +351,47 @@ EXPLICIT_SECONDS = 20.0
 
 
 def _explicit_first(rel: Relation, ob: Obligation, ck: Checker) -> tuple[Result, Trace] | None:
-    """Explicit-state search for a violation within the bound (formal.model.explore), then bmc
-    to one event less: unsatisfiable there, the search's trace is a shortest counterexample.
-    None when the search finds nothing in time, or when bmc's answer (a shorter
-    counterexample, unknown) is the result."""
+    """Explicit-state search for a violation within the bound (formal.model.explore) and bmc's
+    depths below the bound (engines.depths), side by side on two cores when the machine has
+    them: once bmc finds nothing reachable in fewer events than the search's trace has, that
+    trace is a shortest counterexample.  None when the search finds nothing in time, or when
+    bmc's answer (a shorter counterexample, unknown) is the result."""
     t0 = time.perf_counter()
     kinds = {er.name for er in rel.events}
     left = ck.remaining()  # the run's deadline bounds the search too
-    t = explore.search(policies.resolve(ob.policy), CONFIGS[ob.config], ob.props, kinds,
-                       ob.bound, EXPLICIT_SECONDS if left is None else min(left, EXPLICIT_SECONDS))
-    searched = time.perf_counter() - t0
-    if t is None:
-        return None
-    depth = len(t.events)
-    if depth:
-        shorter = engines.bmc(rel, ob.props, depth - 1, ck, prefer=preferences)
-        if shorter.verdict != Verdict.BOUNDED:
-            return None  # _engine asks bmc again, which then finds the same answer
+    seconds = EXPLICIT_SECONDS if left is None else min(left, EXPLICIT_SECONDS)
+    policy = policies.resolve(ob.policy)
+    quiet = Checker(deadline=ck.deadline)  # the worker's: its progress would garble ours
+
+    def search() -> Trace | None:
+        ck.progress(f"explicit search to {ob.bound} events")
+        return explore.search(policy, CONFIGS[ob.config], ob.props, kinds, ob.bound, seconds)
+
+    if ck.jobs > 1 and parallel.AVAILABLE and ob.bound:
+        with parallel.beside(lambda: engines.depths(rel, ob.props, ob.bound - 1, quiet)) \
+                as depth:
+            t = search()
+            searched = time.perf_counter() - t0
+            if t is None:
+                return None
+            ck.progress(f"bmc below {len(t.events)} events")
+            for _ in range(len(t.events)):
+                got = depth()
+                if got is None or got[1]:
+                    return None  # _engine asks bmc again, which then finds the shorter one
+    else:
+        t = search()
+        searched = time.perf_counter() - t0
+        if t is None:
+            return None
+        if t.events and engines.bmc(rel, ob.props, len(t.events) - 1, ck,
+                                    prefer=preferences).verdict != Verdict.BOUNDED:
+            return None
+    depth_n = len(t.events)
     times = {"explicit": searched, "bmc": time.perf_counter() - t0 - searched}
-    return Result(Verdict.REFUTED, "explicit+bmc", depth, times=times), replace(
+    return Result(Verdict.REFUTED, "explicit+bmc", depth_n, times=times), replace(
         t, description=f"shortest counterexample found by flushproof's explicit search, none "
-                       f"shorter by bmc ({depth} events)")
+                       f"shorter by bmc ({depth_n} events)")
 
 
 def _engine(rel: Relation, ob: Obligation, ck: Checker) -> Result:

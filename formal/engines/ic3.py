@@ -134,10 +134,10 @@ class IC3:
         for k, er in enumerate(un.events):
             if not er.post:
                 continue
-            m = un.substitution(1, er)
-            enabled.append(And(un.is_event(1, k), er.steps.substitute(m)))
+            rename = un.renamer(1, er)
+            enabled.append(And(un.is_event(1, k), rename(er.steps)))
             self.lift.add(z3.Implies(conv.convert(un.is_event(1, k)), z3.And(
-                [z1[n] == conv.convert(t.substitute(m)) for n, t in er.post.items()])))
+                [z1[n] == conv.convert(rename(t)) for n, t in er.post.items()])))
         self.lift.add(*defs)
         self.lift.add(self.bad == conv.convert(bad))
         self.lift.add(self.enabled == conv.convert(Or(enabled)))

@@ -10,9 +10,10 @@ import io
 import multiprocessing
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
 
 from pysmt.fnode import FNode
@@ -117,6 +118,53 @@ def first_sat(chain: Sequence[str], queries: Sequence[tuple[str, Callable[[], FN
             _stop(pool)
         pool.shutdown(wait=True, cancel_futures=True)
         _QUERIES = ()
+
+
+@contextmanager
+def beside(items: Callable[[], Iterable[object]]) -> Iterator[Callable[[], object | None]]:
+    """Runs items() in a forked process while the caller goes on: yields `next_item()`, which
+    waits for the next item it produced (None after the last).  Its
+    Inconclusive (a solver's `unknown`, the deadline) is raised again in the caller, its death
+    or failure as Inconclusive; leaving the block kills it (and its solvers) at once."""
+    ctx = multiprocessing.get_context("fork")
+    receiver, sender = ctx.Pipe(duplex=False)
+
+    def produce() -> None:
+        _start_worker()
+        try:
+            for item in items():
+                sender.send(("item", item))
+            sender.send(("end", None))
+        except Inconclusive as exc:
+            sender.send(("inconclusive", str(exc)))
+        except Exception as exc:  # reported to the caller as the reason, never a verdict
+            sender.send(("inconclusive", f"the background worker failed: "
+                                         f"{type(exc).__name__}: {exc}"))
+
+    proc = ctx.Process(target=produce, daemon=True)
+    proc.start()
+    sender.close()
+
+    def next_item() -> object | None:
+        try:
+            kind, item = receiver.recv()
+        except EOFError:
+            raise Inconclusive("the background worker died") from None
+        if kind == "end":
+            return None
+        if kind == "inconclusive":
+            raise Inconclusive(item)
+        return item
+
+    try:
+        yield next_item
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):  # gone, or not yet a group of its own
+            proc.kill()
+        proc.join()
+        receiver.close()
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:

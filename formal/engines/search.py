@@ -18,7 +18,7 @@ the system, not what they stand for.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
@@ -110,10 +110,9 @@ def bmc(rel: Relation, props: tuple[str, ...], bound: int, checker: Checker | No
             if d < start_depth:
                 continue
             ck.progress(f"bmc depth {d} of {bound}")
-            bad = un.init_bad(props) if d == 0 else un.bad(d, props)
             err = un.init_error() if d == 0 else un.error(d)
             is_err = Symbol(f"model_error{d}")
-            query = And(path + [Or(bad, err), Iff(is_err, err)])
+            query = And(_at(un, path, d, props), Iff(is_err, err))
             if not ck.sat(f"bmc-{d}", query):
                 continue
             values = _solve_nicely(ck, un, query, d, [is_err], prefer)
@@ -131,6 +130,31 @@ def bmc(rel: Relation, props: tuple[str, ...], bound: int, checker: Checker | No
         return Result(Verdict.UNKNOWN, "bmc", max(d - 1, 0), reason=(
             f"{exc} at bmc depth {d} ({done})"), times={"bmc": time.perf_counter() - t0})
     return Result(Verdict.BOUNDED, "bmc", bound, times={"bmc": time.perf_counter() - t0})
+
+
+def _at(un: Unroller, path: list[FNode], d: int, props: tuple[str, ...]) -> FNode:
+    """bmc's query at depth d: path (the initial state and d steps) ends in a violation of props
+    or a model error."""
+    bad = un.init_bad(props) if d == 0 else un.bad(d, props)
+    return And(path + [Or(bad, un.init_error() if d == 0 else un.error(d))])
+
+
+def depths(rel: Relation, props: tuple[str, ...], bound: int,
+           checker: Checker | None = None) -> Iterator[tuple[int, bool]]:
+    """For depth 0, 1, ... bound in turn, whether a violation of props or a model error is
+    reachable in exactly that many events (bmc's query, without the model bmc reads from a
+    satisfiable one); stops after the first reachable depth.  Raises Inconclusive as bmc
+    would."""
+    ck = checker or Checker()
+    un = Unroller(rel)
+    path = [un.init()]
+    for d in range(bound + 1):
+        if d:
+            path.append(un.trans(d))
+        reachable = bool(ck.sat(f"bmc-{d}", _at(un, path, d, props)))
+        yield d, reachable
+        if reachable:
+            return
 
 
 def _solve_nicely(ck: Checker, un: Unroller, query: FNode, depth: int, extra: list[FNode],
@@ -298,10 +322,10 @@ def _safety(un: Unroller, k: int, invariant: FNode, props: tuple[str, ...]) -> F
 def path_consecution(un: Unroller, er: EventRelation, invariant: FNode, i: int) -> FNode:
     """The consecution query of path i of event kind er for an invariant over s0: the path's
     condition holds and its successor falsifies the invariant."""
-    s0, m = un.state(0), un.substitution(1, er)
+    s0, rename = un.state(0), un.renamer(1, er)
     cond, post = er.branches()[i]
-    nxt = invariant.substitute({s0[n]: post[n].substitute(m) for n in s0})
-    return And(invariant, cond.substitute(m), Not(nxt))
+    nxt = invariant.substitute({s0[n]: rename(post[n]) for n in s0})
+    return And(invariant, rename(cond), Not(nxt))
 
 
 def _short(f: FNode, limit: int = 400) -> str:

@@ -8,8 +8,12 @@ violation is a predicate of the step (bad(i)), and of the initial state for the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from pysmt.environment import get_env
 from pysmt.fnode import FNode
 from pysmt.shortcuts import BV, FALSE, And, EqualsOrIff, Ite, Or, Symbol
+from pysmt.substituter import MGSubstituter
 from pysmt.typing import BVType
 
 from formal.engines.system import EventRelation, Relation
@@ -75,6 +79,15 @@ class Unroller:
         """The first guest entry reaches a model error, over s0."""
         return self.rel.init_error.substitute(self.substitution(1, None))
 
+    def renamer(self, i: int, er: EventRelation | None) -> Callable[[FNode], FNode]:
+        """The terms of er (or of the initial states) at step i (substitution), renamed by one
+        walker that keeps what it has renamed: the terms of one event share most of their
+        subterms, and pySMT's own `substitute` walks each term whole."""
+        walker = MGSubstituter(get_env())
+        walker.invalidate_memoization = False
+        m = self.substitution(i, er)
+        return lambda term: walker.substitute(term, m)
+
     def trans(self, i: int) -> FNode:
         """Step i: some event whose guard holds, and s{i} its successor."""
         enabled, nxt = [], self.state(i)
@@ -82,10 +95,10 @@ class Unroller:
         for k, er in reversed(list(enumerate(self.events))):
             if not er.post:
                 continue
-            m = self.substitution(i, er)
-            enabled.append(And(self.is_event(i, k), er.steps.substitute(m)))
+            rename = self.renamer(i, er)
+            enabled.append(And(self.is_event(i, k), rename(er.steps)))
             for name in nxt:
-                term = er.post[name].substitute(m)
+                term = rename(er.post[name])
                 prev = posts[name]
                 posts[name] = term if prev is None else Ite(self.is_event(i, k), term, prev)
         eqs = [EqualsOrIff(nxt[n], t) for n, t in posts.items() if t is not None]
@@ -94,9 +107,8 @@ class Unroller:
     def trans_event(self, i: int, k: int) -> FNode:
         """Step i by event kind k (its guard, and s{i} its successor)."""
         er, nxt = self.events[k], self.state(i)
-        m = self.substitution(i, er)
-        return And([er.steps.substitute(m)]
-                    + [EqualsOrIff(nxt[n], er.post[n].substitute(m)) for n in nxt])
+        rename = self.renamer(i, er)
+        return And([rename(er.steps)] + [EqualsOrIff(nxt[n], rename(er.post[n])) for n in nxt])
 
     def bad(self, i: int, props: tuple[str, ...]) -> FNode:
         """Step i violates one of props."""
@@ -104,9 +116,9 @@ class Unroller:
 
     def bad_event(self, i: int, k: int, props: tuple[str, ...]) -> FNode:
         er = self.events[k]
-        m = self.substitution(i, er)
-        return And(self.is_event(i, k), er.steps.substitute(m),
-                   Or([er.violated[p].substitute(m) for p in props]))
+        rename = self.renamer(i, er)
+        return And(self.is_event(i, k), rename(er.steps),
+                   Or([rename(er.violated[p]) for p in props]))
 
     def error(self, i: int) -> FNode:
         """Step i reaches a model error (a spec and the architecture disagree)."""

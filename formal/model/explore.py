@@ -13,6 +13,7 @@ question (formal.cli.prove).
 from __future__ import annotations
 
 import copy
+import pickle
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,6 +63,9 @@ def events(cfg: Config, v: Vcpu, kinds: set[str]) -> Iterator[ev.Event]:
 @dataclass
 class _Node:
     v: Vcpu
+    # v pickled: the key of its state (two equal states pickle alike, as the dataclasses
+    # are built in one order) and the source of its children's copies, cheaper than deepcopy.
+    data: bytes
     parent: _Node | None
     event: ev.Event | None
     initial: Regs
@@ -81,7 +85,7 @@ def search(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
         policy.start(v)
         if {x.prop for x in enter(policy, v, props, None)} & set(props):
             return Trace(policy_cls.name, cfg.name, regs, (), "found by explicit search")
-        frontier.append(_Node(v, None, None, regs))
+        frontier.append(_Node(v, _pickled(v), None, None, regs))
     for _ in range(depth):
         nxt: list[_Node] = []
         for node in frontier:
@@ -90,7 +94,7 @@ def search(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
                     return None
                 if not_modeled(cfg, node.v, e):
                     continue
-                w = copy.deepcopy(node.v)
+                w = pickle.loads(node.data)
                 policy.log = []
                 try:
                     fault, viol = execute(policy, w, e, props)
@@ -98,15 +102,18 @@ def search(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
                     continue
                 if fault:
                     continue
-                child = _Node(w, node, e, node.initial)
                 if viol:
-                    return _trace(policy_cls, cfg, child)
-                key = repr(w)
-                if key not in seen:
-                    seen.add(key)
-                    nxt.append(child)
+                    return _trace(policy_cls, cfg, _Node(w, b"", node, e, node.initial))
+                data = _pickled(w)
+                if data not in seen:
+                    seen.add(data)
+                    nxt.append(_Node(w, data, node, e, node.initial))
         frontier = nxt
     return None
+
+
+def _pickled(v: Vcpu) -> bytes:
+    return pickle.dumps(v, pickle.HIGHEST_PROTOCOL)
 
 
 def _trace(policy_cls: type[Mechanism], cfg: Config, node: _Node) -> Trace:
