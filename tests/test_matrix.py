@@ -141,7 +141,7 @@ def test_a_dead_dask_worker_gives_unknown_with_the_reason(dying, cluster, tmp_pa
     assert status == 4
     [dead] = doc["cells"]
     reason = _dead(dead)
-    assert reason.startswith("its Dask workers died: ") and "run_task" in reason
+    assert reason.startswith("its Dask workers died: ") and "run_dask_task" in reason
 
 
 @pytest.mark.parametrize("argv,needle", [
