@@ -9,9 +9,10 @@ ever compares role words for equality (is_root_usable, kvm_init_mmu).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from formal.model import bits
-from formal.model.values import ite, neg, on
+from formal.model.values import SymbolicValue, ite, neg, on
 
 # union kvm_mmu_page_role (kvm_host.h): level:4 has_4_byte_gpte:1 quadrant:2 direct:1 access:3
 # invalid:1 efer_nx:1 cr0_wp:1 smep_andnot_wp:1 smap_andnot_wp:1 ad_disabled:1 guest_mode:1
@@ -71,7 +72,14 @@ def is_direct(role: int) -> bool:
 def calc_cpu_role(cr0: int, cr4: int, efer: int, smm: bool, guest_mode: bool) -> int:
     """What the guest's paging looks like: mmu.c kvm_calc_cpu_role (v5.19+), equivalently
     kvm_calc_mmu_role_common + kvm_calc_shadow_root_page_role_common (v5.17/v5.18).  Written
-    without branches (`on`/`ite`) so that symbolic registers give one term, not a path each."""
+    without branches (`on`/`ite`) so that symbolic registers give one term, not a path each;
+    on concrete registers (the simulator, the explicit search) the answer is remembered."""
+    if any(isinstance(x, SymbolicValue) for x in (cr0, cr4, efer, smm, guest_mode)):
+        return _cpu_role(cr0, cr4, efer, smm, guest_mode)
+    return _concrete_cpu_role(cr0, cr4, efer, bool(smm), bool(guest_mode))
+
+
+def _cpu_role(cr0: int, cr4: int, efer: int, smm: bool, guest_mode: bool) -> int:
     role = (ACC_ALL << ACCESS_SHIFT) | EXT_VALID | on(smm, 1 << SMM_SHIFT) \
         | on(guest_mode, GUEST_MODE)
     wp = cr0 & bits.CR0_WP != 0
@@ -90,6 +98,9 @@ def calc_cpu_role(cr0: int, cr4: int, efer: int, smm: bool, guest_mode: bool) ->
     # ext.cr4_pke / cr4_la57 only describe 64-bit paging (kvm_calc_cpu_role, the lma terms).
     # Non-paging: direct and nothing else (kvm_calc_cpu_role, "if (!____is_cr0_pg(regs))").
     return ite(cr0 & bits.CR0_PG != 0, paging, role | DIRECT)
+
+
+_concrete_cpu_role = lru_cache(maxsize=4096)(_cpu_role)
 
 
 def shadow_root_role(cpu_role: int, facts: RoleFacts) -> int:

@@ -29,7 +29,7 @@ class Req(int, Enum):
     TLB_FLUSH_GUEST = 1 << 6
 
 
-@dataclass
+@dataclass(slots=True)
 class Regs:
     """CR0, CR3 (64-bit, PCID in 11:0), CR4 and IA32_EFER as the guest sees them."""
 
@@ -45,7 +45,7 @@ class Regs:
             & (self.efer == other.efer)
 
 
-@dataclass
+@dataclass(slots=True)
 class Root:
     """One struct kvm_mmu_root_info, plus the ghost state of its shadow pages.
 
@@ -79,7 +79,7 @@ def invalid_root() -> Root:
     return Root()
 
 
-@dataclass
+@dataclass(slots=True)
 class Mmu:
     """struct kvm_mmu: the current root, the LRU of previous roots, and the roles."""
 
@@ -92,7 +92,7 @@ class Mmu:
     root_role: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class HwTlb:
     """Ghost: what one hardware TLB context of the guest (a VPID/ASID) may hold for the watched
     page under one tag, beyond the roots KVM still has.  With TDP the hardware walks the guest's
@@ -125,7 +125,7 @@ class HwTlb:
         self.ran_tables = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class Vcpu:
     """The whole state: architecture, KVM, ghost."""
 
