@@ -8,7 +8,9 @@ older one (a git worktree), medians of --repeat runs.  Not run by CI.
 Each run is `python -c 'from formal.cli.main import entry; entry()' ARGS` with PYTHONPATH set
 to the checkout, so each tree runs its own code; prints each run's wall time, exit status and
 load average, then the medians.  Pass --no-cache in ARGS for cold runs (relation caches are
-keyed by fingerprint, so the two trees never share an entry anyway)."""
+keyed by fingerprint, so the two trees never share an entry anyway).  Each run's working
+directory is its tree, so relative defaults (proofs/certificates) are that tree's, and what
+the command writes (a refutation's flushproof-cex-*.json, git-ignored) lands there."""
 
 from __future__ import annotations
 
