@@ -40,7 +40,7 @@ from pysmt.shortcuts import (
 from formal.engines import ic3
 from formal.engines.checker import Checker
 from formal.engines.system import EventRelation, Relation
-from formal.engines.unroll import Unroller
+from formal.engines.unroll import Unroller, renaming
 from formal.solvers import Inconclusive
 
 ENGINES = ("auto", "bmc", "kind", "houdini", "pdr")
@@ -467,14 +467,15 @@ def inductive_lemmas(rel: Relation, ck: Checker,
         if not vals:
             break
         cands = [c for c in cands if vals[c]]
+    # each event's candidates -> their successors, renamed by one walker for all rounds
+    succ = [renaming({pre[name]: term for name, term in er.post.items()}) for er in rel.events]
     stable, rounds = False, 0
     while cands and not stable:
         stable, rounds = True, rounds + 1
-        for er in rel.events:
-            post = {pre[name]: term for name, term in er.post.items()}
+        for er, successor in zip(rel.events, succ, strict=True):
             while cands:
                 ck.progress(f"houdini round {rounds}: {len(cands)} lemmas, {er.name}")
-                nxt = [c.substitute(post) for c in cands]
+                nxt = [successor(c) for c in cands]
                 vals = ck.sat(f"houdini-step-{er.name}",
                               And([*cands, er.steps, Not(And(nxt))]), nxt)
                 if not vals:

@@ -12,13 +12,25 @@ from collections.abc import Callable
 
 from pysmt.environment import get_env
 from pysmt.fnode import FNode
-from pysmt.shortcuts import BV, FALSE, And, EqualsOrIff, Ite, Or, Symbol
+from pysmt.shortcuts import BV, FALSE, TRUE, And, EqualsOrIff, Ite, Or, Symbol
 from pysmt.substituter import MGSubstituter
 from pysmt.typing import BVType
 
 from formal.engines.system import EventRelation, Relation
 
 SEL_WIDTH = 8
+
+
+def renaming(m: dict[FNode, FNode]) -> Callable[[FNode], FNode]:
+    """term -> term with each key of m replaced by its value, by one walker that keeps what it
+    has renamed: terms renamed by one map (an event's, a step's) share most of their subterms,
+    and pySMT's own `substitute` walks each term whole and checks every entry of m on every
+    call (26 M membership tests in a nested houdini run, docs/performance.md).  m is checked
+    once here and must not change afterwards."""
+    walker = MGSubstituter(get_env())
+    walker.invalidate_memoization = False
+    walker.substitute(TRUE(), m)
+    return lambda term: walker.walk(term, substitutions=m, interpretations={})
 
 
 class Unroller:
@@ -80,13 +92,8 @@ class Unroller:
         return self.rel.init_error.substitute(self.substitution(1, None))
 
     def renamer(self, i: int, er: EventRelation | None) -> Callable[[FNode], FNode]:
-        """The terms of er (or of the initial states) at step i (substitution), renamed by one
-        walker that keeps what it has renamed: the terms of one event share most of their
-        subterms, and pySMT's own `substitute` walks each term whole."""
-        walker = MGSubstituter(get_env())
-        walker.invalidate_memoization = False
-        m = self.substitution(i, er)
-        return lambda term: walker.substitute(term, m)
+        """The terms of er (or of the initial states) at step i (substitution), renamed."""
+        return renaming(self.substitution(i, er))
 
     def trans(self, i: int) -> FNode:
         """Step i: some event whose guard holds, and s{i} its successor."""
