@@ -9,11 +9,12 @@ import io
 import os
 
 import pytest
-from pysmt.shortcuts import BV, BVULT, FALSE, EqualsOrIff, Symbol
+from pysmt.shortcuts import BV, BVULT, FALSE, TRUE, And, BVAdd, EqualsOrIff, Not, Symbol
 from pysmt.typing import BVType
 
+from formal import solvers
 from formal.cli.main import main
-from formal.engines import checker
+from formal.engines import checker, parallel
 from formal.engines import search as engines
 from formal.engines.checker import CHECKERS, Checker
 from formal.engines.progress import Progress
@@ -160,3 +161,25 @@ def test_prove_with_the_cvc5_checker_names_it_and_its_query_count(capsys):
     assert doc["certificate"].startswith("inductive invariant re-checked by cvc5 in 6 one-shot "
                                          "queries (initiation; consecution per path and safety "
                                          "for each of 1 event kinds)")
+
+
+@pytest.mark.parametrize("solver", CHECKERS)
+def test_a_macro_is_defined_once_and_answers_as_its_expansion(solver):
+    """A certificate's invariant is a define-fun applied to the state and to its successor:
+    each re-checker answers the query as it answers the query with the invariant substituted
+    (sat where the successor breaks it, unsat where it is kept).  Two macros of one name over
+    other sorts get names of their own (pySMT's symbols are global)."""
+    y = Symbol("y", BVType(8))
+    body = And(BVULT(X, y), BVULT(X, BV(10, 8)))
+    m = parallel.macro("invariant", [X, y], body)
+    other = parallel.macro("invariant", [Symbol("z", BVType(4))], TRUE())
+    assert m.symbol != other.symbol
+    a, b = Symbol("a", BVType(8)), Symbol("b", BVType(8))
+    for step, expected in ((BVAdd(a, BV(1, 8)), Answer.SAT), (a, Answer.UNSAT)):
+        query = And(m.apply([a, b]), Not(m.apply([step, b])), BVULT(b, BV(5, 8)))
+        text = parallel.script(query, [m])
+        assert text.count("(define-fun ") == 1 and m.symbol.symbol_name() in text
+        expanded = And(body.substitute({X: a, y: b}), Not(body.substitute({X: step, y: b})),
+                       BVULT(b, BV(5, 8)))
+        assert solvers.answer(solver, text, 30) == expected
+        assert solvers.answer(solver, parallel.script(expanded), 30) == expected

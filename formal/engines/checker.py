@@ -55,6 +55,9 @@ class Checker:
         self.count = 0
         self.dump_failures = dump_failures if dump_failures is not None else []
         self.rechecked_by: dict[str, int] = {}
+        # the term converters of this checker's solvers (solvers.make): a relation's terms
+        # are converted for its first query only
+        self.converters: dict[str, object] = {}
 
     def remaining(self) -> float | None:
         return self.deadline.remaining()
@@ -107,7 +110,7 @@ class Checker:
                 raise solvers.unknown(solver, name, self.deadline, "")
             return True if got is Answer.SAT else None
         with solvers.answering(solver, name, self.deadline), \
-                solvers.make(solver, self.deadline) as s, \
+                solvers.make(solver, self.deadline, converters=self.converters) as s, \
                 solvers.answering(solver, name, self.deadline, s):
             s.add_assertion(formula)
             if not s.solve():
@@ -120,20 +123,21 @@ class Checker:
         """The re-checkers in the order they are asked: the chosen one, then the others."""
         return (self.checker,) + tuple(c for c in CHECKERS if c != self.checker)
 
-    def recheck(self, queries: Sequence[Query]) -> str | None:
+    def recheck(self, queries: Sequence[Query],
+                macros: Sequence[parallel.Macro] = ()) -> str | None:
         """Asks every query of the re-checkers (`chain`: a query the first does not answer
         within RECHECK_SLICE seconds goes to the next); returns the name of one found
         satisfiable (the certificate is rejected), None when each is answered unsat, counting
         in `self.rechecked_by` the queries each solver answered.  Raises Inconclusive on an
         `unknown` of every re-checker, a failed solver or worker, or the deadline: never a
-        silent pass."""
+        silent pass.  The queries may apply macros (each script defines those it applies)."""
         what = f"re-check by {self.checker}"
         chain = self.chain()
         self.rechecked_by = {}
         if self.jobs == 1 or len(queries) < 2 or not parallel.AVAILABLE:
             for i, (name, build) in enumerate(queries):
                 self.progress(f"{what}: {i} of {len(queries)} queries")
-                text = parallel.script(build())
+                text = parallel.script(build(), macros)
                 self._write(self._dump_path(f"recheck-{name}"), text)
                 got, solver = parallel.ask(chain, text, self.deadline, RECHECK_SLICE)
                 if got is Answer.SAT:
@@ -147,7 +151,7 @@ class Checker:
         return parallel.first_sat(chain, queries, self.jobs, self.deadline, RECHECK_SLICE,
                                   paths, lambda done: self.progress(
                                       f"{what} ({self.jobs} workers): {done} of "
-                                      f"{len(queries)} queries"), self.rechecked_by)
+                                      f"{len(queries)} queries"), self.rechecked_by, macros)
 
     def answered_by(self) -> str:
         """Which re-checkers answered the last re-check's queries, in words."""

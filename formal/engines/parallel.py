@@ -14,11 +14,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from pysmt.environment import get_env
 from pysmt.fnode import FNode
 from pysmt.logics import QF_BV
-from pysmt.smtlib.script import smtlibscript_from_formula
+from pysmt.shortcuts import Function
+from pysmt.smtlib import commands as smtcmd
+from pysmt.smtlib.script import SmtLibCommand, smtlibscript_from_formula
+from pysmt.typing import BOOL, FunctionType
 
 from formal import solvers
 from formal.solvers import Answer, Deadline, Inconclusive
@@ -26,13 +31,52 @@ from formal.solvers import Answer, Deadline, Inconclusive
 # The workers inherit the queries by fork (Linux, macOS); elsewhere the re-check is sequential.
 AVAILABLE = "fork" in multiprocessing.get_all_start_methods()
 
-_QUERIES: Sequence[tuple[str, Callable[[], FNode]]] = ()  # what the next pool's workers inherit
 
 
-def script(formula: FNode) -> str:
-    """formula as an SMT-LIB 2 script: declarations, one assertion, check-sat."""
+@dataclass(frozen=True)
+class Macro:
+    """A Boolean function of a state, written once as an SMT-LIB 2 `define-fun` (text) and
+    applied by name in the queries (apply): a certificate's invariant, which every query
+    asserts of the state and the consecution queries of its successor.  Substituted and
+    printed in full at each application instead, it cost more than yices' answer
+    (docs/performance.md)."""
+
+    symbol: FNode  # the function symbol the queries apply; `script` defines it
+    text: str
+
+    def apply(self, args: Sequence[FNode]) -> FNode:
+        return Function(self.symbol, list(args))
+
+
+def macro(name: str, params: Sequence[FNode], body: FNode) -> Macro:
+    """body over the symbols params as a function of their values, named name and a number
+    that no other symbol has."""
+    fresh = get_env().formula_manager.FreshSymbol  # pySMT's symbols are global, by name
+    formals = [fresh(v.symbol_type(), f"{name}.p%d") for v in params]
+    body = body.substitute(dict(zip(params, formals, strict=True)))
+    symbol = fresh(FunctionType(BOOL, [v.symbol_type() for v in params]), f"{name}%d")
+    text = SmtLibCommand(smtcmd.DEFINE_FUN, [symbol.symbol_name(), formals, BOOL, body]) \
+        .serialize_to_string(daggify=True)
+    return Macro(symbol, text)
+
+
+# what the next pool's workers inherit: the queries' builders, and the macros they apply
+_QUERIES: Sequence[tuple[str, Callable[[], FNode]]] = ()
+_MACROS: Sequence[Macro] = ()
+
+
+def script(formula: FNode, macros: Sequence[Macro] = ()) -> str:
+    """formula as an SMT-LIB 2 script: declarations, one assertion, check-sat; the function
+    symbol of each of macros that formula applies is defined (its define-fun) rather than
+    declared."""
+    defined = {m.symbol: m.text for m in macros}
     out = io.StringIO()
-    smtlibscript_from_formula(formula, logic=QF_BV).serialize(out, daggify=True)
+    for cmd in smtlibscript_from_formula(formula, logic=QF_BV).commands:
+        if cmd.name == smtcmd.DECLARE_FUN and cmd.args[0] in defined:
+            out.write(defined[cmd.args[0]])
+        else:
+            cmd.serialize(out, daggify=True)
+        out.write("\n")
     return out.getvalue()
 
 
@@ -62,7 +106,7 @@ def ask(chain: Sequence[str], text: str, deadline: Deadline,
 
 def _answer(i: int, chain: Sequence[str], deadline: Deadline, slice_seconds: float,
             dump: Path | None) -> tuple[Answer, str]:
-    text = script(_QUERIES[i][1]())
+    text = script(_QUERIES[i][1](), _MACROS)
     if dump is not None:
         try:
             dump.write_text(text)
@@ -74,14 +118,14 @@ def _answer(i: int, chain: Sequence[str], deadline: Deadline, slice_seconds: flo
 def first_sat(chain: Sequence[str], queries: Sequence[tuple[str, Callable[[], FNode]]],
               jobs: int, deadline: Deadline, slice_seconds: float,
               dumps: Sequence[Path | None], done: Callable[[int], None],
-              by: dict[str, int]) -> str | None:
+              by: dict[str, int], macros: Sequence[Macro] = ()) -> str | None:
     """The name of a query a solver of chain finds satisfiable, None when each query is
     answered unsat (ask; `by` counts the queries each solver answered); asked on `jobs` forked
-    workers, `done(n)` after each answer.  An `unknown` of every solver of the chain, a
-    solver's failure, a worker's death or the deadline raises Inconclusive naming the
-    query."""
-    global _QUERIES
-    _QUERIES = queries
+    workers, `done(n)` after each answer; the queries may apply macros.  An `unknown` of
+    every solver of the chain, a solver's failure, a worker's death or the deadline raises
+    Inconclusive naming the query."""
+    global _QUERIES, _MACROS
+    _QUERIES, _MACROS = queries, macros
     pool = ProcessPoolExecutor(jobs, multiprocessing.get_context("fork"),
                                initializer=_start_worker)
     finished = False
@@ -117,7 +161,7 @@ def first_sat(chain: Sequence[str], queries: Sequence[tuple[str, Callable[[], FN
         if not finished:
             _stop(pool)
         pool.shutdown(wait=True, cancel_futures=True)
-        _QUERIES = ()
+        _QUERIES, _MACROS = (), ()
 
 
 @contextmanager

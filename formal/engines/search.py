@@ -37,7 +37,7 @@ from pysmt.shortcuts import (
     Symbol,
 )
 
-from formal.engines import ic3
+from formal.engines import ic3, parallel
 from formal.engines.checker import Checker
 from formal.engines.system import EventRelation, Relation
 from formal.engines.unroll import Unroller, renaming
@@ -285,17 +285,22 @@ def recheck_invariant(rel: Relation, props: tuple[str, ...], invariant: FNode, c
     t0 = time.perf_counter()
     un = Unroller(rel)
     path = ck.dump("certificate-invariant", invariant)
+    s0 = list(un.state(0).values())
+    # the invariant is printed once per query script, as a function applied to s0 (and to the
+    # successor in consecution): see formal.engines.parallel.Macro
+    inv = parallel.macro("invariant", s0, invariant)
+    holds = inv.apply
     queries = [("initiation", lambda: And(un.init(), Or(un.init_bad(props), un.init_error())))]
     if invariant not in rel.rechecked:
-        queries.append(("initiation", lambda: And(un.init(), Not(invariant))))
+        queries.append(("initiation", lambda: And(un.init(), Not(holds(s0)))))
         for er in un.events:
             if er.post:
                 queries += [(f"consecution-{er.name}-path{i}",
-                             partial(path_consecution, un, er, invariant, i))
+                             partial(path_consecution, un, er, holds, i))
                             for i in range(len(er.branches()))]
     for k, er in enumerate(un.events):
-        queries.append((f"safety-{er.name}", partial(_safety, un, k, invariant, props)))
-    sat = ck.recheck(queries)
+        queries.append((f"safety-{er.name}", partial(_safety, un, k, holds(s0), props)))
+    sat = ck.recheck(queries, [inv])
     times["recheck"] = time.perf_counter() - t0
     if sat is not None:
         return Result(Verdict.UNKNOWN, engine, times=times, reason=(
@@ -319,13 +324,14 @@ def _safety(un: Unroller, k: int, invariant: FNode, props: tuple[str, ...]) -> F
                              er.model_error.substitute(un.substitution(1, er))))
 
 
-def path_consecution(un: Unroller, er: EventRelation, invariant: FNode, i: int) -> FNode:
-    """The consecution query of path i of event kind er for an invariant over s0: the path's
-    condition holds and its successor falsifies the invariant."""
+def path_consecution(un: Unroller, er: EventRelation, holds: Callable[[list[FNode]], FNode],
+                     i: int) -> FNode:
+    """The consecution query of path i of event kind er for an invariant (holds: the
+    invariant of a state given by the values of s0's variables, in order): it holds at s0,
+    the path's condition holds, and the successor falsifies it."""
     s0, rename = un.state(0), un.renamer(1, er)
     cond, post = er.branches()[i]
-    nxt = invariant.substitute({s0[n]: rename(post[n]) for n in s0})
-    return And(invariant, rename(cond), Not(nxt))
+    return And(holds(list(s0.values())), rename(cond), Not(holds([rename(post[n]) for n in s0])))
 
 
 def _short(f: FNode, limit: int = 400) -> str:

@@ -40,6 +40,7 @@ class Unroller:
         self.rel = rel
         self.events = [e for e in rel.events]
         self._pre = rel.pre
+        self._renamers: dict[tuple[int, str | None], Callable[[FNode], FNode]] = {}
 
     # -- variables --
 
@@ -92,8 +93,12 @@ class Unroller:
         return self.rel.init_error.substitute(self.substitution(1, None))
 
     def renamer(self, i: int, er: EventRelation | None) -> Callable[[FNode], FNode]:
-        """The terms of er (or of the initial states) at step i (substitution), renamed."""
-        return renaming(self.substitution(i, er))
+        """The terms of er (or of the initial states) at step i (substitution), renamed by
+        one walker per (i, er) for the unroller's life."""
+        key = (i, er.name if er is not None else None)
+        if key not in self._renamers:
+            self._renamers[key] = renaming(self.substitution(i, er))
+        return self._renamers[key]
 
     def trans(self, i: int) -> FNode:
         """Step i: some event whose guard holds, and s{i} its successor."""

@@ -88,6 +88,8 @@ class Backend:
     options: dict[str, object] = field(default_factory=dict)
     version: str = "?"
     pysmt: bool = True  # pySMT has it: `make` gives one; else it answers SMT-LIB 2 text only
+    # its solvers live in one context (z3's main context), so one term converter serves all
+    one_context: bool = False
 
 
 def backend(name: str) -> Backend:
@@ -121,10 +123,14 @@ class Deadline:
         return left
 
 
-def make(name: str = "z3", deadline: Deadline | None = None, logic: str | None = "QF_BV"):
+def make(name: str = "z3", deadline: Deadline | None = None, logic: str | None = "QF_BV",
+         converters: dict[str, object] | None = None):
     """A pySMT solver of backend `name` with its options; each query it answers is bounded by
     what is left of the deadline when it is made (callers that keep a solver across queries
-    check `Deadline.remaining` between them)."""
+    check `Deadline.remaining` between them).  Solvers made with one `converters` dict (which
+    the caller keeps) share the term converter of a one-context backend, and with it what it
+    has converted: queries that share terms (a relation's, an unrolling's prefix) convert them
+    once.  The solver itself is fresh: no assertion or learnt clause carries over."""
     b = backend(name)
     if not b.pysmt:
         raise ValueError(f"{name} answers SMT-LIB 2 scripts only (solvers.answer)")
@@ -132,7 +138,10 @@ def make(name: str = "z3", deadline: Deadline | None = None, logic: str | None =
     left = deadline.remaining() if deadline is not None else None
     if left is not None:  # rounded up: the solver gives up after the deadline, not before
         opts[b.timeout_option] = math.ceil(left * 1000)
-    return Solver(name=name, logic=logic, solver_options=opts)
+    solver = Solver(name=name, logic=logic, solver_options=opts)
+    if converters is not None and b.one_context:
+        solver.converter = converters.setdefault(name, solver.converter)
+    return solver
 
 
 def answer(name: str, script: str, seconds: float | None = None) -> Answer:

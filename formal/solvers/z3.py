@@ -4,7 +4,8 @@ import z3
 
 from formal.solvers import Answer, Backend, Inconclusive
 
-BACKEND = Backend("z3", timeout_option="timeout", version=z3.get_version_string())
+BACKEND = Backend("z3", timeout_option="timeout", version=z3.get_version_string(),
+                  one_context=True)
 
 
 def answer(script: str, seconds: float | None) -> Answer:
