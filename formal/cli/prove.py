@@ -368,6 +368,10 @@ def _explicit_first(rel: Relation, ob: Obligation, ck: Checker) -> tuple[Result,
         return explore.search(policy, CONFIGS[ob.config], ob.props, kinds, ob.bound, seconds)
 
     if ck.jobs > 1 and parallel.AVAILABLE and ob.bound:
+        # The forked worker's z3 starts without this process's converted terms: with them
+        # alive, v6.6 shadow's depth-3 query took 62-66 s in the worker, without 30-34 s
+        # (docs/performance.md; z3's search depends on what its context holds).
+        ck.converters.clear()
         with parallel.beside(lambda: engines.depths(rel, ob.props, ob.bound - 1, quiet)) \
                 as depth:
             t = search()
