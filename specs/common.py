@@ -25,8 +25,8 @@ from formal.model.bits import (
 )
 from formal.model.kvm import ROOT_CURRENT, ROOT_PREVIOUS, ROOTS_ALL, Mechanism
 from formal.model.roles import RoleFacts
-from formal.model.state import KVM_MMU_NUM_PREV_ROOTS, Mmu, Req, Root, Vcpu
-from formal.model.values import ite, truth
+from formal.model.state import KVM_MMU_NUM_PREV_ROOTS, Mmu, Nested, Req, Root, Vcpu
+from formal.model.values import ite, neg, truth
 
 
 class Common(Mechanism):
@@ -134,17 +134,46 @@ class Common(Mechanism):
         self.flush_hw_context(v, 1)
 
     def kvm_vcpu_flush_tlb_current(self, v: Vcpu) -> None:
-        """vendor flush_tlb_current: the current root's context (VPID, or EPTP with EPT)."""
-        self.flush_hw_context(v, self.current_ctx(v))
+        """vendor flush_tlb_current: the current root's context.  svm_flush_tlb_current: the
+        running VMCB's ASID; vmx_flush_tlb_current: with EPT the current EPTP (every VPID's
+        entries under it: ept_sync_context), without it vmx_get_current_vpid's VPID."""
+        if self.cfg.nested == Nested.VMX and not self.cfg.tdp_enabled:
+            self.flush_vpid(v, self.current_vpid01(v))
+        else:
+            self.flush_hw_context(v, self.current_ctx(v))
 
     def vendor_flush_tlb_guest(self, v: Vcpu) -> None:
-        """vmx_flush_tlb_guest / svm_flush_tlb_guest: the current VPID/ASID."""
-        self.flush_hw_context(v, self.current_ctx(v))
+        """svm_flush_tlb_guest: the running VMCB's ASID; vmx_flush_tlb_guest:
+        vpid_sync_context of the VPID guest_flush_vpid01 names."""
+        if self.cfg.nested == Nested.VMX:
+            self.flush_vpid(v, self.guest_flush_vpid01(v))
+        else:
+            self.flush_hw_context(v, self.current_ctx(v))
 
     def vendor_flush_tlb_gva(self, v: Vcpu, gva: int) -> None:
-        """vmx_flush_tlb_gva (INVVPID individual address) / svm: one page, every PCID."""
+        """vmx_flush_tlb_gva (INVVPID individual address, the VPID guest_flush_vpid01 names) /
+        svm_flush_tlb_gva (INVLPGA in the running VMCB's ASID): one page, every PCID."""
         if gva & arch.PAGE_MASK == arch.WATCHED_VA:
-            self.flush_hw_context(v, self.current_ctx(v))
+            if self.cfg.nested == Nested.VMX:
+                self.flush_vpid(v, self.guest_flush_vpid01(v))
+            else:
+                self.flush_hw_context(v, self.current_ctx(v))
+
+    def current_vpid01(self, v: Vcpu) -> object:
+        """Whether vmx_get_current_vpid, and before it vmx_flush_tlb_current, names vpid01
+        rather than vpid02: up to v6.11, vpid02 whenever L2 is active, also for an L2 that
+        runs on vpid01 (no VPID in vmcs12, vmx/nested.c prepare_vmcs02_early_rare).  The
+        helper came with 2b4a5a5d5688 (v5.16, "KVM: nVMX: Flush current VPID (L1 vs. L2) for
+        KVM_REQ_TLB_FLUSH_GUEST", <20211125014944.536398-2-seanjc@google.com>), whose
+        pre-image has the same choice inline in vmx_flush_tlb_current."""
+        return neg(truth(v.guest_mode))
+
+    def guest_flush_vpid01(self, v: Vcpu) -> object:
+        """Whether vmx_flush_tlb_guest and vmx_flush_tlb_gva flush vpid01: before v5.16 always
+        ("vpid_sync_context(to_vmx(vcpu)->vpid)", the pre-image of 2b4a5a5d5688, which says
+        "Any TLB flush that is triggered when L2 is active is scoped to L2's VPID (if it has
+        one)"), also while an L2 with its own VPID runs."""
+        return True
 
     def invlpg_root(self, v: Vcpu, root: Root, gva: int, when: object = True) -> None:
         """mmu->invlpg (paging_tmpl.h FNAME(invlpg)) if when holds: resync the gva's leaf SPTE
@@ -393,7 +422,7 @@ class Common(Mechanism):
     def flush_new_vpid12(self, v: Vcpu) -> None:
         """What a VM entry with a new vpid12 flushes: vpid02 in hardware
         (vpid_sync_context(nested_get_vpid02(vcpu)))."""
-        self.flush_hw_context(v, 1)
+        self.flush_vpid(v, False)
 
     def nested_ept_init_mmu_context(self, v: Vcpu) -> None:
         """vmx/nested.c nested_ept_init_mmu_context: mmu = guest_mmu, walk_mmu = nested_mmu;
@@ -445,9 +474,9 @@ class Common(Mechanism):
         modelled (guest_mode shadow roots are kept, as in v5.17)."""
         if type_ == 0:
             if gva & arch.PAGE_MASK == arch.WATCHED_VA:
-                self.flush_hw_context(v, 1)
+                self.flush_vpid(v, False)
         else:
-            self.flush_hw_context(v, 1)
+            self.flush_vpid(v, False)
 
     def invlpga(self, v: Vcpu, gva: int, asid: int) -> None:
         """svm.c invlpga_interception -> kvm_mmu_invlpg(vcpu, gva): KVM treats it as INVLPG."""

@@ -118,6 +118,11 @@ class V5_17(V5_13):
         else:
             super().kvm_handle_invpcid(v, type_, pcid, gva)
 
+    def guest_flush_vpid01(self, v: Vcpu) -> object:
+        """vmx.c since 2b4a5a5d5688 (v5.16): vmx_flush_tlb_guest and vmx_flush_tlb_gva flush
+        vmx_get_current_vpid's VPID (current_vpid01)."""
+        return self.current_vpid01(v)
+
     def flush_new_vpid12(self, v: Vcpu) -> None:
         """vmx/nested.c since 712494de96f3 ("KVM: nVMX: Emulate guest TLB flush on nested
         VM-Enter with new vpid12", v5.16): a new vpid12 requests KVM_REQ_TLB_FLUSH_GUEST, which

@@ -39,9 +39,9 @@ What changed since v6.7, and what the model does with it:
   VPID disabled" (<20241031202011.1580522-1-seanjc@google.com>, in "KVM fixes for Linux
   6.12-rc8 or final", <20241112181700.384873-1-pbonzini@redhat.com>): while L2 runs without
   vmcs12 VPID, TLB_FLUSH_CURRENT/GUEST flush vpid01 (L1's, on which KVM runs that L2) instead of
-  vpid02.  NOT MODELLED: the model gives L2 its own hardware context whatever vpid12 is, so it
-  cannot say which VPID a flush hits (docs/model.md, "Model gaps").  The policy's requests are
-  unchanged; only the hardware target differs.
+  vpid02.  Modelled by current_vpid01 below (the hardware context each level runs in:
+  formal.model.kvm.Mechanism.hw_ctx1; docs/model.md "Hardware tags").  The policy's requests
+  are unchanged; only the hardware target differs.
 - CR0.CD: the kvm_zap_gfn_range on a CR0.CD toggle (honoured guest MTRRs) is gone from
   kvm_post_set_cr0; the model never had it (it zaps SPTEs, it frees no root and requests no
   guest TLB flush).
@@ -52,12 +52,18 @@ from __future__ import annotations
 from formal.model import arch, roles
 from formal.model.kvm import ROOT_CURRENT, ROOT_PREVIOUS, ROOTS_ALL
 from formal.model.state import Vcpu
-from formal.model.values import truth
+from formal.model.values import neg, truth
 from specs.v6_7 import V6_7
 
 
 class V6_12(V6_7):
     name = "v6.12"
+
+    def current_vpid01(self, v: Vcpu) -> object:
+        """vmx.c v6.12 vmx_get_current_vpid: vpid02 only "if (is_guest_mode(vcpu) &&
+        nested_cpu_has_vpid(get_vmcs12(vcpu)))", else vpid01 (<20241031202011.1580522-1-
+        seanjc@google.com>)."""
+        return neg(truth(v.guest_mode)) | (v.vpid12 == 0)
 
     def kvm_mmu_invlpg(self, v: Vcpu, gva: int) -> None:
         """mmu.c v6.5+ kvm_mmu_invlpg: "INVLPG is required to invalidate any global mappings

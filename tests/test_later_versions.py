@@ -1,13 +1,13 @@
 """v6.12 and mainline against v6.7: what the model can see of the kernels after v6.7.
 
-On the modelled paths the two later policies differ from v6.7 only in writing INVLPG through
+On the modelled paths the two later policies differ from v6.7 in writing INVLPG through
 kvm_mmu_invalidate_addr (the v6.5 form, specs/v6_12.py), which must change nothing the model
-observes.  The VPID change of v6.12 (vmx_get_current_vpid) is outside the model (docs/model.md,
-"Model gaps"), so it cannot show here either."""
+observes, and in the VPID vmx_get_current_vpid names while an L2 without a VPID runs (v6.12),
+which shows only on nested VMX with vmcs12 VPID 0 (tests/test_hardware_tags.py)."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from formal.model import events as ev
@@ -33,6 +33,9 @@ def test_flat_runs_match_v6_7(policy, config, events):
        config=st.sampled_from(["nested-ept", "nested-npt", "nested-shadow"]),
        events=st.lists(st.one_of(EVENTS, NESTED), max_size=10))
 def test_nested_runs_match_v6_7(policy, config, events):
+    """Everywhere but an L2 without a VPID on nested VMX (the v6.12 VPID fix)."""
+    if config != "nested-npt":
+        assume(all(not isinstance(e, ev.VmEntry) or e.vpid for e in events))
     assert observed(run(policy, config, events)) == observed(run("v6.7", config, events))
 
 

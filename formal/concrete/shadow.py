@@ -57,7 +57,7 @@ from formal.model import arch, bits, roles
 from formal.model.arch import Inval
 from formal.model.kvm import Mechanism
 from formal.model.properties import ModelError
-from formal.model.state import Config, Mmu, Regs, Root, Vcpu
+from formal.model.state import Config, Mmu, Nested, Regs, Root, Vcpu
 
 # Paging structures other than the roots (which sit at the pgds' own addresses) and the guest's
 # data pages live in these regions of guest-physical memory, below 4 GiB so that 32-bit paging
@@ -244,7 +244,8 @@ class ConcreteMmuMixin(Mechanism):
         self.pages: dict[tuple[int, int], ShadowPage] = {}
         # The PDPTEs each PAE root (by pgd and role) was built from (alloc_root).
         self.pdptrs: dict[tuple[int, int], tuple[int, ...]] = {}
-        self.hw = [HwContext(), HwContext()]
+        # The hardware TLB contexts, by hardware_context().
+        self.hw: dict[tuple[int, str], HwContext] = {}
 
     # -- shadow pages --
 
@@ -373,29 +374,54 @@ class ConcreteMmuMixin(Mechanism):
 
     # -- the hardware TLB --
 
+    def hardware_context(self, v: Vcpu) -> tuple[int, str]:
+        """The hardware context the guest runs in now, as the processor tags it: the VPID or
+        ASID (1: L1's, vpid01 / vmcb01's; 2: L2's, vpid02 / vmcb02's) and, under EPT with
+        nested VMX, whose EPT root ("l1": KVM's for L1, "l2": the shadow of L1's EPT).  An L2
+        whose vmcs12 has no VPID runs on vpid01 (vmx/nested.c prepare_vmcs02_early_rare)."""
+        l2 = bool(v.guest_mode)
+        if self.cfg.nested != Nested.VMX:  # SVM (and a VM entry the flat configurations run)
+            return (2 if l2 else 1, "")
+        return (2 if l2 and v.vpid12 else 1, ("l2" if l2 else "l1") if self.tdp_enabled else "")
+
+    @staticmethod
+    def _ghost_ctx(key: tuple[int, str]) -> int:
+        """The abstract model's context for a hardware context (Mechanism.hw_ctx1)."""
+        return int(key[1] == "l2") if key[1] else int(key[0] == 2)
+
     def flush_hw_context(self, v: Vcpu, ctx: int) -> None:
         super().flush_hw_context(v, ctx)
-        self.hw[ctx] = HwContext()
+        self.hw = {k: c for k, c in self.hw.items() if self._ghost_ctx(k) != ctx}
+
+    def flush_vpid(self, v: Vcpu, vpid01: object) -> None:
+        super().flush_vpid(v, vpid01)
+        gone = 1 if vpid01 else 2
+        self.hw = {k: c for k, c in self.hw.items() if k[0] != gone}
 
     def apply_invalidations(self, v: Vcpu, invals: tuple[Inval, ...], native: bool) -> None:
-        """An instruction the hardware executes itself (not intercepted) invalidates the running
-        context's TLB as the architecture says; an intercepted one touches no hardware TLB."""
+        """An instruction the hardware executes itself (not intercepted) invalidates the
+        running VPID's or ASID's TLB as the architecture says; an intercepted one touches no
+        hardware TLB."""
         super().apply_invalidations(v, invals, native)
         if native:
-            hw = self.hw[self.current_ctx(v)]
-            for inval in invals:
-                hw.entries = {pcid: held for pcid, held in hw.entries.items()
-                              if not inval.covers(arch.vpid(v), pcid)}
+            # Under the current VPID or ASID, in every EPT context (SDM Vol. 3C §28.3.3.1).
+            tag = self.hardware_context(v)[0]
+            for key, hw in self.hw.items():
+                if key[0] != tag:
+                    continue
+                for inval in invals:
+                    hw.entries = {pcid: held for pcid, held in hw.entries.items()
+                                  if not inval.covers(arch.vpid(v), pcid)}
 
     def mark_active(self, v: Vcpu) -> None:
         """The guest runs: the hardware may cache what it translates now."""
         super().mark_active(v)
-        ctx = self.current_ctx(v)
-        if self.caches_no_linear(v, ctx):
+        if self.caches_no_linear(v, self.current_ctx(v)):
             return
         seen = self.translation(v)
         if seen is not None:
-            self.hw[ctx].fill(arch.pcid(v.regs), seen)
+            self.hw.setdefault(self.hardware_context(v), HwContext()).fill(arch.pcid(v.regs),
+                                                                           seen)
 
     # -- what the guest gets --
 
@@ -450,8 +476,7 @@ class ConcreteMmuMixin(Mechanism):
         now = self.translation(v)
         if now is not None:
             out.append(now)
-        ctx = self.current_ctx(v)
-        if self.caches_no_linear(v, ctx):
+        if self.caches_no_linear(v, self.current_ctx(v)):
             # The guest's paging is off and the hardware walks its tables (TDP): no linear
             # translation happens, linear addresses are physical (SDM Vol. 3A §4.1.1), and the
             # TLB serves only translations through paging structures (§4.10.2.3), so what it
@@ -459,7 +484,7 @@ class ConcreteMmuMixin(Mechanism):
             # still pages, through KVM's nonpaging root (vmx.c KVM_VM_CR0_ALWAYS_ON without
             # unrestricted guest, svm.c svm_set_cr0 without NPT), and its TLB stays in use.
             return out
-        for seen in self.hw[ctx].held(arch.pcid(v.regs)):
+        for seen in self.hw.get(self.hardware_context(v), HwContext()).held(arch.pcid(v.regs)):
             if all((s.gpa, s.perms) != (seen.gpa, seen.perms) for s in out):
                 out.append(Seen(seen.gpa, seen.perms, f"from the hardware TLB, cached {seen.via}"))
         return out

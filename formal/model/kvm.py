@@ -14,8 +14,8 @@ from dataclasses import fields
 from formal.model import arch, roles
 from formal.model.arch import Inval
 from formal.model.bits import CR3_ADDR_MASK
-from formal.model.state import Config, HwTlb, Mmu, Req, Root, Vcpu, invalid_root
-from formal.model.values import SymbolicValue, is_symbolic, ite, neg
+from formal.model.state import Config, HwTlb, Mmu, Nested, Req, Root, Vcpu, invalid_root
+from formal.model.values import SymbolicValue, is_symbolic, ite, neg, truth
 
 # kvm_host.h: KVM_MMU_ROOT_CURRENT, KVM_MMU_ROOT_PREVIOUS(i), KVM_MMU_ROOTS_ALL.
 ROOT_CURRENT = 1
@@ -40,8 +40,7 @@ REQUEST = "request."
 
 
 def root_in_l2(root: Root) -> bool:
-    """Whether a shadow root's translations live in L2's hardware TLB context (its VPID), not
-    L1's."""
+    """Whether a shadow root was built for L2 (its role has guest_mode)."""
     return root.role & roles.GUEST_MODE != 0
 
 
@@ -119,9 +118,9 @@ class Mechanism:
             self.count(ROOTS_FREED)
         # Freeing a root does not flush the hardware TLB; what it cached stays there.
         kept = when & root.valid & root.hw_old
-        in_l2 = root_in_l2(root)
-        self.hw_keeps(v, 0, kept & neg(in_l2), root.tag, root.stale)
-        self.hw_keeps(v, 1, kept & in_l2, root.tag, root.stale)
+        in_ctx1 = self.root_ctx1(root)
+        self.hw_keeps(v, 0, kept & neg(in_ctx1), root.tag, root.stale)
+        self.hw_keeps(v, 1, kept & in_ctx1, root.tag, root.stale)
         freed = select_root(when, invalid_root(), root)
         if slot < 0:
             mmu.root = freed
@@ -166,15 +165,63 @@ class Mechanism:
         return root.valid & (root.unsync | root.unsync_elsewhere)
 
     def flush_hw_context(self, v: Vcpu, ctx: int) -> None:
-        """A hardware TLB flush of one guest context (vpid_sync_context / ASID flush): whatever
-        the hardware cached of shadow roots or, with TDP, of the guest's page tables, is gone."""
+        """A hardware TLB flush of one ghost context, whole (an ASID flush, an EPT context
+        flush, a flush of everything): whatever the hardware cached of shadow roots or, with
+        TDP, of the guest's page tables, is gone."""
         self.count(CONTEXT_FLUSHES)
         for record in v.hw[ctx]:
             record.flush()
         for root in v.all_roots():
-            here = root.valid & (root_in_l2(root) if ctx else neg(root_in_l2(root)))
-            root.hw_old = root.hw_old & neg(here)
-            root.stale = ite(here, root.stale & root.unsync, root.stale)
+            in_ctx1 = self.root_ctx1(root)
+            self._flush_root(root, in_ctx1 if ctx else neg(in_ctx1))
+
+    def flush_vpid(self, v: Vcpu, vpid01: object) -> None:
+        """vpid_sync_context on nested VMX: vpid01 (L1's VPID) if vpid01 holds, else vpid02
+        (the one KVM gives L2s with a VPID), whatever EPT root the entries were made under."""
+        self.count(CONTEXT_FLUSHES)
+        for ctx in (0, 1):
+            for record in v.hw[ctx]:
+                record.flush_if(self._on_vpid01(ctx, record.tag, vpid01))
+        for root in v.all_roots():
+            in_ctx1 = self.root_ctx1(root)
+            self._flush_root(root, ite(in_ctx1, self._on_vpid01(1, root.tag, vpid01),
+                                       self._on_vpid01(0, root.tag, vpid01)))
+
+    def _on_vpid01(self, ctx: int, tag: int, vpid01: object) -> object:
+        """Whether a VPID flush of vpid01 (if vpid01 holds) or of vpid02 reaches ghost context
+        ctx's entries under tag: L1's context runs on vpid01; L2's entries under vmcs12 VPID 0
+        were made on vpid01 too (hw_ctx1), the others on vpid02."""
+        if ctx == 0:
+            return vpid01
+        zero = arch.tag_vpid(tag) == 0
+        return (vpid01 & zero) | (neg(vpid01) & neg(zero))
+
+    @staticmethod
+    def _flush_root(root: Root, here: object) -> None:
+        here = root.valid & here
+        root.hw_old = root.hw_old & neg(here)
+        root.stale = ite(here, root.stale & root.unsync, root.stale)
+
+    def hw_ctx1(self, in_l2: object, tag: int) -> object:
+        """Whether what the guest caches on level in_l2 (L2 if true) under tag goes to ghost
+        context 1 rather than 0.  Ghost context 0 is the hardware context L1 runs in, 1 the
+        one L2 runs in when it is another: on SVM vmcb02's ASID; on VMX vpid02, or with nested
+        EPT any of L2's entries (tagged with L2's EPT root, never L1's: SDM Vol. 3C §28.3.1,
+        combined mappings are tagged by EP4TA).  prepare_vmcs02_early_rare runs an L2 whose
+        vmcs12 has no VPID on vpid01, L1's own, so without EPT (nested-shadow) that L2
+        shares L1's context: the same VPID and PCIDs, and no EPT tag."""
+        if self.cfg.nested == Nested.VMX and not self.cfg.nested_tdp:
+            return in_l2 & (arch.tag_vpid(tag) != 0)
+        return in_l2
+
+    def root_ctx1(self, root: Root) -> object:
+        """Whether a shadow root's translations live in ghost context 1 (hw_ctx1), by the role
+        it was built for and the tag it last ran under."""
+        return self.hw_ctx1(root_in_l2(root), root.tag)
+
+    def running_ctx1(self, v: Vcpu) -> object:
+        """Whether the running guest caches into ghost context 1 (hw_ctx1)."""
+        return self.hw_ctx1(truth(v.guest_mode), arch.tag(v))
 
     def hw_keeps(self, v: Vcpu, ctx: int, when: object, tag: int, stale: object) -> None:
         """If when: record that hardware context ctx may hold an old translation under tag."""
@@ -193,6 +240,8 @@ class Mechanism:
         return records
 
     def current_ctx(self, v: Vcpu) -> int:
+        """The level running: 1 for L2, 0 for L1 (with TDP, also the ghost context it caches
+        into, hw_ctx1)."""
         return 1 if v.guest_mode else 0
 
     # -- guest page-table writes (mmu.c mmu_try_to_unsync_pages) --
@@ -253,21 +302,45 @@ class Mechanism:
                 root.live = root.live & neg(hit)
                 root.stale = root.stale | (hit & (root.unsync | root.hw_old))
             if native:
+                self._hardware_invalidates(v, inval)
                 continue
             for record in v.hw[0] + v.hw[1]:
                 covered = inval.covers(arch.tag_vpid(record.tag), arch.tag_pcid(record.tag))
                 record.stale = record.stale | (record.old & covered)
                 record.ran_stale = record.ran_stale | (record.ran & covered)
 
+    def _hardware_invalidates(self, v: Vcpu, inval: Inval) -> None:
+        """An instruction the processor executed itself (INVLPG, MOV CR3, INVPCID) invalidated
+        what it covers under the current VPID or ASID, in every EPT context (SDM Vol. 3C
+        §28.3.3.1: "only for the current VPID (but, for combined mappings, all EP4TAs)")."""
+        vmx = self.cfg.nested == Nested.VMX
+        l2 = truth(v.guest_mode)
+        on01 = neg(l2) | (v.vpid12 == 0)
+        for ctx in (0, 1):
+            for record in v.hw[ctx]:
+                same = self._on_vpid01(ctx, record.tag, on01) if vmx else (l2 if ctx else neg(l2))
+                record.flush_if(same & inval.covers(arch.vpid(v), arch.tag_pcid(record.tag)))
+
     def mark_active(self, v: Vcpu) -> None:
         """The guest runs on the active root: the hardware may now cache its translations, and
         keeps what it cached through other tables under the same tag as old ones."""
         root = v.mmu.root
         active = root.valid & neg(roles.is_direct(root.role))
+        in_ctx1 = truth(self.running_ctx1(v))
+        if self.cfg.nested == Nested.VMX and not self.cfg.nested_tdp:
+            # A root last run in the other hardware context (an L2 root run with and then
+            # without a VPID, hw_ctx1) left its hardware copy there, out of this context's
+            # reach: it stays in that context's record, as a freed root's does.  Elsewhere a
+            # root runs in one context only (the level its role is for).
+            was_ctx1 = self.root_ctx1(root)
+            moved = active & root.hw_old \
+                & ((was_ctx1 & neg(in_ctx1)) | (neg(was_ctx1) & in_ctx1))
+            self.hw_keeps(v, 0, moved & neg(was_ctx1), root.tag, root.stale)
+            self.hw_keeps(v, 1, moved & was_ctx1, root.tag, root.stale)
+            self._flush_root(root, moved)
         root.tag = ite(active, arch.tag(v), root.tag)
         root.live = root.live | active
         root.hw_old = root.hw_old | (active & root.unsync)
-        ctx = self.current_ctx(v)
         now, tag = arch.tables(v.regs), arch.tag(v)
         # With paging off the architecture caches nothing (SDM §4.10.2.3: TLB entries exist only
         # for linear addresses translated through paging-structure entries with P=1).  Where
@@ -276,9 +349,16 @@ class Mechanism:
         # paging it runs on KVM's nonpaging root, and none of what it cached from that may be
         # used once the guest walks tables.  An entry that caches nothing leaves the record of
         # the last entry that did as it is.
-        caches = neg(self.caches_no_linear(v, ctx))
+        for ctx in (0, 1):
+            into = neg(self.caches_no_linear(v, ctx)) & (in_ctx1 if ctx else neg(in_ctx1))
+            if self.concrete and not into:
+                continue
+            self._cache_entry(v, ctx, into, tag, now)
+
+    def _cache_entry(self, v: Vcpu, ctx: int, into: object, tag: int, now: int) -> None:
+        """mark_active's entry, if into holds, in ghost context ctx."""
         for record in self.hw_records(v, ctx, tag):
-            here = caches & (record.tag == tag)
+            here = into & (record.tag == tag)
             # What the last entry under this tag cached through other tables is now old.
             moved = here & record.ran & (record.ran_tables != now)
             record.old = record.old | moved
@@ -291,8 +371,9 @@ class Mechanism:
             record.ran_stale = ite(here, now == arch.NO_TABLES, record.ran_stale)
 
     def caches_no_linear(self, v: Vcpu, ctx: int) -> object:
-        """The guest's paging is off in context ctx and the hardware walks the guest's own
-        tables there (TDP for L1, nested TDP for L2), so this entry caches no linear
-        translation (mark_active)."""
+        """The guest's paging is off in ghost context ctx and the hardware walks the guest's
+        own tables there (TDP for L1, nested TDP for L2; an L2 that runs in context 0,
+        hw_ctx1, does so only without either), so this entry caches no linear translation
+        (mark_active)."""
         walks = self.cfg.nested_tdp if ctx else self.cfg.tdp_enabled
         return (arch.tables(v.regs) == arch.NO_TABLES) if walks else False

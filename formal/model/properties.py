@@ -48,19 +48,23 @@ def conditions(policy: Mechanism, v: Vcpu) -> dict[str, object]:
     return {
         "role": root.role != policy.calc_root_role(v),
         "pgd": indirect & (root.pgd != want_pgd),
-        "freshness": _stale_root(v) | _stale_hw(policy, v, 0) | _stale_hw(policy, v, 1),
+        "freshness": _stale_root(policy, v) | _stale_hw(policy, v, 0) | _stale_hw(policy, v, 1),
         "metadata": v.walk_cpu_role != policy.calc_cpu_role(v),
     }
 
 
-def _stale_root(v: Vcpu) -> object:
+def _stale_root(policy: Mechanism, v: Vcpu) -> object:
     """The active root serves an old translation that is stale, or (for a root shadowing the
     guest's linear-address tables) that was cached under another tag than the current one.
     A guest_mmu root shadows L1's EPT/NPT tables: its guest-physical translations carry no
     PCID, so the tag does not apply (SDM Vol. 3C, EPT "Information That May Be Cached":
-    guest-physical mappings are associated with the EPTRTA only)."""
+    guest-physical mappings are associated with the EPTRTA only).  The hardware copy of a
+    root last run in the other hardware context (hw_ctx1) is out of reach (mark_active moves
+    it to that context's record)."""
     root = v.mmu.root
-    old = neg(roles.is_direct(root.role)) & (root.unsync | root.hw_old)
+    was, now = policy.root_ctx1(root), truth(policy.running_ctx1(v))
+    here = (was & now) | (neg(was) & neg(now))
+    old = neg(roles.is_direct(root.role)) & (root.unsync | (root.hw_old & here))
     return old & (root.stale | (neg(v.mmu_is_guest) & (root.tag != arch.tag(v))))
 
 
@@ -70,7 +74,10 @@ def _stale_hw(policy: Mechanism, v: Vcpu, ctx: int) -> object:
     while the guest's paging is off where the hardware walks the guest's tables (TDP): no linear
     translation is used then (SDM §4.1.1: linear addresses are physical), and what the TLB
     keeps is checked at the next entry with paging on."""
-    running = (truth(v.guest_mode) if ctx else neg(v.guest_mode)) \
+    in_ctx1 = truth(policy.running_ctx1(v))
+    # caches_no_linear by ghost context: where L2 shares context 0 (hw_ctx1), neither level's
+    # hardware walks the guest's tables.
+    running = (in_ctx1 if ctx else neg(in_ctx1)) \
         & neg(truth(policy.caches_no_linear(v, ctx)))
     cur, now = arch.tag(v), arch.tables(v.regs)
     stale = False
@@ -102,7 +109,7 @@ def check(policy: Mechanism, v: Vcpu, causes: dict[object, StaleCause] | None,
             f"{which} root pgd={root.pgd:#x} is active but the guest's "
             f"{'EPTP/nCR3' if v.mmu_is_guest else 'CR3'} is {want_pgd:#x}")))
     if "freshness" in props and cond["freshness"]:
-        out.append(_freshness(v, root, causes))
+        out.append(_freshness(policy, v, root, causes))
     if "metadata" in props and cond["metadata"]:
         want = policy.calc_cpu_role(v)
         have = v.walk_cpu_role
@@ -113,11 +120,12 @@ def check(policy: Mechanism, v: Vcpu, causes: dict[object, StaleCause] | None,
     return out
 
 
-def _freshness(v: Vcpu, root, causes: dict[object, StaleCause] | None) -> Violation:
+def _freshness(policy: Mechanism, v: Vcpu, root,
+               causes: dict[object, StaleCause] | None) -> Violation:
     """The message for a freshness violation (conditions() decided there is one)."""
     cur = arch.tag(v)
     wva = f"VA {arch.WATCHED_VA:#x}"
-    if _stale_root(v):
+    if _stale_root(policy, v):
         where = "its out-of-sync shadow entries" if root.unsync else \
             "the hardware TLB's copy of its old shadow entries"
         cause = causes.get(root_key(root)) if causes is not None else None
@@ -128,11 +136,12 @@ def _freshness(v: Vcpu, root, causes: dict[object, StaleCause] | None) -> Violat
         return Violation("freshness", (
             f"root pgd={root.pgd:#x} serves {where} for {wva}, cached under tag "
             f"{root.tag:#x}, under tag {cur:#x} where they were never cached"))
-    ctx = 1 if v.guest_mode else 0
+    ctx = int(bool(policy.running_ctx1(v)))
     cause = causes.get(("hw", ctx, cur)) if causes is not None else None
     after = f" since {cause.why} at event {cause.event}" if cause else ""
+    which = "L2" if ctx else "L1, which this L2 without a VPID shares" if v.guest_mode else "L1"
     return Violation("freshness", (
-        f"the guest's hardware TLB context ({'L2' if ctx else 'L1'}) may still hold an old "
+        f"the guest's hardware TLB context ({which}) may still hold an old "
         f"translation of {wva} under tag {cur:#x}{after}: KVM did not flush it"))
 
 

@@ -12,6 +12,8 @@ import copy
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
+from formal.model.values import ite, neg
+
 # kvm_host.h: KVM_MMU_NUM_PREV_ROOTS (v4.19, commit b94742c9 "KVM: x86: Add multi-entry LRU cache
 # for previous CR3s").
 KVM_MMU_NUM_PREV_ROOTS = 3
@@ -123,6 +125,13 @@ class HwTlb:
         """The context was flushed: nothing is held under the tag any more."""
         self.old = self.stale = self.ran = self.ran_stale = False
         self.ran_tables = 0
+
+    def flush_if(self, when: object) -> None:
+        """flush, if when holds (a bool, or a term under symbolic execution)."""
+        keep = neg(when)
+        self.old, self.stale = self.old & keep, self.stale & keep
+        self.ran, self.ran_stale = self.ran & keep, self.ran_stale & keep
+        self.ran_tables = ite(when, 0, self.ran_tables)
 
 
 @dataclass(slots=True)

@@ -371,22 +371,25 @@ def _iff(a: object, b: object) -> object:
 
 
 def last_entry_lemma(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) -> FNode:
-    """The running hardware context's record under the current tag has the current state's
-    last entry (every step ends with a guest entry, formal.model.kvm.Mechanism.mark_active): same
-    tables, stale exactly with paging off; with paging off where the hardware walks the guest's
-    tables, that entry cached nothing and the record is an earlier one's."""
+    """The running hardware context's (formal.model.kvm.Mechanism.running_ctx1) record under
+    the current tag has the current state's last entry (every step ends with a guest entry,
+    formal.model.kvm.Mechanism.mark_active): same tables, stale exactly with paging off; with
+    paging off where the hardware walks the guest's tables, that entry cached nothing and the
+    record is an earlier one's."""
     policy = policy_cls(cfg)
 
     def run():
         v = copy.deepcopy(pre_state)
-        ctx = 1 if v.guest_mode else 0
+        in_ctx1 = truth(policy.running_ctx1(v))
         now, cur = arch.tables(v.regs), arch.tag(v)
         off = now == arch.NO_TABLES
-        none = truth(policy.caches_no_linear(v, ctx))
         out = True
-        for r in v.hw[ctx]:
-            same = (r.ran_tables == now) & _iff(r.ran_stale, off)
-            out = out & ((r.tag != cur) | none | (r.ran & same))
+        for ctx in (0, 1):
+            idle = neg(in_ctx1) if ctx else in_ctx1
+            none = truth(policy.caches_no_linear(v, ctx))
+            for r in v.hw[ctx]:
+                same = (r.ran_tables == now) & _iff(r.ran_stale, off)
+                out = out & (idle | (r.tag != cur) | none | (r.ran & same))
         return out
     return _holds(run)
 

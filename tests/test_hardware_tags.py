@@ -1,0 +1,116 @@
+"""Which hardware context each level runs in and which one each KVM flush hits (docs/model.md,
+"Hardware tags"), per version: the ghost (formal.model.kvm.Mechanism) and the concrete MMU's
+hardware contexts (formal.concrete.shadow) side by side."""
+
+from __future__ import annotations
+
+import pytest
+
+from formal.concrete.shadow import GuestWorld, concrete_policy
+from formal.model import events as ev
+from formal.model.machine import Machine
+from formal.model.state import CONFIGS, HwTlb, Vcpu
+from specs import POLICIES
+from tests.conftest import LONG_MODE
+
+L1_TAG, L2_TAG = 0x0, 0x5000  # VPID 0 (L1, or an L2 without VPID) and vmcs12 VPID 5
+
+
+def entered(policy: str, config: str, vpid: int):
+    """A concrete-MMU machine of policy in config after one VM entry with vpid12 = vpid."""
+    cfg = CONFIGS[config]
+    world = GuestWorld()
+    for pgd in (LONG_MODE.cr3, 0x3000):
+        world.add_pgd(pgd)
+    nested_pgd = 0x9000 if cfg.nested_tdp else 0
+    if nested_pgd:
+        world.add_ept(nested_pgd)
+    p = concrete_policy(POLICIES[policy])(cfg, world)
+    m = Machine(p, LONG_MODE)
+    m.start()
+    m.step(0, ev.VmEntry(LONG_MODE.cr0, 0x3000, LONG_MODE.cr4, LONG_MODE.efer, nested_pgd, vpid))
+    return p, m
+
+
+@pytest.mark.parametrize("config,vpid,ctx1,hardware", [
+    ("nested-shadow", 0, False, (1, "")),   # vpid01, no EPT: L1's very context
+    ("nested-shadow", 5, True, (2, "")),    # vpid02
+    ("nested-ept", 0, True, (1, "l2")),     # vpid01, but under L2's EPT root
+    ("nested-ept", 5, True, (2, "l2")),
+    ("nested-npt", 1, True, (2, "")),       # vmcb02's ASID, whatever L1 asked for
+    ("nested-npt", 5, True, (2, "")),       # (VMRUN with ASID 0 fails)
+])
+def test_the_context_l2_runs_in(config, vpid, ctx1, hardware):
+    p, m = entered("v6.6", config, vpid)
+    assert bool(p.running_ctx1(m.v)) is ctx1
+    assert p.hardware_context(m.v) == hardware
+    assert hardware in p.hw  # the entry cached there
+
+
+def flushed(policy: str, config: str, vpid: int, flush) -> list[list[int]]:
+    """The tags of ghost records left in contexts 0 and 1 after flush(policy object, state)
+    (or the policy method so named) runs while an L2 with vpid12 = vpid is active, each context
+    holding one record under VPID 0 and, in context 1, one under VPID 5."""
+    p, m = entered(policy, config, vpid)
+    v: Vcpu = m.v
+    v.hw = [[HwTlb(tag=L1_TAG, ran=True, ran_tables=0x1000)],
+            [HwTlb(tag=L1_TAG, ran=True, ran_tables=0x3000),
+             HwTlb(tag=L2_TAG, ran=True, ran_tables=0x3000)]]
+    if isinstance(flush, str):
+        getattr(p, flush)(v)
+    else:
+        flush(p, v)
+    return [[r.tag for r in records if r.ran] for records in v.hw]
+
+
+# (policy, vpid12, flush): the records left in (L1's context, L2's context).
+NESTED_EPT = [
+    # <= v5.15: flush_tlb_guest always vpid01 (to_vmx(vcpu)->vpid), also for an L2 with VPID.
+    ("v5.12", 5, "vendor_flush_tlb_guest", [[], [L2_TAG]]),
+    ("v5.12", 0, "vendor_flush_tlb_guest", [[], [L2_TAG]]),
+    # v5.16..v6.11: vmx_get_current_vpid is vpid02 whenever L2 runs.
+    ("v6.6", 5, "vendor_flush_tlb_guest", [[L1_TAG], [L1_TAG]]),
+    ("v6.6", 0, "vendor_flush_tlb_guest", [[L1_TAG], [L1_TAG]]),
+    # v6.12: vpid01 for an L2 without VPID.
+    ("v6.12", 5, "vendor_flush_tlb_guest", [[L1_TAG], [L1_TAG]]),
+    ("v6.12", 0, "vendor_flush_tlb_guest", [[], [L2_TAG]]),
+    # With EPT, flush_tlb_current is the current EPTP's: L2's whole context, every VPID.
+    ("v6.6", 0, "kvm_vcpu_flush_tlb_current", [[L1_TAG], []]),
+    ("v5.12", 5, "kvm_vcpu_flush_tlb_current", [[L1_TAG], []]),
+]
+
+
+@pytest.mark.parametrize("policy,vpid,flush,left", NESTED_EPT)
+def test_which_vpid_a_flush_hits_under_nested_ept(policy, vpid, flush, left):
+    assert flushed(policy, "nested-ept", vpid, flush) == left
+
+
+@pytest.mark.parametrize("policy,vpid,left", [
+    # Without EPT, flush_tlb_current is a VPID flush too: vpid02 while L2 runs until v6.12.
+    ("v5.12", 0, [[L1_TAG], [L1_TAG]]),
+    ("v6.6", 0, [[L1_TAG], [L1_TAG]]),
+    ("v6.12", 0, [[], [L2_TAG]]),
+    ("v6.12", 5, [[L1_TAG], [L1_TAG]]),
+])
+def test_flush_tlb_current_without_ept(policy, vpid, left):
+    assert flushed(policy, "nested-shadow", vpid, "kvm_vcpu_flush_tlb_current") == left
+
+
+@pytest.mark.parametrize("policy", ["v5.12", "v6.6", "v6.12"])
+def test_invvpid_flushes_vpid02_in_every_version(policy):
+    """handle_invvpid: "INVVPID targets a VPID, not a VMCS" -- vpid02, whatever runs."""
+    def invvpid(p, v):
+        p.handle_invvpid(v, 1, 5, 0)
+    assert flushed(policy, "nested-ept", 0, invvpid) == [[L1_TAG], [L1_TAG]]
+
+
+def test_a_native_invlpg_under_vpid01_reaches_l1s_entries_under_every_ept_root():
+    """SDM Vol. 3C §28.3.3.1: INVLPG invalidates the current VPID's mappings, combined ones
+    for all EP4TAs.  An L2 without VPID (vpid01) executing INVLPG under nested EPT removes
+    L1's entries for the page too, on both levels."""
+    p, m = entered("v6.6", "nested-ept", 0)
+    held = {key: bool(hw.entries) for key, hw in p.hw.items()}
+    assert held == {(1, "l1"): True, (1, "l2"): True}
+    m.step(1, ev.Invlpg(0x400000))
+    assert [bool(r.ran) for r in m.v.hw[0]] == [False]  # L1's record: flushed, not re-cached
+    assert not p.hw[(1, "l1")].entries
