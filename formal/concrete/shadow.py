@@ -405,9 +405,9 @@ class ConcreteMmuMixin(Mechanism):
         super().apply_invalidations(v, invals, native)
         if native:
             # Under the current VPID or ASID, in every EPT context (SDM Vol. 3C §28.3.3.1).
-            tag = self.hardware_context(v)[0]
+            running = self.hardware_context(v)[0]
             for key, hw in self.hw.items():
-                if key[0] != tag:
+                if key[0] != running:
                     continue
                 for inval in invals:
                     hw.entries = {pcid: held for pcid, held in hw.entries.items()
