@@ -52,7 +52,7 @@ from __future__ import annotations
 from formal.model import arch, roles
 from formal.model.kvm import ROOT_CURRENT, ROOT_PREVIOUS, ROOTS_ALL
 from formal.model.state import Vcpu
-from formal.model.values import neg, truth
+from formal.model.values import truth
 from specs.v6_7 import V6_7
 
 
@@ -63,7 +63,7 @@ class V6_12(V6_7):
         """vmx.c v6.12 vmx_get_current_vpid: vpid02 only "if (is_guest_mode(vcpu) &&
         nested_cpu_has_vpid(get_vmcs12(vcpu)))", else vpid01 (<20241031202011.1580522-1-
         seanjc@google.com>)."""
-        return neg(truth(v.guest_mode)) | (v.vpid12 == 0)
+        return self.runs_on_vpid01(v)
 
     def kvm_mmu_invlpg(self, v: Vcpu, gva: int) -> None:
         """mmu.c v6.5+ kvm_mmu_invlpg: "INVLPG is required to invalidate any global mappings

@@ -66,11 +66,11 @@ NESTED = st.one_of(
 
 
 def modelled(policy: str, config: str, events: list[ev.Event],
-             initial: Regs = LONG_MODE) -> trace.Trace:
+             initial: Regs = LONG_MODE, page_global: bool = False) -> trace.Trace:
     """The events the model covers, in order (as tests/test_random_sequences.run picks them),
     as a trace; VM entries get L1's EPTP/nCR3 0x9000 under nested TDP."""
     cfg = CONFIGS[config]
-    m = Machine(POLICIES[policy](cfg), initial, PROPS)
+    m = Machine(POLICIES[policy](cfg), initial, PROPS, page_global)
     m.start()
     kept = []
     for e in events:
@@ -80,12 +80,12 @@ def modelled(policy: str, config: str, events: list[ev.Event],
             continue
         m.step(len(kept), e)
         kept.append(e)
-    return trace.Trace(policy, config, initial, tuple(kept))
+    return trace.Trace(policy, config, initial, tuple(kept), page_global=page_global)
 
 
 def abstract_verdict(t: trace.Trace) -> int | None:
     """The event of the first violation (-1: the first entry), or None."""
-    m = Machine(POLICIES[t.policy](CONFIGS[t.config]), t.initial, PROPS)
+    m = Machine(POLICIES[t.policy](CONFIGS[t.config]), t.initial, PROPS, t.page_global)
     if m.start().violations:
         return -1
     for i, e in enumerate(t.events):
@@ -95,9 +95,9 @@ def abstract_verdict(t: trace.Trace) -> int | None:
 
 
 def check(policy: str, config: str, events: list[ev.Event],
-          initial: Regs = LONG_MODE) -> int | None:
+          initial: Regs = LONG_MODE, page_global: bool = False) -> int | None:
     """Assert that both levels give the same verdict; return it (abstract_verdict's)."""
-    t = modelled(policy, config, events, initial)
+    t = modelled(policy, config, events, initial, page_global)
     abstract = abstract_verdict(t)
     concrete = replay(t)
     said = "holds" if abstract is None else f"violation at event {abstract}"
@@ -183,7 +183,7 @@ def templated(draw: st.DrawFn, templates: list[trace.Trace],
 def test_corpus_traces_agree_on_every_cell(name, policy, config):
     """The hand-written bugs, which the random draws reach rarely, on every cell."""
     t = trace.load(TRACES / name)
-    check(policy, config, list(t.events), t.initial)
+    check(policy, config, list(t.events), t.initial, t.page_global)
 
 
 # Disagreements resolved in formal/, each on the cells where it was found: both levels now hold.
@@ -268,7 +268,8 @@ MIN_VIOLATING = EXAMPLES // 20
 @pytest.mark.parametrize("policy,config", CELLS, ids=[f"{p}-{c}" for p, c in CELLS])
 def test_abstract_violation_iff_concrete_forbidden_access(policy, config):
     """A third of the sequences perturb F1, a third any template (TEMPLATES), a third are
-    FOCUSED draws from LONG_MODE; a shadow-paged cell must see MIN_VIOLATING violations."""
+    FOCUSED draws from LONG_MODE, each with a global watched page or not; a shadow-paged cell
+    must see MIN_VIOLATING violations."""
     nested = [NESTED] if CONFIGS[config].nested is not None else []
     unbiased = st.one_of(EVENTS, *nested)
     focused = st.lists(st.one_of(FOCUSED, FOCUSED, FOCUSED, FOCUSED, EVENTS, *nested),
@@ -278,11 +279,11 @@ def test_abstract_violation_iff_concrete_forbidden_access(policy, config):
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow])
     @given(sequence=st.one_of(templated([F1], unbiased), templated(TEMPLATES, unbiased),
-                              focused))
-    def run(sequence):
+                              focused), page_global=st.booleans())
+    def run(sequence, page_global):
         nonlocal violating
         initial, events = sequence
-        violating += check(policy, config, events, initial) is not None
+        violating += check(policy, config, events, initial, page_global) is not None
 
     run()
     if not CONFIGS[config].tdp_enabled:

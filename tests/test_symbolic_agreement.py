@@ -1,6 +1,7 @@
 """The symbolic transition relation and the concrete simulator agree (issue #3): on random
-reachable states and random next events, evaluating the relation's terms at the concrete state
-gives the simulator's successor state, fault or not, and the same violated properties.  Both
+reachable states (with a global watched page or not) and random next events, evaluating the
+relation's terms at the concrete state gives the simulator's successor state, fault or not, and
+the same violated properties.  Both
 execute the same policy code; this pins the symbolic machinery (path exploration, merging, the
 fixed fields) against plain Python execution."""
 
@@ -50,13 +51,14 @@ def test_relation_agrees_with_the_simulator(policy, config, examples):
 
 def agree(policy: str, config: str, data) -> None:
     pool = st.one_of(EVENTS, NESTED) if CONFIGS[config].nested else EVENTS
-    agree_on(policy, config, data.draw(st.lists(pool, max_size=6)))
+    agree_on(policy, config, data.draw(st.lists(pool, max_size=6)), data.draw(st.booleans()))
 
 
-def agree_on(policy: str, config: str, events: list[ev.Event]) -> None:
+def agree_on(policy: str, config: str, events: list[ev.Event],
+             page_global: bool = False) -> None:
     cfg = CONFIGS[config]
     rel = relation(policy, config)
-    m = Machine(POLICIES[policy](cfg), LONG_MODE)
+    m = Machine(POLICIES[policy](cfg), LONG_MODE, page_global=page_global)
     m.start()
     kinds = {er.name for er in rel.events}
     for i, e in enumerate(events):

@@ -194,8 +194,8 @@ def _architecture(ctx: _Contexts, index: int, v: Vcpu, e: ev.Event, a: arch.Arch
                 ctx.run(index, [vpid], why, lambda o: o.invalidate_page(va, why))
             elif kind == 2:
                 ctx.run(index, [k for k in ctx.oracles if k], why, lambda o: o.flush(why))
-            else:  # 1, and 3 (retaining globals: the watched page is not global)
-                ctx.run(index, [vpid], why, lambda o: o.flush(why))
+            else:  # 1, and 3 (retaining globals)
+                ctx.run(index, [vpid], why, lambda o: o.flush(why, keep_globals=kind == 3))
         case ev.Invlpga(va=va, asid=asid):
             keys = ctx.vpid0() if asid == 0 else [asid]
             ctx.run(index, keys, why, lambda o: o.invalidate_page(va, why))
@@ -275,14 +275,14 @@ def replay(t: Trace, policy_cls: type[Mechanism]) -> ReplayOutcome:
     err = arch.sregs_error(t.initial)
     if err:
         raise NotModeled(f"initial: registers are not a legal state: {err}")
-    world = GuestWorld()
+    world = GuestWorld(page_global=t.page_global)
     for pgd in _pgds(t):
         world.add_pgd(pgd)
     _prepare(world, t.initial)
     policy = concrete_policy(policy_cls)(cfg, world)
     ctx = _Contexts(cfg, world)
     ctx.start(None, t.initial)
-    m = Machine(policy, t.initial)
+    m = Machine(policy, t.initial, page_global=t.page_global)
     m.start()
     found = _after_entry(t, ctx, policy, -1, m.v)
     for i, e in enumerate(t.events):

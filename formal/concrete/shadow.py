@@ -51,7 +51,7 @@ from formal.concrete.paging import (
     pdpt_address,
     translate,
 )
-from formal.concrete.pte import PAGE_4K, PTE_P, PTE_RW, PTE_US, PTE_XD
+from formal.concrete.pte import PAGE_4K, PTE_G, PTE_P, PTE_RW, PTE_US, PTE_XD
 from formal.errors import NotModeled
 from formal.model import arch, bits, roles
 from formal.model.arch import Inval
@@ -112,8 +112,10 @@ class Tables:
 class GuestWorld:
     """Guest-physical memory and the guest's page tables: each pgd maps WATCHED_VA to a data page
     of its own; each guest PTE write points that leaf at a fresh data page, so an out-of-sync
-    translation always differs from the current one."""
+    translation always differs from the current one.  With page_global every leaf of the
+    watched page has G=1 (formal.model.state.Vcpu.page_global)."""
 
+    page_global: bool = False
     mem: Memory = field(default_factory=Memory)
     tables: dict[int, Tables] = field(default_factory=dict)
     alloc: FrameAllocator = field(default_factory=lambda: FrameAllocator(TABLES_BASE))
@@ -140,7 +142,7 @@ class GuestWorld:
         t = Tables(addr, self.alloc.alloc(), self.alloc.alloc(), self.alloc.alloc())
         self.mem.write(t.pdpt, t.pd | TABLE_FLAGS)
         self.mem.write(t.pd + 8 * _PD_INDEX, t.pt | TABLE_FLAGS)
-        self.mem.write(t.leaf, self.data.alloc() | LEAF_FLAGS)
+        self.mem.write(t.leaf, self.data.alloc() | self.leaf_flags)
         for k, (va, flags) in enumerate(PROBES):
             index, frame = (va >> 12) & 0x1FF, PROBE_FRAMES + k * PAGE_4K
             self.mem.write(t.pt + 8 * index, frame | flags)
@@ -164,9 +166,14 @@ class GuestWorld:
         elif mode is Mode.BITS32:
             self.mem.write(t.root, (t.pt | TABLE_FLAGS) << 32 * _PDE32_INDEX)
 
+    @property
+    def leaf_flags(self) -> int:
+        """The flags of the watched page's leaf PTE."""
+        return LEAF_FLAGS | (PTE_G if self.page_global else 0)
+
     def new_leaf(self, pgd: int) -> tuple[int, int]:
         """(address, value) of a guest PTE write pointing pgd's watched leaf at a fresh page."""
-        return self.tables[pgd & _ADDR].leaf, self.data.alloc() | LEAF_FLAGS
+        return self.tables[pgd & _ADDR].leaf, self.data.alloc() | self.leaf_flags
 
     def other_table(self, pgd: int) -> int:
         """The frame of the other page's leaf table under the tables at pgd (built on first
@@ -210,11 +217,13 @@ class ShadowPage:
 @dataclass(frozen=True)
 class Seen:
     """A translation the guest may get: its guest-physical address, rights (None without
-    paging) and where it comes from."""
+    paging), where it comes from, and whether the hardware holds it as a global entry (SDM
+    Vol. 3A §4.10.2.4: usable under any PCID)."""
 
     gpa: int
     perms: Perms | None
     via: str
+    global_: bool = False
 
 
 @dataclass
@@ -222,13 +231,16 @@ class HwContext:
     """One hardware TLB context (VPID/ASID) of the guest: per PCID, every translation of the
     watched page it may hold (saturated: cached whenever the guest ran, kept until flushed)."""
 
-    entries: dict[int, dict[tuple[int, Perms | None], Seen]] = field(default_factory=dict)
+    entries: dict[int, dict[tuple[int, Perms | None, bool], Seen]] = \
+        field(default_factory=dict)
 
     def fill(self, pcid: int, seen: Seen) -> None:
-        self.entries.setdefault(pcid, {}).setdefault((seen.gpa, seen.perms), seen)
+        self.entries.setdefault(pcid, {}).setdefault((seen.gpa, seen.perms, seen.global_), seen)
 
     def held(self, pcid: int) -> list[Seen]:
-        return list(self.entries.get(pcid, {}).values())
+        """What a lookup under pcid may use: its entries and the global ones of every PCID."""
+        return [seen for p, held in self.entries.items() for seen in held.values()
+                if p == pcid or seen.global_]
 
 
 class ConcreteMmuMixin(Mechanism):
@@ -410,8 +422,10 @@ class ConcreteMmuMixin(Mechanism):
                 if key[0] != running:
                     continue
                 for inval in invals:
-                    hw.entries = {pcid: held for pcid, held in hw.entries.items()
-                                  if not inval.covers(arch.vpid(v), pcid)}
+                    kept = {pcid: {k: s for k, s in held.items()
+                                   if not inval.covers(arch.vpid(v), pcid, s.global_)}
+                            for pcid, held in hw.entries.items()}
+                    hw.entries = {pcid: held for pcid, held in kept.items() if held}
 
     def mark_active(self, v: Vcpu) -> None:
         """The guest runs: the hardware may cache what it translates now."""
@@ -438,7 +452,7 @@ class ConcreteMmuMixin(Mechanism):
             assert ept is not None and ept.gpte is not None
             offset = ept.gpte
             return Seen(walked.gpa + offset, walked.perms,
-                        f"L2 GPA {walked.gpa:#x} via shadow EPT/NPT {where}")
+                        f"L2 GPA {walked.gpa:#x} via shadow EPT/NPT {where}", walked.global_)
         if roles.is_direct(root.role):
             if not self.tdp_enabled:
                 # Shadow paging of a guest without paging: the direct root maps linear =
@@ -448,7 +462,7 @@ class ConcreteMmuMixin(Mechanism):
             if walked is None:
                 return None
             return Seen(walked.gpa, walked.perms,
-                        f"via the hardware walk of the guest's tables ({where})")
+                        f"via the hardware walk of the guest's tables ({where})", walked.global_)
         sp = self._faulted_in(v, root)
         if sp is None:
             return None
@@ -460,18 +474,22 @@ class ConcreteMmuMixin(Mechanism):
 
     def _hardware_walk(self, regs: Regs) -> Seen | None:
         """The hardware's own walk of the guest's tables (TDP), or linear = physical without
-        paging (SDM §4.1.1)."""
+        paging (SDM §4.1.1); global if the PTE has G=1 and CR4.PGE=1 (§4.10.2.4).  A walk of
+        KVM's shadow tables (translation) never is: KVM's SPTEs do not set G (Mechanism
+        .hw_global)."""
         if paging_mode(regs.cr0, regs.cr4, regs.efer) is Mode.NONE:
             return Seen(arch.WATCHED_VA, None, "paging disabled")
         found = translate(self.world.mem, regs.cr0, regs.cr3, regs.cr4, regs.efer,
                           arch.WATCHED_VA)
         if not isinstance(found, Translation):
             return None
-        return Seen(found.paddr, found.perms, "walk")
+        return Seen(found.paddr, found.perms, "walk",
+                    found.global_ and regs.cr4 & bits.CR4_PGE != 0)
 
     def observable(self, v: Vcpu) -> list[Seen]:
         """Everything a user read of the watched page may return now: the active root's
-        translation, then whatever the running context's TLB holds under the current PCID."""
+        translation, then whatever the running context's TLB holds under the current PCID and
+        as global entries."""
         out = []
         now = self.translation(v)
         if now is not None:
@@ -486,7 +504,8 @@ class ConcreteMmuMixin(Mechanism):
             return out
         for seen in self.hw.get(self.hardware_context(v), HwContext()).held(arch.pcid(v.regs)):
             if all((s.gpa, s.perms) != (seen.gpa, seen.perms) for s in out):
-                out.append(Seen(seen.gpa, seen.perms, f"from the hardware TLB, cached {seen.via}"))
+                out.append(Seen(seen.gpa, seen.perms, f"from the hardware TLB, cached {seen.via}",
+                                seen.global_))
         return out
 
 

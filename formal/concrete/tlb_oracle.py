@@ -255,11 +255,15 @@ class TlbOracle:
     def rsm(self, regs: Regs) -> None:
         self._switch_regs(regs, "RSM")
 
-    def flush(self, why: str) -> None:
+    def flush(self, why: str, keep_globals: bool = False) -> None:
         """Every entry of this context, globals included: a guest TLB flush KVM performs on the
-        guest's behalf (the PV TLB flush, KVM_VCPU_FLUSH_TLB in steal time), or a VM entry/exit
-        without VPIDs for VPID 0 (SDM Vol. 3C §28.3.3.1)."""
-        self._flush_all()
+        guest's behalf (the PV TLB flush, KVM_VCPU_FLUSH_TLB in steal time), a VM entry/exit
+        without VPIDs for VPID 0 (SDM Vol. 3C §28.3.3.1), INVVPID single-context; with
+        keep_globals, INVVPID single-context-retaining-globals (type 3, SDM Vol. 3C §30.3)."""
+        if keep_globals:
+            self._invalidate(lambda e: e.global_)
+        else:
+            self._flush_all()
         self._saturate(why)
 
     def invalidate_page(self, va: int, why: str) -> None:

@@ -9,16 +9,35 @@ state; the policy under verification must reach the same registers on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from enum import StrEnum
 
 from formal.model import bits
 from formal.model import events as ev
 from formal.model.state import Config, Regs, Vcpu, Vendor
-from formal.model.values import ite, on, truth
+from formal.model.values import ite, neg, on, truth
 
-# The one guest virtual page the abstract model watches: a user, non-global 4 KiB page.
-# Invalidations of other pages leave it alone; guest_pte_write edits its leaf PTE.
+# The one guest virtual page the abstract model watches: a user 4 KiB page, global or not
+# (Vcpu.page_global).  Invalidations of other pages leave it alone; guest_pte_write edits its
+# leaf PTE.
 WATCHED_VA = 0x400000
 PAGE_MASK = ~0xFFF
+
+
+def global_translation(v: Vcpu) -> object:
+    """SDM Vol. 3A §4.10.2.4: a translation cached now is global if the PTE mapping the page has
+    G=1 and CR4.PGE=1; a global translation may be used under any PCID.  The model reads PGE
+    now, not when the translation was cached: only a change of PGE invalidates everything
+    (MOV CR4 toggling PGE), except SMI and RSM on Intel, which change CR4 without invalidating
+    (docs/model.md "Global pages")."""
+    return v.page_global & truth(v.regs.cr4 & bits.CR4_PGE)
+
+
+class Globals(StrEnum):
+    """What an invalidation does to global translations (SDM Vol. 3A §4.10.4.1)."""
+
+    KEEP = "keep"  # spares them (MOV CR3, INVPCID types 0, 1 and 3, INVVPID type 3)
+    BY_PCID = "by-pcid"  # treats them as the others: those of the PCIDs it covers
+    ALL = "all"  # every PCID's (INVLPG)
 
 
 def init_regs(old: Regs) -> Regs:
@@ -35,8 +54,7 @@ class Inval:
     """A TLB invalidation the architecture requires.
 
     vpid None = every VPID (all_but_vpid0 narrows that to INVVPID all-context), pcid None = every
-    PCID, va None = every page.  Globals are not tracked: the watched page is non-global, so
-    "everything" and "everything but globals" have the same effect on it.
+    PCID, va None = every page; globals says what it does to global translations.
     """
 
     why: str
@@ -44,17 +62,21 @@ class Inval:
     pcid: int | None = None
     va: int | None = None
     all_but_vpid0: bool = False
+    globals: Globals = Globals.BY_PCID
 
-    def covers(self, vpid: int, pcid: int | None) -> bool:
-        """Does it cover the watched page under tag (vpid, pcid); pcid None = under any PCID.
-        A condition, not a branch: symbolic tags give one term."""
+    def covers(self, vpid: int, pcid: int, glob: object = False) -> object:
+        """Does it cover the watched page's translation cached under tag (vpid, pcid), global
+        if glob holds?  A condition, not a branch: symbolic tags give one term."""
         hit = True
         if self.vpid is not None:
             hit = hit & (self.vpid == vpid)
         if self.all_but_vpid0:
             hit = hit & (vpid != 0)
-        if self.pcid is not None and pcid is not None:
-            hit = hit & (self.pcid == pcid)
+        if self.globals is Globals.KEEP:
+            hit = hit & neg(glob)
+        if self.pcid is not None:
+            same = self.pcid == pcid
+            hit = hit & ((same | glob) if self.globals is Globals.ALL else same)
         if self.va is not None:
             hit = hit & (self.va & PAGE_MASK == WATCHED_VA)
         return hit
@@ -215,7 +237,7 @@ def _mov_cr3(cfg: Config, v: Vcpu, e: ev.MovCr3) -> ArchStep:
         return ArchStep(None, regs)
     new_pcid = pcid(regs)
     why = f"MOV CR3 (PCID {new_pcid:#x})" if pcide else "MOV CR3 with CR4.PCIDE=0"
-    return ArchStep(None, regs, (Inval(why, vpid(v), new_pcid),))
+    return ArchStep(None, regs, (Inval(why, vpid(v), new_pcid, globals=Globals.KEEP),))
 
 
 def _mov_cr4(cfg: Config, v: Vcpu, e: ev.MovCr4) -> ArchStep:
@@ -263,7 +285,8 @@ def _invlpg(cfg: Config, v: Vcpu, e: ev.Invlpg) -> ArchStep:
     # non-canonical address.
     if not canonical(e.va):
         return ArchStep(None, v.regs)
-    return ArchStep(None, v.regs, (Inval(f"INVLPG {e.va:#x}", vpid(v), pcid(v.regs), e.va),))
+    return ArchStep(None, v.regs, (Inval(f"INVLPG {e.va:#x}", vpid(v), pcid(v.regs), e.va,
+                                         globals=Globals.ALL),))
 
 
 INVPCID_NAMES = {0: "individual-address", 1: "single-context", 2: "all-context incl. globals",
@@ -281,14 +304,16 @@ def _invpcid(cfg: Config, v: Vcpu, e: ev.Invpcid) -> ArchStep:
     if e.type == 0:
         if not canonical(e.va):
             return _fault(v, "#GP: INVPCID individual-address with a non-canonical address")
+        # SDM INVPCID: types 0, 1 and 3 invalidate "except global translations".
         inval = Inval(f"INVPCID individual-address PCID {e.pcid:#x} {e.va:#x}", vpid(v),
-                      e.pcid, e.va)
+                      e.pcid, e.va, globals=Globals.KEEP)
     elif e.type == 1:
-        inval = Inval(f"INVPCID single-context PCID {e.pcid:#x}", vpid(v), e.pcid)
+        inval = Inval(f"INVPCID single-context PCID {e.pcid:#x}", vpid(v), e.pcid,
+                      globals=Globals.KEEP)
     elif e.type == 2:
         inval = Inval("INVPCID all-context incl. globals", vpid(v))
     else:
-        inval = Inval("INVPCID all-context", vpid(v))
+        inval = Inval("INVPCID all-context", vpid(v), globals=Globals.KEEP)
     return ArchStep(None, v.regs, (inval,))
 
 
@@ -398,8 +423,11 @@ def _invvpid(cfg: Config, v: Vcpu, e: ev.Invvpid) -> ArchStep:
         inval = Inval(f"INVVPID individual-address VPID {e.vpid:#x} {e.va:#x}", e.vpid, va=e.va)
     elif e.type == 2:
         inval = Inval("INVVPID all-context", None, all_but_vpid0=True)
-    else:
+    elif e.type == 1:
         inval = Inval(f"INVVPID single-context VPID {e.vpid:#x}", e.vpid)
+    else:
+        inval = Inval(f"INVVPID single-context retaining globals VPID {e.vpid:#x}", e.vpid,
+                      globals=Globals.KEEP)
     return ArchStep(None, v.regs, (inval,))
 
 

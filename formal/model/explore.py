@@ -1,5 +1,6 @@
 """Explicit-state search for a violation: breadth-first over concrete events from a few legal
-initial states, on the model's own step (formal.model.machine.execute), states hashed.
+initial states (each with a non-global and a global watched page), on the model's own step
+(formal.model.machine.execute), states hashed.
 
 Events are generated from the current state, not written per policy: every register write
 toggles one bit that the architecture or a role reads (CR0.PG/WP, CR4.PGE/PCIDE/PAE/PSE/SMEP/
@@ -69,6 +70,7 @@ class _Node:
     parent: _Node | None
     event: ev.Event | None
     initial: Regs
+    page_global: bool
 
 
 def search(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
@@ -80,12 +82,14 @@ def search(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
     policy = policy_cls(cfg)
     seen: set[str] = set()
     frontier: list[_Node] = []
-    for regs in INITIAL:
-        v = Vcpu(regs=copy.copy(regs))
-        policy.start(v)
-        if {x.prop for x in enter(policy, v, props, None)} & set(props):
-            return Trace(policy_cls.name, cfg.name, regs, (), "found by explicit search")
-        frontier.append(_Node(v, _pickled(v), None, None, regs))
+    for page_global in (False, True):
+        for regs in INITIAL:
+            v = Vcpu(regs=copy.copy(regs), page_global=page_global)
+            policy.start(v)
+            if {x.prop for x in enter(policy, v, props, None)} & set(props):
+                return Trace(policy_cls.name, cfg.name, regs, (), "found by explicit search",
+                             page_global)
+            frontier.append(_Node(v, _pickled(v), None, None, regs, page_global))
     for _ in range(depth):
         nxt: list[_Node] = []
         for node in frontier:
@@ -103,11 +107,12 @@ def search(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
                 if fault:
                     continue
                 if viol:
-                    return _trace(policy_cls, cfg, _Node(w, b"", node, e, node.initial))
+                    return _trace(policy_cls, cfg,
+                                  _Node(w, b"", node, e, node.initial, node.page_global))
                 data = _pickled(w)
                 if data not in seen:
                     seen.add(data)
-                    nxt.append(_Node(w, data, node, e, node.initial))
+                    nxt.append(_Node(w, data, node, e, node.initial, node.page_global))
         frontier = nxt
     return None
 
@@ -123,4 +128,4 @@ def _trace(policy_cls: type[Mechanism], cfg: Config, node: _Node) -> Trace:
         found.append(at.event)
         at = at.parent
     return Trace(policy_cls.name, cfg.name, node.initial, tuple(reversed(found)),
-                 "found by explicit search")
+                 "found by explicit search", node.page_global)

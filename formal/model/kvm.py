@@ -15,7 +15,7 @@ from formal.model import arch, roles
 from formal.model.arch import Inval
 from formal.model.bits import CR3_ADDR_MASK
 from formal.model.state import Config, HwTlb, Mmu, Nested, Req, Root, Vcpu, invalid_root
-from formal.model.values import SymbolicValue, is_symbolic, ite, neg, truth
+from formal.model.values import SymbolicValue, iff, is_symbolic, ite, neg, truth
 
 # kvm_host.h: KVM_MMU_ROOT_CURRENT, KVM_MMU_ROOT_PREVIOUS(i), KVM_MMU_ROOTS_ALL.
 ROOT_CURRENT = 1
@@ -193,14 +193,20 @@ class Mechanism:
         were made on vpid01 too (hw_ctx1), the others on vpid02."""
         if ctx == 0:
             return vpid01
-        zero = arch.tag_vpid(tag) == 0
-        return (vpid01 & zero) | (neg(vpid01) & neg(zero))
+        return iff(vpid01, arch.tag_vpid(tag) == 0)
 
     @staticmethod
     def _flush_root(root: Root, here: object) -> None:
         here = root.valid & here
         root.hw_old = root.hw_old & neg(here)
         root.stale = ite(here, root.stale & root.unsync, root.stale)
+
+    @staticmethod
+    def runs_on_vpid01(v: Vcpu) -> object:
+        """Whether the running guest is on vpid01 on nested VMX: L1, or an L2 whose vmcs12 has
+        no VPID (vmx/nested.c prepare_vmcs02_early_rare gives vpid02 only when vmcs12 enables
+        VPID)."""
+        return neg(truth(v.guest_mode)) | (v.vpid12 == 0)
 
     def hw_ctx1(self, in_l2: object, tag: int) -> object:
         """Whether what the guest caches on level in_l2 (L2 if true) under tag goes to ghost
@@ -296,16 +302,21 @@ class Mechanism:
         linear_roots = [v.root_mmu.root] + v.root_mmu.prev_roots
         if not self.cfg.nested_tdp:
             linear_roots += [v.guest_mmu.root] + v.guest_mmu.prev_roots
+        # Whether the architecture's rules for global translations apply: to the guest's own
+        # translations, what the hardware holds of them included, whoever made that copy.
+        glob = arch.global_translation(v)
         for inval in invals:
             for root in linear_roots:
-                hit = root.valid & inval.covers(arch.tag_vpid(root.tag), arch.tag_pcid(root.tag))
+                hit = root.valid & inval.covers(arch.tag_vpid(root.tag),
+                                                arch.tag_pcid(root.tag), glob)
                 root.live = root.live & neg(hit)
                 root.stale = root.stale | (hit & (root.unsync | root.hw_old))
             if native:
                 self._hardware_invalidates(v, inval)
                 continue
             for record in v.hw[0] + v.hw[1]:
-                covered = inval.covers(arch.tag_vpid(record.tag), arch.tag_pcid(record.tag))
+                covered = inval.covers(arch.tag_vpid(record.tag), arch.tag_pcid(record.tag),
+                                       glob)
                 record.stale = record.stale | (record.old & covered)
                 record.ran_stale = record.ran_stale | (record.ran & covered)
 
@@ -315,11 +326,13 @@ class Mechanism:
         §28.3.3.1: "only for the current VPID (but, for combined mappings, all EP4TAs)")."""
         vmx = self.cfg.nested == Nested.VMX
         l2 = truth(v.guest_mode)
-        on01 = neg(l2) | (v.vpid12 == 0)
+        on01 = self.runs_on_vpid01(v)
         for ctx in (0, 1):
+            glob = self.hw_global(v, ctx)
             for record in v.hw[ctx]:
                 same = self._on_vpid01(ctx, record.tag, on01) if vmx else (l2 if ctx else neg(l2))
-                record.flush_if(same & inval.covers(arch.vpid(v), arch.tag_pcid(record.tag)))
+                record.flush_if(same & inval.covers(arch.vpid(v), arch.tag_pcid(record.tag),
+                                                    glob))
 
     def mark_active(self, v: Vcpu) -> None:
         """The guest runs on the active root: the hardware may now cache its translations, and
@@ -333,8 +346,7 @@ class Mechanism:
             # reach: it stays in that context's record, as a freed root's does.  Elsewhere a
             # root runs in one context only (the level its role is for).
             was_ctx1 = self.root_ctx1(root)
-            moved = active & root.hw_old \
-                & ((was_ctx1 & neg(in_ctx1)) | (neg(was_ctx1) & in_ctx1))
+            moved = active & root.hw_old & neg(iff(was_ctx1, in_ctx1))
             self.hw_keeps(v, 0, moved & neg(was_ctx1), root.tag, root.stale)
             self.hw_keeps(v, 1, moved & was_ctx1, root.tag, root.stale)
             self._flush_root(root, moved)
@@ -370,10 +382,23 @@ class Mechanism:
             record.ran_tables = ite(here, now, record.ran_tables)
             record.ran_stale = ite(here, now == arch.NO_TABLES, record.ran_stale)
 
+    def walks_guest_tables(self, ctx: int) -> bool:
+        """The hardware walks the guest's own tables in ghost context ctx: TDP for L1, nested
+        TDP for L2 (an L2 that runs in context 0, hw_ctx1, does so only without either).
+        Elsewhere it walks KVM's shadow tables."""
+        return self.cfg.nested_tdp if ctx else self.cfg.tdp_enabled
+
     def caches_no_linear(self, v: Vcpu, ctx: int) -> object:
         """The guest's paging is off in ghost context ctx and the hardware walks the guest's
-        own tables there (TDP for L1, nested TDP for L2; an L2 that runs in context 0,
-        hw_ctx1, does so only without either), so this entry caches no linear translation
-        (mark_active)."""
-        walks = self.cfg.nested_tdp if ctx else self.cfg.tdp_enabled
-        return (arch.tables(v.regs) == arch.NO_TABLES) if walks else False
+        own tables there, so this entry caches no linear translation (mark_active)."""
+        if not self.walks_guest_tables(ctx):
+            return False
+        return arch.tables(v.regs) == arch.NO_TABLES
+
+    def hw_global(self, v: Vcpu, ctx: int) -> object:
+        """Whether the hardware's own copies in ghost context ctx of the watched page's
+        translation are global entries: only where it walks the guest's tables, whose PTE
+        carries G (arch.global_translation).  KVM's shadow PTEs never set G (mmu/spte.c
+        make_spte), so what the hardware caches through a shadow root is tagged by PCID
+        alone."""
+        return arch.global_translation(v) if self.walks_guest_tables(ctx) else False

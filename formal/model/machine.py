@@ -79,12 +79,14 @@ class Machine:
     roots became stale so that a violation can say so."""
 
     def __init__(self, policy: Mechanism, initial: Regs,
-                 props: tuple[str, ...] = properties.PROPERTIES) -> None:
+                 props: tuple[str, ...] = properties.PROPERTIES,
+                 page_global: bool = False) -> None:
         self.policy = policy
         self.props = props
         self.causes: dict[object, StaleCause] = {}
         self.flushes: dict[object, StaleCause] = {}
-        self.v = Vcpu(regs=Regs(initial.cr0, initial.cr3, initial.cr4, initial.efer))
+        self.v = Vcpu(regs=Regs(initial.cr0, initial.cr3, initial.cr4, initial.efer),
+                      page_global=page_global)
 
     def start(self) -> StepRecord:
         """Initial state: KVM's MMU set up for the registers, then the first guest entry."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from formal.model import arch, roles
-from formal.model.values import is_symbolic, neg, truth
+from formal.model.values import iff, is_symbolic, neg, truth
 
 if TYPE_CHECKING:
     from formal.model.kvm import Mechanism
@@ -60,12 +60,15 @@ def _stale_root(policy: Mechanism, v: Vcpu) -> object:
     PCID, so the tag does not apply (SDM Vol. 3C, EPT "Information That May Be Cached":
     guest-physical mappings are associated with the EPTRTA only).  The hardware copy of a
     root last run in the other hardware context (hw_ctx1) is out of reach (mark_active moves
-    it to that context's record)."""
+    it to that context's record).  A global translation may be used under any PCID of its
+    VPID (SDM Vol. 3A §4.10.2.4)."""
     root = v.mmu.root
-    was, now = policy.root_ctx1(root), truth(policy.running_ctx1(v))
-    here = (was & now) | (neg(was) & neg(now))
+    here = iff(policy.root_ctx1(root), truth(policy.running_ctx1(v)))
     old = neg(roles.is_direct(root.role)) & (root.unsync | (root.hw_old & here))
-    return old & (root.stale | (neg(v.mmu_is_guest) & (root.tag != arch.tag(v))))
+    cur = arch.tag(v)
+    elsewhere = (root.tag != cur) & neg(arch.global_translation(v)
+                                        & (arch.tag_vpid(root.tag) == arch.tag_vpid(cur)))
+    return old & (root.stale | (neg(v.mmu_is_guest) & elsewhere))
 
 
 def _stale_hw(policy: Mechanism, v: Vcpu, ctx: int) -> object:
@@ -73,17 +76,20 @@ def _stale_hw(policy: Mechanism, v: Vcpu, ctx: int) -> object:
     an old one, or one the guest made through other tables at its last entry under it.  Not
     while the guest's paging is off where the hardware walks the guest's tables (TDP): no linear
     translation is used then (SDM §4.1.1: linear addresses are physical), and what the TLB
-    keeps is checked at the next entry with paging on."""
+    keeps is checked at the next entry with paging on.  A global entry (Mechanism.hw_global)
+    is used under any PCID of its VPID (SDM Vol. 3A §4.10.2.4)."""
     in_ctx1 = truth(policy.running_ctx1(v))
     # caches_no_linear by ghost context: where L2 shares context 0 (hw_ctx1), neither level's
     # hardware walks the guest's tables.
     running = (in_ctx1 if ctx else neg(in_ctx1)) \
         & neg(truth(policy.caches_no_linear(v, ctx)))
     cur, now = arch.tag(v), arch.tables(v.regs)
+    glob = policy.hw_global(v, ctx)
     stale = False
     for r in v.hw[ctx]:
         other = r.ran & r.ran_stale & (r.ran_tables != now)
-        stale = stale | ((r.tag == cur) & (r.stale | other))
+        usable = (r.tag == cur) | (glob & (arch.tag_vpid(r.tag) == arch.tag_vpid(cur)))
+        stale = stale | (usable & (r.stale | other))
     return running & stale
 
 

@@ -40,7 +40,7 @@ def run(trace: Trace, policy_cls: type[Mechanism], stop_at_violation: bool = Tru
     err = arch.sregs_error(trace.initial)
     if err:
         raise NotModeled(f"initial: registers are not a legal state: {err}")
-    m = Machine(policy, trace.initial)
+    m = Machine(policy, trace.initial, page_global=trace.page_global)
     records: list[StepRecord] = []
     keep = records.append if on_record is None else on_record
     start = m.start()

@@ -139,6 +139,9 @@ class Vcpu:
     """The whole state: architecture, KVM, ghost."""
 
     regs: Regs
+    # The watched page's PTE has G=1 in every table that maps it (formal.model.arch
+    # .global_translation): an attribute of the page, fixed for a whole trace.
+    page_global: bool = False
     smm: bool = False
     # SMRAM state-save area: the registers RSM restores (SDM §34.4.1).
     smram: Regs = field(default_factory=lambda: Regs(0, 0, 0, 0))

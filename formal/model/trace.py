@@ -2,12 +2,14 @@
 
     {"format": "flushproof-trace/1", "policy": "v5.18", "config": "shadow",
      "initial": {"cr0": "0x80010033", "cr3": "0x1000", "cr4": "0x20", "efer": "0xd00"},
+     "page": {"global": true},
      "events": [{"op": "mov_cr3", "value": "0x8000000000002001"},
                 {"op": "invpcid", "type": 1, "pcid": 0}]}
 
 Registers, addresses and page-table pointers are hex strings; small operands (INVPCID/INVVPID
 type, PCID, VPID, ASID) may be JSON integers or hex strings; both obey the same width rule, at
-most 64 bits.  Every problem is reported as one TraceError naming the source, the event index
+most 64 bits.  "page" (optional) gives the watched page's attributes: "global" (default false)
+is its PTE's G bit.  Every problem is reported as one TraceError naming the source, the event index
 and the field.  The command line first validates a file against its JSON Schema
 (formal/cli/schemas/trace.schema.json); these checks hold for every caller.
 """
@@ -45,6 +47,8 @@ class Trace:
     initial: Regs
     events: tuple[ev.Event, ...]
     description: str = ""
+    # The watched page's PTE has G=1 (formal.model.state.Vcpu.page_global).
+    page_global: bool = False
 
 
 def _hex(where: str, name: str, raw: object, small: bool) -> int:
@@ -119,7 +123,8 @@ def from_doc(doc: object, source: str = "trace") -> Trace:
     if doc.get("format") != FORMAT:
         raise TraceError(f"{source}: field 'format': expected {FORMAT!r}, "
                          f"got {jsondoc.show(doc.get('format'))}")
-    extra = set(doc) - {"format", "policy", "config", "initial", "events", "description"}
+    extra = set(doc) - {"format", "policy", "config", "initial", "page", "events",
+                        "description"}
     if extra:
         raise TraceError(f"{source}: unknown field '{sorted(extra)[0]}'")
     policy = doc.get("policy")
@@ -144,7 +149,21 @@ def from_doc(doc: object, source: str = "trace") -> Trace:
     desc = doc.get("description", "")
     if not isinstance(desc, str):
         raise TraceError(f"{source}: field 'description': expected a string")
-    return Trace(policy, config, Regs(**regs), parsed, desc)
+    return Trace(policy, config, Regs(**regs), parsed, desc, _page_global(source, doc))
+
+
+def _page_global(source: str, doc: dict) -> bool:
+    page = doc.get("page", {})
+    if not isinstance(page, dict):
+        raise TraceError(f"{source}: field 'page': expected an object")
+    extra = set(page) - {"global"}
+    if extra:
+        raise TraceError(f"{source}: page: unknown field '{sorted(extra)[0]}'")
+    value = page.get("global", False)
+    if not isinstance(value, bool):
+        raise TraceError(f"{source}: page: field 'global': expected true or false, "
+                         f"got {jsondoc.show(value)}")
+    return value
 
 
 def override(t: Trace, policy: str | None, config: str | None) -> Trace:
@@ -174,9 +193,12 @@ def event_to_json(e: ev.Event) -> dict[str, object]:
 
 
 def dumps(t: Trace) -> str:
-    doc = {"format": FORMAT, "policy": t.policy, "config": t.config,
-           "initial": {k: f"{getattr(t.initial, k):#x}" for k in ("cr0", "cr3", "cr4", "efer")},
-           "events": [event_to_json(e) for e in t.events]}
+    doc: dict[str, object] = {
+        "format": FORMAT, "policy": t.policy, "config": t.config,
+        "initial": {k: f"{getattr(t.initial, k):#x}" for k in ("cr0", "cr3", "cr4", "efer")}}
+    if t.page_global:
+        doc["page"] = {"global": True}
+    doc["events"] = [event_to_json(e) for e in t.events]
     if t.description:
         doc["description"] = t.description
     return json.dumps(doc, indent=1) + "\n"

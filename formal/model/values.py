@@ -54,6 +54,11 @@ def neg(cond: Any) -> Any:
     return not cond
 
 
+def iff(a: Any, b: Any) -> Any:
+    """a if and only if b, without a branch on a symbolic condition."""
+    return (a & b) | (neg(a) & neg(b))
+
+
 def truth(cond: Any) -> Any:
     """A bool (or symbolic bool) from a bool, an int or a symbolic value."""
     if isinstance(cond, SymbolicValue):

@@ -32,7 +32,7 @@ from formal.model.machine import enter, execute
 from formal.model.properties import PROPERTIES, ModelError
 from formal.model.scope import not_modeled
 from formal.model.state import Config, HwTlb, Regs, Vcpu
-from formal.model.values import neg, truth
+from formal.model.values import iff, neg, truth
 from formal.solvers import Deadline
 from formal.symbolic.execution import (
     Path,
@@ -278,15 +278,18 @@ def _merge_state(cfg: Config, paths: list[Path], per_path: list[dict[str, FNode]
 def initial_relation(shape: Single, cfg: Config, pre: dict[str, Sym],
                      props: tuple[str, ...] = PROPERTIES) -> tuple[int, FNode, dict, FNode]:
     """The initial states: any legal register state (KVM_SET_SREGS's checks, in L1, outside
-    SMM), KVM's MMU set up for it and the first guest entry made (Machine.start); with two
-    policies, both vCPUs from the same registers and watched tags."""
+    SMM), a global or non-global watched page, KVM's MMU set up for it and the first guest entry
+    made (Machine.start); with two policies, both vCPUs from the same registers, page and
+    watched tags."""
     regs = {r: fresh(f"init.{r}", "bv") for r in ("cr0", "cr3", "cr4", "efer")}
     watched = [fresh(f"init.hw.{ctx}.tag", "bv") for ctx in (0, 1)]
+    page_global = fresh("init.page_global", "bool")
 
     def run():
         state = shape.template()
         for _, v in shape.vcpus(state):
             v.regs = Regs(**regs)
+            v.page_global = page_global
             for ctx, records in enumerate(v.hw):
                 if not is_fixed(cfg, f"hw.{ctx}.0.tag"):
                     records[0].tag = watched[ctx]
@@ -366,10 +369,6 @@ def _holds(fn: Callable[[], object]) -> FNode:
     return Or([And(p.condition, const(p.result)) for p in explore(fn)]).simplify()
 
 
-def _iff(a: object, b: object) -> object:
-    return (a & b) | (neg(a) & neg(b))
-
-
 def last_entry_lemma(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) -> FNode:
     """The running hardware context's (formal.model.kvm.Mechanism.running_ctx1) record under
     the current tag has the current state's last entry (every step ends with a guest entry,
@@ -388,7 +387,7 @@ def last_entry_lemma(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) 
             idle = neg(in_ctx1) if ctx else in_ctx1
             none = truth(policy.caches_no_linear(v, ctx))
             for r in v.hw[ctx]:
-                same = (r.ran_tables == now) & _iff(r.ran_stale, off)
+                same = (r.ran_tables == now) & iff(r.ran_stale, off)
                 out = out & (idle | (r.tag != cur) | none | (r.ran & same))
         return out
     return _holds(run)
@@ -453,7 +452,7 @@ def idle_entry_lemmas(policy_cls: type[Mechanism], cfg: Config,
             if ctx:  # L2's tag is vmcs12's VPID (arch.tag); only a VM entry sets vpid12
                 shape = shape & (arch.tag_vpid(r.tag) == v.vpid12)
             if which == "strong":
-                stale = _iff(r.ran_stale, off)
+                stale = iff(r.ran_stale, off)
             else:
                 stale = neg(r.ran_stale) | off | ((v.vpid12 == 0) & (arch.tag_vpid(r.tag) == 0))
             out = out & (neg(r.ran) | (shape & stale))
