@@ -13,7 +13,7 @@ import pytest
 from formal.cli import policies
 from formal.concrete.replay import replay
 from formal.concrete.shadow import HwContext, Seen
-from formal.model import arch, properties, simulate, trace
+from formal.model import arch, bits, properties, simulate, trace
 from formal.model import events as ev
 from formal.model.machine import Machine
 from formal.model.state import CONFIGS, HwTlb, Regs, Vcpu
@@ -25,6 +25,7 @@ TRACE = TRACES / "global-invlpg-other-pcid.json"
 # Long mode, CR4.PCIDE and CR4.PGE, running under PCID 1.
 PCID1 = Regs(cr0=0x8001_0033, cr3=0x1001, cr4=0x200A0, efer=0xD00)
 VA = arch.WATCHED_VA
+NOFLUSH = bits.CR3_NOFLUSH
 
 
 def invals(e: ev.Event, guest_mode: bool = False) -> tuple[arch.Inval, ...]:
@@ -131,3 +132,31 @@ def test_a_policy_that_resyncs_only_the_current_pcid_is_stale_only_for_a_global_
     base = trace.load(TRACE)
     assert simulate.run(base, POLICIES["v6.6"]).violation is None
     assert replay(base, POLICIES["v6.6"]).event is None
+
+
+@pytest.mark.parametrize("other_tables,page_global,violated", [
+    (0x1000, True, False),   # PCID 0 re-cached the global translation through 0x1000
+    (0x1000, False, False),  # INVLPG under PCID 0 left PCID 2's translation alone
+    (0x2000, True, True),    # the global entry PCID 0 re-cached came through other tables
+    (0x2000, False, False),
+])
+def test_a_global_entry_cached_under_one_pcid_lets_a_root_of_another_keep_its_old_translation(
+        other_tables, page_global, violated):
+    """509bfe3-no-pcide-free keeps PCID 2's root across a NOFLUSH switch to PCID 0 and back.
+    After an INVLPG of the global page under PCID 0, the guest runs there and may cache the
+    translation again as a global entry, usable under PCID 2 (SDM Vol. 3A §4.10.2.4): if it
+    came through the tables PCID 2's root shadows, the root's old translation after the PTE
+    write is one the TLB could serve.  Both levels agree; bmc once found the first row refuted
+    on the abstract level only (Mechanism._share_global)."""
+    t = trace.Trace("509bfe3-no-pcide-free", "shadow", replace(PCID1, cr3=0x1002),
+                    (ev.MovCr3(NOFLUSH | other_tables), ev.Invlpg(VA), ev.GuestPteWrite(0x1000),
+                     ev.MovCr3(NOFLUSH | 0x1002)), "test", page_global)
+    cls = POLICIES[t.policy]
+    run, out = simulate.run(t, cls), replay(t, cls)
+    if violated:
+        assert run.violation is not None
+        assert (run.violation[0], run.violation[1].prop) == (3, "freshness")
+        assert (out.event, out.observed, out.allowed) == (3, 0x200_0000, (0x200_2000, 0x200_1000))
+    else:
+        assert run.violation is None
+        assert out.event is None

@@ -352,6 +352,7 @@ class Mechanism:
             self._flush_root(root, moved)
         root.tag = ite(active, arch.tag(v), root.tag)
         root.live = root.live | active
+        self._share_global(v, active)
         root.hw_old = root.hw_old | (active & root.unsync)
         now, tag = arch.tables(v.regs), arch.tag(v)
         # With paging off the architecture caches nothing (SDM §4.10.2.3: TLB entries exist only
@@ -366,6 +367,21 @@ class Mechanism:
             if self.concrete and not into:
                 continue
             self._cache_entry(v, ctx, into, tag, now)
+
+    @staticmethod
+    def _share_global(v: Vcpu, active: object) -> None:
+        """A global translation the guest may cache now through the active root's tables is
+        usable under every PCID of the VPID (SDM Vol. 3A §4.10.2.4): the TLB may then hold,
+        for each root of the MMU shadowing the same tables under that VPID, the translation it
+        serves, whatever PCID it last ran under.  A guest_mmu root shadows L1's EPT/NPT tables,
+        whose translations are never global."""
+        root = v.mmu.root
+        shared = active & neg(truth(v.mmu_is_guest)) & arch.global_translation(v)
+        vpid, tables = arch.tag_vpid(root.tag), root.pgd & CR3_ADDR_MASK
+        for other in v.mmu.prev_roots:
+            other.live = other.live | (shared & other.valid & neg(roles.is_direct(other.role))
+                                       & (arch.tag_vpid(other.tag) == vpid)
+                                       & (other.pgd & CR3_ADDR_MASK == tables))
 
     def _cache_entry(self, v: Vcpu, ctx: int, into: object, tag: int, now: int) -> None:
         """mark_active's entry, if into holds, in ghost context ctx."""
