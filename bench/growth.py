@@ -1,0 +1,94 @@
+"""Growth curves (issue 17 item 4): bmc's time against its bound, and against the number of event
+kinds, on one cell whose property holds (so every depth is searched to the end).  Not run by CI.
+
+    python bench/growth.py --policy v6.6 --config tdp --property metadata --max-bound 6 \\
+        --repeat 3 --svg docs/growth.svg
+
+For each bound 1..--max-bound: bmc over every event kind, the relation built once.  For each
+prefix of the configuration's event kinds (their order in formal.symbolic.transition
+.event_kinds, from 2 kinds up): the relation over those kinds, built anew and timed apart, and
+bmc at --kinds-bound.  Prints medians of --repeat runs with the core count and the load, and
+writes the two curves as an SVG (matplotlib, `pip install -e '.[bench]'`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+from formal.engines import search as engines
+from formal.engines.checker import Checker
+from formal.model.state import CONFIGS
+from formal.symbolic.transition import build, event_kinds
+from specs import POLICIES
+
+
+def median_of(repeat: int, run: Callable[[], object]) -> tuple[float, list[float], object]:
+    took, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = run()
+        took.append(time.perf_counter() - t0)
+    return statistics.median(took), took, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--policy", default="v6.6")
+    ap.add_argument("--config", default="tdp")
+    ap.add_argument("--property", default="metadata")
+    ap.add_argument("--max-bound", type=int, default=6)
+    ap.add_argument("--kinds-bound", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--svg", default=None)
+    a = ap.parse_args()
+    cls, cfg, props = POLICIES[a.policy], CONFIGS[a.config], (a.property,)
+    print(f"{a.policy} {a.config} {a.property}: {os.cpu_count()} cores, load "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
+    rel = build(cls, cfg, props=props)
+    by_bound = []
+    for bound in range(1, a.max_bound + 1):
+        med, took, r = median_of(a.repeat, lambda b=bound: engines.bmc(rel, props, b, Checker()))
+        by_bound.append((bound, med))
+        print(f"bound {bound}: median {med:7.2f} s  runs {', '.join(f'{t:.2f}' for t in took)}"
+              f"  {r.label}  load {os.getloadavg()[0]:.1f}", flush=True)
+    kinds = event_kinds(cfg)
+    by_kinds = []
+    for n in range(2, len(kinds) + 1, 2 if len(kinds) > 8 else 1):
+        t0 = time.perf_counter()
+        sub = build(cls, cfg, kinds[:n], props)
+        built = time.perf_counter() - t0
+        med, took, r = median_of(a.repeat,
+                                 lambda s=sub: engines.bmc(s, props, a.kinds_bound, Checker()))
+        by_kinds.append((n, med))
+        print(f"{n:2} kinds (to {kinds[n - 1].op}): build {built:5.1f} s, bmc bound "
+              f"{a.kinds_bound} median {med:6.2f} s  runs {', '.join(f'{t:.2f}' for t in took)}"
+              f"  {r.label}  load {os.getloadavg()[0]:.1f}", flush=True)
+    if a.svg:
+        plot(a, by_bound, by_kinds)
+
+
+def plot(a: argparse.Namespace, by_bound: list[tuple[int, float]],
+         by_kinds: list[tuple[int, float]]) -> None:
+    import matplotlib
+    matplotlib.use("svg")
+    from matplotlib import pyplot as plt
+    matplotlib.rcParams["svg.hashsalt"] = "flushproof"  # the same figures give the same file
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    left.plot(*zip(*by_bound, strict=True), marker="o")
+    left.set(xlabel="bmc bound (events)", ylabel="median seconds", yscale="log",
+             title="time against the bound")
+    right.plot(*zip(*by_kinds, strict=True), marker="o")
+    right.set(xlabel="event kinds", ylabel="median seconds",
+              title=f"bmc bound {a.kinds_bound} against event kinds")
+    fig.suptitle(f"{a.policy} {a.config} {a.property}, {os.cpu_count()} cores, "
+                 f"median of {a.repeat}")
+    fig.tight_layout()
+    fig.savefig(a.svg, metadata={"Date": None})
+    print(f"wrote {a.svg}")
+
+
+if __name__ == "__main__":
+    main()
