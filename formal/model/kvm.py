@@ -328,11 +328,10 @@ class Mechanism:
         l2 = truth(v.guest_mode)
         on01 = self.runs_on_vpid01(v)
         for ctx in (0, 1):
-            glob = self.hw_global(v, ctx)
             for record in v.hw[ctx]:
                 same = self._on_vpid01(ctx, record.tag, on01) if vmx else (l2 if ctx else neg(l2))
                 record.flush_if(same & inval.covers(arch.vpid(v), arch.tag_pcid(record.tag),
-                                                    glob))
+                                                    record.glob))
 
     def mark_active(self, v: Vcpu) -> None:
         """The guest runs on the active root: the hardware may now cache its translations, and
@@ -366,7 +365,7 @@ class Mechanism:
             into = neg(self.caches_no_linear(v, ctx)) & (in_ctx1 if ctx else neg(in_ctx1))
             if self.concrete and not into:
                 continue
-            self._cache_entry(v, ctx, into, tag, now)
+            self._cache_entry(v, ctx, into, tag, now, self.hw_global(v, ctx))
 
     @staticmethod
     def _share_global(v: Vcpu, active: object) -> None:
@@ -383,10 +382,13 @@ class Mechanism:
                                        & (arch.tag_vpid(other.tag) == vpid)
                                        & (other.pgd & CR3_ADDR_MASK == tables))
 
-    def _cache_entry(self, v: Vcpu, ctx: int, into: object, tag: int, now: int) -> None:
-        """mark_active's entry, if into holds, in ghost context ctx."""
+    def _cache_entry(self, v: Vcpu, ctx: int, into: object, tag: int, now: int,
+                     glob: object) -> None:
+        """mark_active's entry, if into holds, in ghost context ctx (its copies global if
+        glob)."""
         for record in self.hw_records(v, ctx, tag):
             here = into & (record.tag == tag)
+            record.glob = record.glob | (here & glob)
             # What the last entry under this tag cached through other tables is now old.
             moved = here & record.ran & (record.ran_tables != now)
             record.old = record.old | moved
@@ -412,8 +414,9 @@ class Mechanism:
         return arch.tables(v.regs) == arch.NO_TABLES
 
     def hw_global(self, v: Vcpu, ctx: int) -> object:
-        """Whether the hardware's own copies in ghost context ctx of the watched page's
-        translation are global entries: only where it walks the guest's tables, whose PTE
+        """Whether the copies the hardware caches now in ghost context ctx of the watched
+        page's translation are global entries (HwTlb.glob keeps it per record): only where it
+        walks the guest's tables, whose PTE
         carries G (arch.global_translation).  KVM's shadow PTEs never set G (mmu/spte.c
         make_spte), so what the hardware caches through a shadow root is tagged by PCID
         alone."""

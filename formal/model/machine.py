@@ -200,7 +200,8 @@ def _hw_fields(ctx: int, h: HwTlb) -> dict[str, str]:
     name = f"hw[{'L2' if ctx else 'L1'}][tag {h.tag:#x}]"
     return {name: f"old stale={int(h.stale)}" if h.old else "clean",
             f"{name}.last_entry":
-                f"tables={h.ran_tables:#x} stale={int(h.ran_stale)}" if h.ran else "none"}
+                f"tables={h.ran_tables:#x} stale={int(h.ran_stale)}" if h.ran else "none",
+            f"{name}.global": "yes" if h.glob else "no"}
 
 
 def _root(r) -> str:

@@ -120,10 +120,15 @@ class HwTlb:
     ran_tables: int = 0
     # ...which the architecture has since required to be invalidated
     ran_stale: bool = False
+    # may hold global entries (Mechanism.hw_global when an entry cached them), which an
+    # invalidation that spares global translations leaves and any PCID of the VPID may use
+    # (SDM Vol. 3A §4.10.2.4, §4.10.4.1): set at caching, cleared only by a flush, so a copy
+    # cached with CR4.PGE=1 stays global after a PGE toggle whose flush KVM did not make
+    glob: bool = False
 
     def flush(self) -> None:
         """The context was flushed: nothing is held under the tag any more."""
-        self.old = self.stale = self.ran = self.ran_stale = False
+        self.old = self.stale = self.ran = self.ran_stale = self.glob = False
         self.ran_tables = 0
 
     def flush_if(self, when: object) -> None:
@@ -132,6 +137,7 @@ class HwTlb:
         self.old, self.stale = self.old & keep, self.stale & keep
         self.ran, self.ran_stale = self.ran & keep, self.ran_stale & keep
         self.ran_tables = ite(when, 0, self.ran_tables)
+        self.glob = self.glob & keep
 
 
 @dataclass(slots=True)
