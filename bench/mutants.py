@@ -20,7 +20,8 @@ reported, not counted.
 Deciding a mutant:
 1. cheap stage: the corpus traces (traces/) and --sequences random sequences per
    configuration (formal.cli.workdiff.random_trace, and as many short ones with every event
-   kind equally likely) on the model simulator, every event run;
+   kind equally likely; with --global-pages each also with a global watched page) on the
+   model simulator, every event run;
    a violation the mutant has at an event where v6.6 has none (or a model error: KVM leaves
    registers the architecture does not give) kills it;
 2. differential stage (unless --no-proofs): prove.Obligation(mutant, config, PROPERTIES,
@@ -41,7 +42,7 @@ import re
 import textwrap
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FunctionType
@@ -319,11 +320,14 @@ def _violations(t: Trace, cls: type[Mechanism]) -> dict[int, set[str]]:
     return out
 
 
-def probes(sequences: int, seed: int) -> list[Probe]:
+def probes(sequences: int, seed: int, pages: tuple[bool, ...] = (False,)) -> list[Probe]:
+    """The corpus traces (each with the page it names) and, per configuration, sequences random
+    and as many uniform sequences, each run once per page kind in pages (False: the page is
+    not global, True: it is; docs/model.md "Global pages")."""
     base = POLICIES[BASE]
     out = []
     for name, t in workdiff.corpus_traces(ROOT / "traces", tuple(CONFIGS)):
-        t = Trace(BASE, t.config, t.initial, t.events, t.description)
+        t = Trace(BASE, t.config, t.initial, t.events, t.description, t.page_global)
         try:
             out.append(Probe(f"corpus:{name}", t, _violations(t, base)))
         except InputError:
@@ -331,10 +335,13 @@ def probes(sequences: int, seed: int) -> list[Probe]:
     for config in CONFIGS:
         rng = random.Random(f"{seed}/{config}")
         for i in range(sequences):
-            t = workdiff.random_trace(rng, BASE, config)
-            out.append(Probe(f"random:{config}#{i}", t, _violations(t, base)))
-            t = uniform_trace(rng, config, SHORT)
-            out.append(Probe(f"uniform:{config}#{i}", t, _violations(t, base)))
+            drawn = [("random", workdiff.random_trace(rng, BASE, config)),
+                     ("uniform", uniform_trace(rng, config, SHORT))]
+            for how, t in drawn:
+                for page in pages:
+                    t = replace(t, page_global=page)
+                    out.append(Probe(f"{how}:{config}#{i}{'/global' if page else ''}", t,
+                                     _violations(t, base)))
     return out
 
 
@@ -377,7 +384,7 @@ def cheap(m: Mutant, ps: list[Probe]) -> str | None:
     """How the cheap stage kills m, or None."""
     assert m.cls is not None
     for p in ps:
-        t = Trace(m.name, p.trace.config, p.trace.initial, p.trace.events)
+        t = replace(p.trace, policy=m.name)
         try:
             got = _violations(t, m.cls)
         except ModelError as exc:
@@ -433,6 +440,8 @@ def main() -> None:
     ap.add_argument("--configs", default="tdp,shadow")
     ap.add_argument("--sequences", type=int, default=20, help="random sequences per config")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--global-pages", action="store_true",
+                    help="run every random sequence with a global watched page too")
     ap.add_argument("--limit", type=int, default=0, help="the first N mutants only")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
@@ -443,7 +452,7 @@ def main() -> None:
         ms = ms[:a.limit]
     for m in ms:
         register(m)
-    ps = probes(a.sequences, a.seed)
+    ps = probes(a.sequences, a.seed, (False, True) if a.global_pages else (False,))
     console.print(f"{len(ms)} mutants generated, {sum(bool(m.stillborn) for m in ms)} "
                   f"stillborn; {len(ps)} probe traces ({time.perf_counter() - t0:.1f} s)")
     deadline = time.perf_counter() + a.budget
