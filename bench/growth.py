@@ -29,6 +29,7 @@ from contextlib import contextmanager
 
 from formal.engines import search as engines
 from formal.engines.checker import Checker
+from formal.engines.system import Relation
 from formal.model.state import CONFIGS
 from formal.symbolic.transition import build, event_kinds
 from specs import POLICIES
@@ -58,6 +59,20 @@ def prev_roots(n: int) -> Iterator[None]:
             m.KVM_MMU_NUM_PREV_ROOTS = value
 
 
+def built_and_searched(a: argparse.Namespace, props: tuple[str, ...],
+                       make: Callable[[], Relation], label: str) -> float:
+    """One point of the kinds or prev-roots curve: the relation make() builds, timed once,
+    then bmc to --kinds-bound, --repeat times; prints both and returns bmc's median."""
+    t0 = time.perf_counter()
+    rel = make()
+    built = time.perf_counter() - t0
+    med, took, r = median_of(a.repeat, lambda: engines.bmc(rel, props, a.kinds_bound, Checker()))
+    print(f"{label} ({len(rel.names)} state variables): build {built:5.1f} s, bmc bound "
+          f"{a.kinds_bound} median {med:6.2f} s  runs {', '.join(f'{t:.2f}' for t in took)}"
+          f"  {r.label}  load {os.getloadavg()[0]:.1f}", flush=True)
+    return med
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--policy", default="v6.6")
@@ -82,28 +97,15 @@ def main() -> None:
     kinds = event_kinds(cfg)
     by_kinds = []
     for n in range(2, len(kinds) + 1, 2 if len(kinds) > 8 else 1):
-        t0 = time.perf_counter()
-        sub = build(cls, cfg, kinds[:n], props)
-        built = time.perf_counter() - t0
-        med, took, r = median_of(a.repeat,
-                                 lambda s=sub: engines.bmc(s, props, a.kinds_bound, Checker()))
-        by_kinds.append((n, med))
-        print(f"{n:2} kinds (to {kinds[n - 1].op}): build {built:5.1f} s, bmc bound "
-              f"{a.kinds_bound} median {med:6.2f} s  runs {', '.join(f'{t:.2f}' for t in took)}"
-              f"  {r.label}  load {os.getloadavg()[0]:.1f}", flush=True)
+        by_kinds.append((n, built_and_searched(
+            a, props, lambda n=n: build(cls, cfg, kinds[:n], props),
+            f"{n:2} kinds (to {kinds[n - 1].op})")))
     by_roots = []
     for n in a.prev_roots:
-        t0 = time.perf_counter()
-        with prev_roots(n):
-            sub = build(cls, cfg, props=props)
-            roots = len(sub.names)
-        built = time.perf_counter() - t0
-        med, took, r = median_of(a.repeat,
-                                 lambda s=sub: engines.bmc(s, props, a.kinds_bound, Checker()))
-        by_roots.append((n, med))
-        print(f"{n} prev roots ({roots} state variables): build {built:5.1f} s, bmc bound "
-              f"{a.kinds_bound} median {med:6.2f} s  runs {', '.join(f'{t:.2f}' for t in took)}"
-              f"  {r.label}  load {os.getloadavg()[0]:.1f}", flush=True)
+        def with_roots(n: int = n) -> Relation:
+            with prev_roots(n):
+                return build(cls, cfg, props=props)
+        by_roots.append((n, built_and_searched(a, props, with_roots, f"{n} prev roots")))
     if a.svg:
         plot(a, by_bound, by_kinds, by_roots)
 

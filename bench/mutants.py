@@ -339,9 +339,9 @@ def probes(sequences: int, seed: int, pages: tuple[bool, ...] = (False,)) -> lis
                      ("uniform", uniform_trace(rng, config, SHORT))]
             for how, t in drawn:
                 for page in pages:
-                    t = replace(t, page_global=page)
-                    out.append(Probe(f"{how}:{config}#{i}{'/global' if page else ''}", t,
-                                     _violations(t, base)))
+                    paged = replace(t, page_global=page)
+                    out.append(Probe(f"{how}:{config}#{i}{'/global' if page else ''}", paged,
+                                     _violations(paged, base)))
     return out
 
 
