@@ -276,6 +276,9 @@ class Mechanism:
                 record.old = record.old | hit
                 # ...and stale, if an invalidation covered it and no entry has cached since.
                 record.stale = record.stale | (hit & record.ran_stale)
+                hit = walked & record.g_ran & (record.g_ran_tables == addr)
+                record.g_old = record.g_old | hit
+                record.g_stale = record.g_stale | (hit & record.g_ran_stale)
 
     def guest_pte_write_other(self, v: Vcpu, pgd: int) -> None:
         """The guest writes the PTE of another page (not the watched one) in the tables at pgd.
@@ -302,8 +305,10 @@ class Mechanism:
         linear_roots = [v.root_mmu.root] + v.root_mmu.prev_roots
         if not self.cfg.nested_tdp:
             linear_roots += [v.guest_mmu.root] + v.guest_mmu.prev_roots
-        # Whether the architecture's rules for global translations apply: to the guest's own
-        # translations, what the hardware holds of them included, whoever made that copy.
+        # Whether the guest's translation is global (CR4.PGE read now: docs/model.md "Global
+        # pages"), for what KVM's roots serve and the hardware cached through them.  Where the
+        # hardware walks the guest's tables its copies carry the guest's G themselves: the
+        # record's global part is global, its non-global part is not.
         glob = arch.global_translation(v)
         for inval in invals:
             for root in linear_roots:
@@ -311,14 +316,17 @@ class Mechanism:
                                                 arch.tag_pcid(root.tag), glob)
                 root.live = root.live & neg(hit)
                 root.stale = root.stale | (hit & (root.unsync | root.hw_old))
+            for ctx, record in ((c, r) for c in (0, 1) for r in v.hw[c]):
+                vpid, pcid = arch.tag_vpid(record.tag), arch.tag_pcid(record.tag)
+                local = inval.covers(vpid, pcid, False if self.walks_guest_tables(ctx) else glob)
+                if native:
+                    # No copy becomes stale (the processor drops what it covers itself), but
+                    # the non-global copy an excuse rests on is no longer allowed.
+                    record.g_excused = record.g_excused & neg(local)
+                else:
+                    record.required(local, inval.covers(vpid, pcid, True))
             if native:
                 self._hardware_invalidates(v, inval)
-                continue
-            for record in v.hw[0] + v.hw[1]:
-                covered = inval.covers(arch.tag_vpid(record.tag), arch.tag_pcid(record.tag),
-                                       glob)
-                record.stale = record.stale | (record.old & covered)
-                record.ran_stale = record.ran_stale | (record.ran & covered)
 
     def _hardware_invalidates(self, v: Vcpu, inval: Inval) -> None:
         """An instruction the processor executed itself (INVLPG, MOV CR3, INVPCID) invalidated
@@ -330,8 +338,9 @@ class Mechanism:
         for ctx in (0, 1):
             for record in v.hw[ctx]:
                 same = self._on_vpid01(ctx, record.tag, on01) if vmx else (l2 if ctx else neg(l2))
-                record.flush_if(same & inval.covers(arch.vpid(v), arch.tag_pcid(record.tag),
-                                                    record.glob))
+                pcid = arch.tag_pcid(record.tag)
+                record.invalidate(same & inval.covers(arch.vpid(v), pcid, False),
+                                  same & inval.covers(arch.vpid(v), pcid, True))
 
     def mark_active(self, v: Vcpu) -> None:
         """The guest runs on the active root: the hardware may now cache its translations, and
@@ -365,7 +374,7 @@ class Mechanism:
             into = neg(self.caches_no_linear(v, ctx)) & (in_ctx1 if ctx else neg(in_ctx1))
             if self.concrete and not into:
                 continue
-            self._cache_entry(v, ctx, into, tag, now, self.hw_global(v, ctx))
+            self._cache_entry(v, ctx, into, tag, now)
 
     @staticmethod
     def _share_global(v: Vcpu, active: object) -> None:
@@ -382,23 +391,36 @@ class Mechanism:
                                        & (arch.tag_vpid(other.tag) == vpid)
                                        & (other.pgd & CR3_ADDR_MASK == tables))
 
-    def _cache_entry(self, v: Vcpu, ctx: int, into: object, tag: int, now: int,
-                     glob: object) -> None:
-        """mark_active's entry, if into holds, in ghost context ctx (its copies global if
-        glob)."""
+    def _cache_entry(self, v: Vcpu, ctx: int, into: object, tag: int, now: int) -> None:
+        """mark_active's entry, if into holds, in ghost context ctx: into the record's global
+        part where the copies are global (hw_global), else into its non-global part."""
+        glob = self.hw_global(v, ctx)
         for record in self.hw_records(v, ctx, tag):
             here = into & (record.tag == tag)
-            record.glob = record.glob | (here & glob)
+            local = here & neg(glob)
             # What the last entry under this tag cached through other tables is now old.
-            moved = here & record.ran & (record.ran_tables != now)
+            moved = local & record.ran & (record.ran_tables != now)
             record.old = record.old | moved
             record.stale = record.stale | (moved & record.ran_stale)
             # This entry caches through the current tables afresh: what an invalidation
             # covered there is cached again as the walk gives it now (the saturated TLB of
             # docs/design.md §2: any translation valid at some moment since the last invalidation).
-            record.ran = record.ran | here
-            record.ran_tables = ite(here, now, record.ran_tables)
-            record.ran_stale = ite(here, now == arch.NO_TABLES, record.ran_stale)
+            record.ran = record.ran | local
+            record.ran_tables = ite(local, now, record.ran_tables)
+            record.ran_stale = ite(local, now == arch.NO_TABLES, record.ran_stale)
+            # The same for the global part.
+            ghere = here & glob
+            moved = ghere & record.g_ran & (record.g_ran_tables != now)
+            record.g_old = record.g_old | moved
+            record.g_stale = record.g_stale | (moved & record.g_ran_stale)
+            record.g_ran = record.g_ran | ghere
+            record.g_ran_tables = ite(ghere, now, record.g_ran_tables)
+            record.g_ran_stale = ite(ghere, now == arch.NO_TABLES, record.g_ran_stale)
+            # A stale global copy of the translation the walk gives now is the one this entry
+            # allows under the tag again (HwTlb.g_excused); global copies of older ones are not.
+            record.g_excused = record.g_excused | (
+                here & record.g_ran & record.g_ran_stale & (record.g_ran_tables == now)
+                & neg(record.g_old & record.g_stale))
 
     def walks_guest_tables(self, ctx: int) -> bool:
         """The hardware walks the guest's own tables in ghost context ctx: TDP for L1, nested
@@ -415,7 +437,7 @@ class Mechanism:
 
     def hw_global(self, v: Vcpu, ctx: int) -> object:
         """Whether the copies the hardware caches now in ghost context ctx of the watched
-        page's translation are global entries (HwTlb.glob keeps it per record): only where it
+        page's translation are global entries (HwTlb's global part): only where it
         walks the guest's tables, whose PTE
         carries G (arch.global_translation).  KVM's shadow PTEs never set G (mmu/spte.c
         make_spte), so what the hardware caches through a shadow root is tagged by PCID

@@ -122,8 +122,7 @@ class Machine:
         and why each root's translations left the TLB (for the report)."""
         v = self.v
         was = {root_key(r): (r.stale, r.live) for r in v.all_roots() if r.valid}
-        hw_was = {(ctx, h.tag): h.stale or h.ran_stale
-                  for ctx, records in enumerate(v.hw) for h in records}
+        hw_was = {(ctx, h.tag): _hw_stale(h) for ctx, records in enumerate(v.hw) for h in records}
         action()
         why = "; ".join(i.why for i in invals)
         for r in v.all_roots():
@@ -143,7 +142,7 @@ class Machine:
                 self.flushes[root_key(r)] = StaleCause(index, why)
         for ctx, records in enumerate(v.hw):
             for h in records:
-                if (h.stale or h.ran_stale) and not hw_was.get((ctx, h.tag)):
+                if _hw_stale(h) and not hw_was.get((ctx, h.tag)):
                     self.causes[("hw", ctx, h.tag)] = StaleCause(
                         index, why or "a root's old entries")
 
@@ -196,12 +195,21 @@ def _flatten(v: Vcpu) -> dict[str, object]:
     return flat
 
 
+def _hw_stale(h: HwTlb) -> bool:
+    return h.stale or h.ran_stale or h.g_stale or h.g_ran_stale
+
+
 def _hw_fields(ctx: int, h: HwTlb) -> dict[str, str]:
     name = f"hw[{'L2' if ctx else 'L1'}][tag {h.tag:#x}]"
-    return {name: f"old stale={int(h.stale)}" if h.old else "clean",
-            f"{name}.last_entry":
-                f"tables={h.ran_tables:#x} stale={int(h.ran_stale)}" if h.ran else "none",
-            f"{name}.global": "yes" if h.glob else "no"}
+    out = {}
+    for part, old, stale, ran, tables, ran_stale in (
+            ("", h.old, h.stale, h.ran, h.ran_tables, h.ran_stale),
+            (".global", h.g_old, h.g_stale, h.g_ran, h.g_ran_tables, h.g_ran_stale)):
+        out[f"{name}{part}"] = f"old stale={int(stale)}" if old else "clean"
+        out[f"{name}{part}.last_entry"] = \
+            f"tables={tables:#x} stale={int(ran_stale)}" if ran else "none"
+    out[f"{name}.global.excused"] = "yes" if h.g_excused else "no"
+    return out
 
 
 def _root(r) -> str:

@@ -76,9 +76,10 @@ def _stale_hw(policy: Mechanism, v: Vcpu, ctx: int) -> object:
     an old one, or one the guest made through other tables at its last entry under it.  Not
     while the guest's paging is off where the hardware walks the guest's tables (TDP): no linear
     translation is used then (SDM §4.1.1: linear addresses are physical), and what the TLB
-    keeps is checked at the next entry with paging on.  A global entry (HwTlb.glob: cached
-    global, Mechanism.hw_global) is used under any PCID of its VPID (SDM Vol. 3A §4.10.2.4),
-    whatever CR4.PGE is now: a PGE toggle whose flush KVM did not make leaves it there."""
+    keeps is checked at the next entry with paging on.  A record's global copies (HwTlb's global
+    part, Mechanism.hw_global) are used under any PCID of its VPID (SDM Vol. 3A §4.10.2.4),
+    whatever CR4.PGE is now; under the record's own tag a stale one is excused while the guest
+    is still allowed the same translation non-global there (HwTlb.g_excused)."""
     in_ctx1 = truth(policy.running_ctx1(v))
     # caches_no_linear by ghost context: where L2 shares context 0 (hw_ctx1), neither level's
     # hardware walks the guest's tables.
@@ -87,9 +88,12 @@ def _stale_hw(policy: Mechanism, v: Vcpu, ctx: int) -> object:
     cur, now = arch.tag(v), arch.tables(v.regs)
     stale = False
     for r in v.hw[ctx]:
+        mine = r.tag == cur
         other = r.ran & r.ran_stale & (r.ran_tables != now)
-        usable = (r.tag == cur) | (r.glob & (arch.tag_vpid(r.tag) == arch.tag_vpid(cur)))
-        stale = stale | (usable & (r.stale | other))
+        stale = stale | (mine & (r.stale | other))
+        other = r.g_ran & r.g_ran_stale & (r.g_ran_tables != now)
+        usable = (arch.tag_vpid(r.tag) == arch.tag_vpid(cur)) & neg(mine & r.g_excused)
+        stale = stale | (usable & (r.g_stale | other))
     return running & stale
 
 

@@ -120,24 +120,55 @@ class HwTlb:
     ran_tables: int = 0
     # ...which the architecture has since required to be invalidated
     ran_stale: bool = False
-    # may hold global entries (Mechanism.hw_global when an entry cached them), which an
-    # invalidation that spares global translations leaves and any PCID of the VPID may use
-    # (SDM Vol. 3A §4.10.2.4, §4.10.4.1): set at caching, cleared only by a flush, so a copy
-    # cached with CR4.PGE=1 stays global after a PGE toggle whose flush KVM did not make
-    glob: bool = False
+    # The same for the global entries the hardware cached (Mechanism.hw_global), a second part
+    # of the record: an invalidation that spares global translations leaves them, any PCID of
+    # the VPID may use them (SDM Vol. 3A §4.10.2.4, §4.10.4.1), and an entry that caches the
+    # page non-global (CR4.PGE=0 now) does not refresh them.  So a copy cached with CR4.PGE=1
+    # stays stale past a PGE toggle whose flush KVM did not make, after the guest cached the
+    # translation again non-global.
+    g_old: bool = False
+    g_stale: bool = False
+    g_ran: bool = False
+    g_ran_tables: int = 0
+    g_ran_stale: bool = False
+    # Every stale global copy holds a translation the architecture still lets the guest use
+    # under this record's own tag: it cached the same one non-global there since (an entry
+    # through the tables the global copy came from), and no invalidation has covered that.
+    # Used under the tag, such a copy shows nothing the architecture forbids.
+    g_excused: bool = False
 
     def flush(self) -> None:
         """The context was flushed: nothing is held under the tag any more."""
-        self.old = self.stale = self.ran = self.ran_stale = self.glob = False
-        self.ran_tables = 0
+        self.flush_if(True)
 
     def flush_if(self, when: object) -> None:
         """flush, if when holds (a bool, or a term under symbolic execution)."""
-        keep = neg(when)
+        self.invalidate(when, when)
+
+    def invalidate(self, local: object, glob: object) -> None:
+        """The hardware dropped the non-global copies if local holds, the global ones if glob
+        holds."""
+        keep = neg(local)
         self.old, self.stale = self.old & keep, self.stale & keep
         self.ran, self.ran_stale = self.ran & keep, self.ran_stale & keep
-        self.ran_tables = ite(when, 0, self.ran_tables)
-        self.glob = self.glob & keep
+        self.ran_tables = ite(local, 0, self.ran_tables)
+        keep = neg(glob)
+        self.g_old, self.g_stale = self.g_old & keep, self.g_stale & keep
+        self.g_ran, self.g_ran_stale = self.g_ran & keep, self.g_ran_stale & keep
+        self.g_ran_tables = ite(glob, 0, self.g_ran_tables)
+        self.g_excused = self.g_excused & keep & neg(local)
+
+    def required(self, local: object, glob: object) -> None:
+        """The architecture required the copies invalidated: the non-global ones if local holds,
+        the global ones if glob holds.  What the hardware may still hold of them is stale; an
+        excuse ends once the non-global copy it rests on is covered or a global copy not
+        stale yet becomes so."""
+        fresh = (self.g_old & neg(self.g_stale)) | (self.g_ran & neg(self.g_ran_stale))
+        self.g_excused = self.g_excused & neg(local) & neg(glob & fresh)
+        self.stale = self.stale | (self.old & local)
+        self.ran_stale = self.ran_stale | (self.ran & local)
+        self.g_stale = self.g_stale | (self.g_old & glob)
+        self.g_ran_stale = self.g_ran_stale | (self.g_ran & glob)
 
 
 @dataclass(slots=True)

@@ -483,8 +483,9 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> dict[str, FNode]:
       needs at a VM entry;
     - on SVM, both with L2's context excused while L1 runs: L1's INVLPGA does not flush it
       (invlpga_interception), every VMRUN does (nested_svm_transition_tlb_flush).
-    Candidates only, by name: old, last; old-vpid0, last-vpid0; l1-records, l1-roots;
-    old-l2-idle, last-l2-idle."""
+    Each for the record's non-global part and its global part (formal.model.state.HwTlb).
+    Candidates only, by name: old, last, global-old, global-last; the same with -vpid0 and
+    -l2-idle; l1-records, l1-roots."""
     def run(which: str, excuse: str):
         v = copy.deepcopy(pre_state)
         out = True
@@ -503,9 +504,13 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> dict[str, FNode]:
                 off = r.ran_tables == arch.NO_TABLES
                 if which == "old":
                     held = neg(r.stale)
-                else:
+                elif which == "last":
                     held = neg(r.ran) | ((neg(off) if walks else True)
                                          & (neg(r.ran_stale) | off))
+                elif which == "global-old":
+                    held = neg(r.g_stale)
+                else:  # "global-last": global copies are cached only with paging on
+                    held = neg(r.g_ran) | neg(r.g_ran_stale)
                 out = out & (held | excused)
         return out
 
@@ -514,7 +519,8 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> dict[str, FNode]:
         out = True
         for r in v.hw[0]:
             out = out & ((arch.tag_vpid(r.tag) == 0)
-                         | (neg(r.old) & neg(r.stale) & neg(r.ran) & neg(r.ran_stale)))
+                         | (neg(r.old) & neg(r.stale) & neg(r.ran) & neg(r.ran_stale)
+                            & neg(r.g_old) & neg(r.g_stale) & neg(r.g_ran) & neg(r.g_ran_stale)))
         return out
 
     def l1_roots_on_vpid0():
@@ -525,13 +531,13 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> dict[str, FNode]:
         return out
 
     excuses = ("none", "vpid0") if cfg.nested else ("none",)
+    parts = ("old", "last", "global-old", "global-last")
     out = {w if x == "none" else f"{w}-{x}": _holds(functools.partial(run, w, x))
-           for x in excuses for w in ("old", "last")}
+           for x in excuses for w in parts}
     if cfg.nested:
         out |= {"l1-records": _holds(l1_on_vpid0), "l1-roots": _holds(l1_roots_on_vpid0)}
     if cfg.nested == "svm":
-        out |= {f"{w}-l2-idle": _holds(functools.partial(run, w, "l2-idle"))
-                for w in ("old", "last")}
+        out |= {f"{w}-l2-idle": _holds(functools.partial(run, w, "l2-idle")) for w in parts}
     return out
 
 
