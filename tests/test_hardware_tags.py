@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from formal.cli.render import caveats
 from formal.concrete.shadow import GuestWorld, concrete_policy
 from formal.model import events as ev
+from formal.model import simulate, trace
 from formal.model.machine import Machine
 from formal.model.state import CONFIGS, HwTlb, Vcpu
 from specs import POLICIES
@@ -114,3 +116,23 @@ def test_a_native_invlpg_under_vpid01_reaches_l1s_entries_under_every_ept_root()
     m.step(1, ev.Invlpg(0x400000))
     assert [bool(r.ran) for r in m.v.hw[0]] == [False]  # L1's record: flushed, not re-cached
     assert not p.hw[(1, "l1")].entries
+
+
+@pytest.mark.parametrize("config,cr4,warned", [
+    ("nested-ept", 0xA0, True),       # PGE alone: guest-owned with EPT, no exit
+    ("nested-ept", 0x400A0, False),   # PGE with OSXSAVE: KVM always intercepts OSXSAVE
+    ("tdp", 0xA0, True),
+    ("shadow", 0xA0, False),          # without EPT KVM owns PGE (set_cr4_guest_host_mask)
+    ("nested-npt", 0xA0, False),      # SVM: not VMX's guest-owned bits
+])
+def test_a_counterexample_says_when_kvm_may_never_see_its_cr4_write(config, cr4, warned):
+    """The model hands every MOV CR4 to KVM; on an EPT host one that changes only guest-owned
+    bits does not exit (docs/model.md "Not modelled"), and the prove output says so."""
+    nested = config.startswith("nested")
+    events = ((ev.VmEntry(0x8001_0033, 0x3000, 0x20, 0xD00, 0x9000, 0),) if nested else ()) \
+        + (ev.GuestPteWrite(0x3000 if nested else 0x1000), ev.MovCr4(cr4))
+    t = trace.Trace("v6.6", config, LONG_MODE, events, "test")
+    said = caveats(simulate.run(t, POLICIES["v6.6"], stop_at_violation=False))
+    index = len(events) - 1
+    assert [c.split(":")[0] for c in said] == ([f"event {index}"] if warned else [])
+    assert not warned or "(0x80;" in said[0]

@@ -10,10 +10,18 @@ from formal import solvers
 from formal.cli import policies
 from formal.cli.prove import Proof
 from formal.engines.search import Verdict
-from formal.model import trace
+from formal.model import bits, events, trace
 from formal.model.machine import StepRecord
 from formal.model.simulate import Run
+from formal.model.state import CONFIGS, Vendor
 from formal.model.trace import event_to_json
+
+# The CR4 bits KVM lets a VMX guest own with EPT (kvm_cache_regs.h KVM_POSSIBLE_CR4_GUEST_BITS,
+# v5.12 to mainline; vmx.c set_cr4_guest_host_mask removes PGE only without EPT): a MOV CR4
+# that changes only these does not exit to KVM.  The model sends it to KVM all the same
+# (docs/model.md "Not modelled").
+GUEST_OWNED_CR4 = bits.CR4_PVI | bits.CR4_DE | bits.CR4_PCE | bits.CR4_OSFXSR \
+    | bits.CR4_OSXMMEXCPT | bits.CR4_PGE | bits.CR4_TSD | bits.CR4_FSGSBASE
 
 
 def _regs(r) -> str:
@@ -109,6 +117,29 @@ def _json_head(t: trace.Trace, steps: bool) -> str:
     return head + (',\n "steps": [\n  ' if steps else "")
 
 
+def caveats(run: Run) -> list[str]:
+    """What a counterexample's reader must know about events the model hands to KVM that KVM
+    may never see: on an EPT host, a MOV CR4 changing only guest-owned bits (GUEST_OWNED_CR4)."""
+    cfg = CONFIGS[run.trace.config]
+    if not (cfg.tdp_enabled and cfg.vendor == Vendor.INTEL):
+        return []
+    out = []
+    before = run.trace.initial.cr4
+    for rec in run.records:
+        e = rec.event
+        if isinstance(e, events.MovCr4) and rec.fault is None:
+            changed = before ^ rec.regs.cr4
+            if changed and not changed & ~GUEST_OWNED_CR4:
+                out.append(
+                    f"event {rec.index}: this MOV CR4 changes only bits the guest owns on an EPT "
+                    f"host ({changed:#x}; vmx.c set_cr4_guest_host_mask), so it does not exit: "
+                    "KVM's handler runs for it only through its emulator, and for L2 never. The "
+                    "same write changing CR4.OSXSAVE too (a bit KVM always intercepts) reaches "
+                    "kvm_set_cr4 (docs/model.md \"Not modelled\").")
+        before = rec.regs.cr4
+    return out
+
+
 def proof_text(proof: Proof, cex_path: Path | None) -> str:
     """A prove result for a kernel developer: the obligation, what symbolic execution and the
     vacuity checks found, the verdict, and for a refutation the counterexample as a trace run
@@ -163,6 +194,8 @@ def proof_text(proof: Proof, cex_path: Path | None) -> str:
                          f"(flushproof simulate {cex_path}{again} replays it)")
         if cex.replay is not None:
             lines.append(f"concrete replay: {cex.replay}")
+        if cex.run is not None:
+            lines += [f"caveat: {c}" for c in caveats(cex.run)]
     lines.append("times: " + ", ".join(f"{k} {v:.1f}s" for k, v in proof.times.items()))
     return "\n".join(lines) + "\n"
 
@@ -186,6 +219,7 @@ def proof_json(proof: Proof, cex_path: Path | None) -> dict[str, object]:
         "trace": None if cex is None else json.loads(trace.dumps(cex.trace)),
         "trace_file": None if cex_path is None else str(cex_path),
         "replay": None if cex is None or cex.replay is None else str(cex.replay),
+        "caveats": [] if cex is None or cex.run is None else caveats(cex.run),
     }
 
 
