@@ -268,7 +268,7 @@ def test_pdr_proves_a_v6_6_tdp_cell_with_a_cvc5_checked_invariant():
         "safety for each of 3 event kinds)" in r.certificate
     # The invariant cvc5 accepted says the guest's hardware TLB context holds nothing stale.
     (inv,) = rel.rechecked
-    stale = engines.Unroller(rel).state(0)["hw.0.0.stale"]
+    stale = engines.Unroller(rel).state(0)["hw.0.0.local.stale"]
     assert not engines.Checker().sat("stale", And(inv, stale))
 
 

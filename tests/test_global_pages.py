@@ -16,7 +16,7 @@ from formal.concrete.shadow import HwContext, Seen
 from formal.model import arch, bits, properties, simulate, trace
 from formal.model import events as ev
 from formal.model.machine import Machine
-from formal.model.state import CONFIGS, HwTlb, Regs, Vcpu
+from formal.model.state import CONFIGS, Copies, HwTlb, Regs, Vcpu
 from specs import POLICIES
 from tests.conftest import TRACES
 
@@ -81,7 +81,8 @@ def test_a_stale_global_entry_is_used_under_another_pcid_only_where_the_hardware
     m = Machine(policy, replace(PCID1, cr3=0x1002), page_global=page_global)
     m.start()
     glob = policy.hw_global(m.v, 0)
-    m.v.hw[0] = [HwTlb(tag=0x001, old=not glob, stale=not glob, g_old=glob, g_stale=glob)]
+    m.v.hw[0] = [HwTlb(tag=0x001, local=Copies(old=not glob, stale=not glob),
+                        glob=Copies(old=glob, stale=glob))]
     assert properties.conditions(policy, m.v)["freshness"] is violated
 
 
@@ -171,7 +172,7 @@ def test_a_global_entry_cached_under_one_pcid_lets_a_root_of_another_keep_its_ol
 AFTER_PGE_TOGGLE = [
     # drops the architecture's non-global copy, not the hardware's global one
     (ev.MovCr3(0x1000), 0x200_1000),
-    # the same translation, non-global, is still allowed under PCID 0 (HwTlb.g_excused)...
+    # the same translation, non-global, is still allowed under PCID 0 (HwTlb.excused)...
     (ev.GuestPteWrite(0x11000), None),
     (ev.MovCr3(NOFLUSH | 0x1000), None),
     # ...but not under PCID 2, where the global copy may be used too

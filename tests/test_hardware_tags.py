@@ -11,7 +11,7 @@ from formal.concrete.shadow import GuestWorld, concrete_policy
 from formal.model import events as ev
 from formal.model import simulate, trace
 from formal.model.machine import Machine
-from formal.model.state import CONFIGS, HwTlb, Vcpu
+from formal.model.state import CONFIGS, Copies, HwTlb, Vcpu
 from specs import POLICIES
 from tests.conftest import LONG_MODE
 
@@ -55,14 +55,14 @@ def flushed(policy: str, config: str, vpid: int, flush) -> list[list[int]]:
     holding one record under VPID 0 and, in context 1, one under VPID 5."""
     p, m = entered(policy, config, vpid)
     v: Vcpu = m.v
-    v.hw = [[HwTlb(tag=L1_TAG, ran=True, ran_tables=0x1000)],
-            [HwTlb(tag=L1_TAG, ran=True, ran_tables=0x3000),
-             HwTlb(tag=L2_TAG, ran=True, ran_tables=0x3000)]]
+    v.hw = [[HwTlb(tag=L1_TAG, local=Copies(ran=True, ran_tables=0x1000))],
+            [HwTlb(tag=L1_TAG, local=Copies(ran=True, ran_tables=0x3000)),
+             HwTlb(tag=L2_TAG, local=Copies(ran=True, ran_tables=0x3000))]]
     if isinstance(flush, str):
         getattr(p, flush)(v)
     else:
         flush(p, v)
-    return [[r.tag for r in records if r.ran] for records in v.hw]
+    return [[r.tag for r in records if r.local.ran] for records in v.hw]
 
 
 # (policy, vpid12, flush): the records left in (L1's context, L2's context).
@@ -114,25 +114,63 @@ def test_a_native_invlpg_under_vpid01_reaches_l1s_entries_under_every_ept_root()
     held = {key: bool(hw.entries) for key, hw in p.hw.items()}
     assert held == {(1, "l1"): True, (1, "l2"): True}
     m.step(1, ev.Invlpg(0x400000))
-    assert [bool(r.ran) for r in m.v.hw[0]] == [False]  # L1's record: flushed, not re-cached
+    assert [bool(r.local.ran) for r in m.v.hw[0]] == [False]  # L1's record: flushed, not re-cached
     assert not p.hw[(1, "l1")].entries
 
 
-@pytest.mark.parametrize("config,cr4,warned", [
-    ("nested-ept", 0xA0, True),       # PGE alone: guest-owned with EPT, no exit
-    ("nested-ept", 0x400A0, False),   # PGE with OSXSAVE: KVM always intercepts OSXSAVE
-    ("tdp", 0xA0, True),
-    ("shadow", 0xA0, False),          # without EPT KVM owns PGE (set_cr4_guest_host_mask)
-    ("nested-npt", 0xA0, False),      # SVM: not VMX's guest-owned bits
+ENTRY = ev.VmEntry(0x8001_0033, 0x3000, 0x20, 0xD00, 0x9000, 0)
+WP = 0x8001_0033 ^ 0x1_0000  # LONG_MODE's CR0 with WP cleared
+
+
+@pytest.mark.parametrize("policy,config,l2,write,native", [
+    ("v6.6", "nested-ept", True, ev.MovCr4(0xA0), True),       # PGE alone: guest-owned
+    ("v6.6", "nested-ept", True, ev.MovCr4(0x400A0), False),   # OSXSAVE: always KVM's
+    ("v6.6", "nested-ept", True, ev.MovCr4(0x20), True),       # no change: no exit either
+    ("v6.6", "nested-ept", True, ev.MovCr0(WP), True),         # CR0.WP: the guest's since v6.4
+    ("v5.18", "nested-ept", True, ev.MovCr0(WP), False),       # ...KVM's before
+    ("v5.12", "nested-ept", True, ev.MovCr4(0xA0), True),      # PGE: the guest's in v5.12 too
+    ("v6.6", "nested-ept", False, ev.MovCr4(0xA0), False),     # L1's: KVM's emulator route
+    ("v6.6", "tdp", False, ev.MovCr4(0xA0), False),
+    ("v6.6", "nested-shadow", True, ev.MovCr4(0xA0), False),   # no EPT: KVM owns PGE
+    ("v6.6", "nested-npt", True, ev.MovCr4(0xA0), False),      # SVM: every write is KVM's
 ])
-def test_a_counterexample_says_when_kvm_may_never_see_its_cr4_write(config, cr4, warned):
-    """The model hands every MOV CR4 to KVM; on an EPT host one that changes only guest-owned
-    bits does not exit (docs/model.md "Not modelled"), and the prove output says so."""
-    nested = config.startswith("nested")
-    events = ((ev.VmEntry(0x8001_0033, 0x3000, 0x20, 0xD00, 0x9000, 0),) if nested else ()) \
-        + (ev.GuestPteWrite(0x3000 if nested else 0x1000), ev.MovCr4(cr4))
-    t = trace.Trace("v6.6", config, LONG_MODE, events, "test")
-    said = caveats(simulate.run(t, POLICIES["v6.6"], stop_at_violation=False))
-    index = len(events) - 1
-    assert [c.split(":")[0] for c in said] == ([f"event {index}"] if warned else [])
-    assert not warned or "(0x80;" in said[0]
+def test_a_cr_write_changing_only_guest_owned_bits_runs_on_the_hardware_in_l2_under_ept(
+        policy, config, l2, write, native):
+    """specs/common.py `intercepted`: under VMX with EPT, L2's MOV CR0/CR4 changing only bits
+    the guest owns does not exit (set_cr4_guest_host_mask, vmx_l1_guest_owned_cr0_bits) and
+    the emulator refuses CR writes in guest mode; L1's stays KVM's.  The native PGE toggle
+    flushes the current VPID itself, so F9's write without OSXSAVE shows nothing stale."""
+    events = ((ENTRY,) if l2 else ()) + (ev.GuestPteWrite(0x3000 if l2 else 0x1000), write)
+    t = trace.Trace(policy, config, LONG_MODE, events, "test")
+    out = simulate.run(t, POLICIES[policy], stop_at_violation=False)
+    assert out.records[-1].fault is None
+    assert ("executed by the hardware (not intercepted)" in out.records[-1].actions) == native
+    if native and isinstance(write, ev.MovCr4) and write.value == 0xA0:
+        assert out.violation is None
+
+
+@pytest.mark.parametrize("policy,config,write,warned", [
+    ("v6.6", "tdp", ev.MovCr4(0xA0), "(0x80;"),          # L1's PGE alone: KVM's by emulation
+    ("v6.6", "tdp", ev.MovCr4(0x400A0), ""),             # with OSXSAVE: exits
+    ("v6.6", "tdp", ev.MovCr0(WP), "(0x10000;"),         # CR0.WP: the guest's since v6.4
+    ("v5.18", "tdp", ev.MovCr0(WP), ""),
+    ("v6.6", "nested-ept", ev.MovCr4(0xA0), "(0x80;"),   # L1 under nested-ept
+    ("v6.6", "shadow", ev.MovCr4(0xA0), ""),             # without EPT KVM owns PGE
+    ("v6.6", "nested-npt", ev.MovCr4(0xA0), ""),         # SVM: not VMX's guest-owned bits
+])
+def test_a_counterexample_says_when_kvm_may_never_see_its_cr_write(policy, config, write,
+                                                                    warned):
+    """The model hands L1's MOV CR0/CR4 to KVM; on an EPT host one that changes only
+    guest-owned bits does not exit (KVM runs it only through its emulator), and the prove
+    output says so.  L2's runs on the hardware (the test above): no caveat."""
+    events = (ev.GuestPteWrite(0x1000), write)
+    t = trace.Trace(policy, config, LONG_MODE, events, "test")
+    said = caveats(simulate.run(t, POLICIES[policy], stop_at_violation=False))
+    assert [c.split(":")[0] for c in said] == (["event 1"] if warned else [])
+    assert not warned or warned in said[0]
+
+
+def test_no_caveat_for_a_write_the_model_ran_on_the_hardware():
+    t = trace.Trace("v6.6", "nested-ept", LONG_MODE,
+                    (ENTRY, ev.GuestPteWrite(0x3000), ev.MovCr4(0xA0)), "test")
+    assert caveats(simulate.run(t, POLICIES["v6.6"], stop_at_violation=False)) == []

@@ -19,7 +19,7 @@ from formal.concrete.tlb_oracle import TlbOracle
 from formal.model import arch, trace
 from formal.model import events as ev
 from formal.model.machine import Machine, diff
-from formal.model.state import CONFIGS, HwTlb, Regs, Vcpu
+from formal.model.state import CONFIGS, Copies, HwTlb, Regs, Vcpu
 from specs import POLICIES
 from tests.conftest import LONG_MODE, TRACES
 
@@ -87,8 +87,8 @@ def test_corpus_replays_to_its_verdict(name, policy):
 def test_a_hardware_record_under_a_new_tag_is_diffed_against_a_blank_record():
     a = Vcpu(regs=Regs(0x8001_0033, 0x1000, 0x20, 0xD00))
     b = a.clone()
-    b.hw[0].append(HwTlb(tag=0x5, ran=True, ran_tables=0x3000))
-    b.hw[1].append(HwTlb(tag=0x1008, old=True, stale=True))
+    b.hw[0].append(HwTlb(tag=0x5, local=Copies(ran=True, ran_tables=0x3000)))
+    b.hw[1].append(HwTlb(tag=0x1008, local=Copies(old=True, stale=True)))
     assert diff(a, b) == [
         "hw[L1][tag 0x5].last_entry: none -> tables=0x3000 stale=0",
         "hw[L2][tag 0x1008]: clean -> old stale=1",

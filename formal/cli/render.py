@@ -11,17 +11,10 @@ from formal.cli import policies
 from formal.cli.prove import Proof
 from formal.engines.search import Verdict
 from formal.model import bits, events, trace
-from formal.model.machine import StepRecord
+from formal.model.machine import NATIVE, StepRecord
 from formal.model.simulate import Run
 from formal.model.state import CONFIGS, Vendor
 from formal.model.trace import event_to_json
-
-# The CR4 bits KVM lets a VMX guest own with EPT (kvm_cache_regs.h KVM_POSSIBLE_CR4_GUEST_BITS,
-# v5.12 to mainline; vmx.c set_cr4_guest_host_mask removes PGE only without EPT): a MOV CR4
-# that changes only these does not exit to KVM.  The model sends it to KVM all the same
-# (docs/model.md "Not modelled").
-GUEST_OWNED_CR4 = bits.CR4_PVI | bits.CR4_DE | bits.CR4_PCE | bits.CR4_OSFXSR \
-    | bits.CR4_OSXMMEXCPT | bits.CR4_PGE | bits.CR4_TSD | bits.CR4_FSGSBASE
 
 
 def _regs(r) -> str:
@@ -119,24 +112,31 @@ def _json_head(t: trace.Trace, steps: bool) -> str:
 
 def caveats(run: Run) -> list[str]:
     """What a counterexample's reader must know about events the model hands to KVM that KVM
-    may never see: on an EPT host, a MOV CR4 changing only guest-owned bits (GUEST_OWNED_CR4)."""
+    may never see: on an EPT host, L1's MOV CR0 or CR4 changing only bits the guest owns
+    (specs/common.py `intercepted` runs L2's on the hardware, and keeps L1's as KVM's)."""
     cfg = CONFIGS[run.trace.config]
     if not (cfg.tdp_enabled and cfg.vendor == Vendor.INTEL):
         return []
+    cr0_owned = getattr(policies.known().get(run.trace.policy), "cr0_guest_owned_ept",
+                        bits.CR0_TS)
     out = []
-    before = run.trace.initial.cr4
+    before = run.trace.initial
     for rec in run.records:
         e = rec.event
-        if isinstance(e, events.MovCr4) and rec.fault is None:
-            changed = before ^ rec.regs.cr4
-            if changed and not changed & ~GUEST_OWNED_CR4:
+        if rec.fault is None and NATIVE not in rec.actions \
+                and isinstance(e, (events.MovCr0, events.MovCr4)):
+            cr, owned = ("CR0", cr0_owned) if isinstance(e, events.MovCr0) \
+                else ("CR4", bits.CR4_GUEST_OWNED_EPT)
+            changed = getattr(before, cr.lower()) ^ getattr(rec.regs, cr.lower())
+            if changed and not changed & ~owned:
                 out.append(
-                    f"event {rec.index}: this MOV CR4 changes only bits the guest owns on an EPT "
-                    f"host ({changed:#x}; vmx.c set_cr4_guest_host_mask), so it does not exit: "
-                    "KVM's handler runs for it only through its emulator, and for L2 never. The "
-                    "same write changing CR4.OSXSAVE too (a bit KVM always intercepts) reaches "
-                    "kvm_set_cr4 (docs/model.md \"Not modelled\").")
-        before = rec.regs.cr4
+                    f"event {rec.index}: this MOV {cr} changes only bits the guest owns on an "
+                    f"EPT host ({changed:#x}; vmx.c set_cr4_guest_host_mask, "
+                    "vmx_l1_guest_owned_cr0_bits), so it does not exit: KVM's handler runs for "
+                    "it only when KVM's emulator runs the instruction. The same write changing a "
+                    "bit KVM always intercepts too (CR4.OSXSAVE, CR0.CD) reaches it "
+                    "(specs/common.py `intercepted`).")
+        before = rec.regs
     return out
 
 

@@ -49,6 +49,15 @@ CR4_DEFINED = CR4_VME | CR4_PVI | CR4_TSD | CR4_DE | CR4_PSE | CR4_PAE | CR4_MCE
     | CR4_PCE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_UMIP | CR4_LA57 | CR4_VMXE | CR4_FSGSBASE \
     | CR4_PCIDE | CR4_OSXSAVE | CR4_SMEP | CR4_SMAP | CR4_PKE
 
+# The CR4 bits KVM lets a VMX guest own on an EPT host, so that a MOV CR4 changing only these does
+# not exit: kvm_cache_regs.h KVM_POSSIBLE_CR4_GUEST_BITS (PGE in it since before v5.12; TSD and
+# FSGSBASE in the v5.12..mainline trees read); vmx.c set_cr4_guest_host_mask takes PGE back only
+# without EPT (`if (!enable_ept)`: PGE alone in v5.12-era trees, X86_CR4_TLBFLUSH_BITS and
+# X86_CR4_PDPTR_BITS later, both containing PGE), and for L2 also every bit vmcs12's
+# cr4_guest_host_mask claims (an exit reflected to L1: the model's vmexit event).
+CR4_GUEST_OWNED_EPT = CR4_PVI | CR4_DE | CR4_PCE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_PGE \
+    | CR4_TSD | CR4_FSGSBASE
+
 # IA32_EFER (SDM §2.2.1, MSR 0xC0000080).
 EFER_SCE = 1 << 0
 EFER_LME = 1 << 8

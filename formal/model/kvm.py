@@ -233,8 +233,8 @@ class Mechanism:
         """If when: record that hardware context ctx may hold an old translation under tag."""
         for record in self.hw_records(v, ctx, tag):
             here = when & (record.tag == tag)
-            record.old = record.old | here
-            record.stale = record.stale | (here & stale)
+            record.local.old = record.local.old | here
+            record.local.stale = record.local.stale | (here & stale)
 
     def hw_records(self, v: Vcpu, ctx: int, tag: int) -> list[HwTlb]:
         """Context ctx's per-tag records, with one for tag: the concrete simulator starts a
@@ -272,13 +272,8 @@ class Mechanism:
             # walked by KVM (guest_mmu), not cached as guest tables.
             walked = neg(addr == v.nested_pgd & CR3_ADDR_MASK) if self.cfg.nested_tdp else True
             for record in v.hw[self.current_ctx(v)]:
-                hit = walked & record.ran & (record.ran_tables == addr)
-                record.old = record.old | hit
-                # ...and stale, if an invalidation covered it and no entry has cached since.
-                record.stale = record.stale | (hit & record.ran_stale)
-                hit = walked & record.g_ran & (record.g_ran_tables == addr)
-                record.g_old = record.g_old | hit
-                record.g_stale = record.g_stale | (hit & record.g_ran_stale)
+                for part in (record.local, record.glob):
+                    part.fold(walked & part.ran & (part.ran_tables == addr))
 
     def guest_pte_write_other(self, v: Vcpu, pgd: int) -> None:
         """The guest writes the PTE of another page (not the watched one) in the tables at pgd.
@@ -322,7 +317,7 @@ class Mechanism:
                 if native:
                     # No copy becomes stale (the processor drops what it covers itself), but
                     # the non-global copy an excuse rests on is no longer allowed.
-                    record.g_excused = record.g_excused & neg(local)
+                    record.excused = record.excused & neg(local)
                 else:
                     record.required(local, inval.covers(vpid, pcid, True))
             if native:
@@ -397,30 +392,13 @@ class Mechanism:
         glob = self.hw_global(v, ctx)
         for record in self.hw_records(v, ctx, tag):
             here = into & (record.tag == tag)
-            local = here & neg(glob)
-            # What the last entry under this tag cached through other tables is now old.
-            moved = local & record.ran & (record.ran_tables != now)
-            record.old = record.old | moved
-            record.stale = record.stale | (moved & record.ran_stale)
-            # This entry caches through the current tables afresh: what an invalidation
-            # covered there is cached again as the walk gives it now (the saturated TLB of
-            # docs/design.md §2: any translation valid at some moment since the last invalidation).
-            record.ran = record.ran | local
-            record.ran_tables = ite(local, now, record.ran_tables)
-            record.ran_stale = ite(local, now == arch.NO_TABLES, record.ran_stale)
-            # The same for the global part.
-            ghere = here & glob
-            moved = ghere & record.g_ran & (record.g_ran_tables != now)
-            record.g_old = record.g_old | moved
-            record.g_stale = record.g_stale | (moved & record.g_ran_stale)
-            record.g_ran = record.g_ran | ghere
-            record.g_ran_tables = ite(ghere, now, record.g_ran_tables)
-            record.g_ran_stale = ite(ghere, now == arch.NO_TABLES, record.g_ran_stale)
+            record.local.cache(here & neg(glob), now, now == arch.NO_TABLES)
+            record.glob.cache(here & glob, now, now == arch.NO_TABLES)
             # A stale global copy of the translation the walk gives now is the one this entry
-            # allows under the tag again (HwTlb.g_excused); global copies of older ones are not.
-            record.g_excused = record.g_excused | (
-                here & record.g_ran & record.g_ran_stale & (record.g_ran_tables == now)
-                & neg(record.g_old & record.g_stale))
+            # allows under the tag again (HwTlb.excused); global copies of older ones are not.
+            g = record.glob
+            record.excused = record.excused | (
+                here & g.ran & g.ran_stale & (g.ran_tables == now) & neg(g.old & g.stale))
 
     def walks_guest_tables(self, ctx: int) -> bool:
         """The hardware walks the guest's own tables in ghost context ctx: TDP for L1, nested

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 # behind it, so that a caller can watch what the action changed.
 Tracker = Callable[[Callable[[], None], tuple[arch.Inval, ...]], None]
 
+# The note of an event the hardware executed itself (Mechanism.intercepted).
+NATIVE = "executed by the hardware (not intercepted)"
+
 
 @dataclass
 class StepRecord:
@@ -53,7 +56,7 @@ def execute(policy: Mechanism, v: Vcpu, e: ev.Event, props: tuple[str, ...],
         run(lambda: policy.apply_invalidations(v, a.invals, True), a.invals)
         v.regs = copy.copy(a.regs)
         if not is_symbolic():
-            policy.note("executed by the hardware (not intercepted)")
+            policy.note(NATIVE)
     else:
         run(lambda: policy.apply_invalidations(v, a.invals, False), a.invals)
         run(lambda: policy.handle(v, e), ())
@@ -196,19 +199,17 @@ def _flatten(v: Vcpu) -> dict[str, object]:
 
 
 def _hw_stale(h: HwTlb) -> bool:
-    return h.stale or h.ran_stale or h.g_stale or h.g_ran_stale
+    return bool(h.local.any_stale() or h.glob.any_stale())
 
 
 def _hw_fields(ctx: int, h: HwTlb) -> dict[str, str]:
     name = f"hw[{'L2' if ctx else 'L1'}][tag {h.tag:#x}]"
     out = {}
-    for part, old, stale, ran, tables, ran_stale in (
-            ("", h.old, h.stale, h.ran, h.ran_tables, h.ran_stale),
-            (".global", h.g_old, h.g_stale, h.g_ran, h.g_ran_tables, h.g_ran_stale)):
-        out[f"{name}{part}"] = f"old stale={int(stale)}" if old else "clean"
+    for part, c in (("", h.local), (".global", h.glob)):
+        out[f"{name}{part}"] = f"old stale={int(c.stale)}" if c.old else "clean"
         out[f"{name}{part}.last_entry"] = \
-            f"tables={tables:#x} stale={int(ran_stale)}" if ran else "none"
-    out[f"{name}.global.excused"] = "yes" if h.g_excused else "no"
+            f"tables={c.ran_tables:#x} stale={int(c.ran_stale)}" if c.ran else "none"
+    out[f"{name}.global.excused"] = "yes" if h.excused else "no"
     return out
 
 

@@ -79,7 +79,7 @@ def _stale_hw(policy: Mechanism, v: Vcpu, ctx: int) -> object:
     keeps is checked at the next entry with paging on.  A record's global copies (HwTlb's global
     part, Mechanism.hw_global) are used under any PCID of its VPID (SDM Vol. 3A §4.10.2.4),
     whatever CR4.PGE is now; under the record's own tag a stale one is excused while the guest
-    is still allowed the same translation non-global there (HwTlb.g_excused)."""
+    is still allowed the same translation non-global there (HwTlb.excused)."""
     in_ctx1 = truth(policy.running_ctx1(v))
     # caches_no_linear by ghost context: where L2 shares context 0 (hw_ctx1), neither level's
     # hardware walks the guest's tables.
@@ -89,11 +89,9 @@ def _stale_hw(policy: Mechanism, v: Vcpu, ctx: int) -> object:
     stale = False
     for r in v.hw[ctx]:
         mine = r.tag == cur
-        other = r.ran & r.ran_stale & (r.ran_tables != now)
-        stale = stale | (mine & (r.stale | other))
-        other = r.g_ran & r.g_ran_stale & (r.g_ran_tables != now)
-        usable = (arch.tag_vpid(r.tag) == arch.tag_vpid(cur)) & neg(mine & r.g_excused)
-        stale = stale | (usable & (r.g_stale | other))
+        stale = stale | (mine & (r.local.stale | r.local.stale_through_other_tables(now)))
+        usable = (arch.tag_vpid(r.tag) == arch.tag_vpid(cur)) & neg(mine & r.excused)
+        stale = stale | (usable & (r.glob.stale | r.glob.stale_through_other_tables(now)))
     return running & stale
 
 

@@ -95,13 +95,81 @@ class Mmu:
 
 
 @dataclass(slots=True)
+class Copies:
+    """One part of a hardware record (HwTlb): the copies of the watched page's translation the
+    hardware may hold under the record's tag.  `ran` is the last entry under the tag, through
+    the tables at ran_tables (arch.tables), folded into `old` when the tables under the tag
+    change."""
+
+    # may hold an old translation of the watched page...
+    old: bool = False
+    # ...that the architecture required to be invalidated
+    stale: bool = False
+    # may hold the translations the guest made at its last entry under the tag...
+    ran: bool = False
+    ran_tables: int = 0
+    # ...which the architecture has since required to be invalidated
+    ran_stale: bool = False
+
+    def cache(self, when: object, now: int, paging_off: object) -> None:
+        """If when holds, an entry caches through the tables at now: what the last entry cached
+        through other tables is old, and what an invalidation covered here is cached again as
+        the walk gives it now (the saturated TLB of docs/design.md §2: any translation valid at
+        some moment since the last invalidation)."""
+        self.fold(when & self.ran & (self.ran_tables != now))
+        self.ran = self.ran | when
+        self.ran_tables = ite(when, now, self.ran_tables)
+        self.ran_stale = ite(when, paging_off, self.ran_stale)
+
+    def fold(self, when: object) -> None:
+        """If when holds, what the last entry cached is an old translation now (stale if an
+        invalidation covered it and no entry has cached since)."""
+        self.old = self.old | when
+        self.stale = self.stale | (when & self.ran_stale)
+
+    def drop(self, when: object) -> None:
+        """If when holds, the hardware dropped these copies."""
+        keep = neg(when)
+        self.old, self.stale = self.old & keep, self.stale & keep
+        self.ran, self.ran_stale = self.ran & keep, self.ran_stale & keep
+        self.ran_tables = ite(when, 0, self.ran_tables)
+
+    def require(self, when: object) -> None:
+        """If when holds, the architecture required these copies invalidated: what the hardware
+        may still hold of them is stale."""
+        self.stale = self.stale | (self.old & when)
+        self.ran_stale = self.ran_stale | (self.ran & when)
+
+    def fresh(self) -> object:
+        """Holds a copy no invalidation has covered."""
+        return (self.old & neg(self.stale)) | (self.ran & neg(self.ran_stale))
+
+    def stale_through_other_tables(self, now: int) -> object:
+        """Holds a stale copy from the last entry, cached through tables other than now."""
+        return self.ran & self.ran_stale & (self.ran_tables != now)
+
+    def any_stale(self) -> object:
+        return self.stale | self.ran_stale
+
+    def holds(self) -> object:
+        """Records anything at all."""
+        return self.old | self.stale | self.ran | self.ran_stale
+
+
+@dataclass(slots=True)
 class HwTlb:
     """Ghost: what one hardware TLB context of the guest (a VPID/ASID) may hold for the watched
     page under one tag, beyond the roots KVM still has.  With TDP the hardware walks the guest's
     tables and caches their old translations; with shadow paging it keeps translations of freed
     roots.  Either way it keeps what the guest used through other tables (another CR3, or
-    paging off) until flushed: `ran` is the last entry under the tag, folded into `old` when
-    the tables under the tag change.
+    paging off) until flushed.
+
+    Two parts (Copies): `local`, the non-global copies, used only under the tag; `glob`, the
+    global copies the hardware cached (Mechanism.hw_global), which an invalidation that spares
+    global translations leaves and any PCID of the VPID may use (SDM Vol. 3A §4.10.2.4,
+    §4.10.4.1).  An entry that caches the page non-global (CR4.PGE=0 now) does not refresh the
+    global part, so a copy cached with CR4.PGE=1 stays stale past a PGE toggle whose flush KVM
+    did not make, after the guest cached the translation again non-global.
 
     The concrete simulator keeps one record per tag the context has run under
     (Vcpu.hw); symbolic execution keeps one, whose tag is a free variable fixed
@@ -110,32 +178,13 @@ class HwTlb:
 
     # the tag (VPID << 12 | PCID) this record is about
     tag: int = 0
-    # may hold an old translation of the watched page...
-    old: bool = False
-    # ...that the architecture required to be invalidated
-    stale: bool = False
-    # may hold the translations the guest made at its last entry under the tag, through the
-    # tables at ran_tables (arch.tables)...
-    ran: bool = False
-    ran_tables: int = 0
-    # ...which the architecture has since required to be invalidated
-    ran_stale: bool = False
-    # The same for the global entries the hardware cached (Mechanism.hw_global), a second part
-    # of the record: an invalidation that spares global translations leaves them, any PCID of
-    # the VPID may use them (SDM Vol. 3A §4.10.2.4, §4.10.4.1), and an entry that caches the
-    # page non-global (CR4.PGE=0 now) does not refresh them.  So a copy cached with CR4.PGE=1
-    # stays stale past a PGE toggle whose flush KVM did not make, after the guest cached the
-    # translation again non-global.
-    g_old: bool = False
-    g_stale: bool = False
-    g_ran: bool = False
-    g_ran_tables: int = 0
-    g_ran_stale: bool = False
+    local: Copies = field(default_factory=Copies)
+    glob: Copies = field(default_factory=Copies)
     # Every stale global copy holds a translation the architecture still lets the guest use
     # under this record's own tag: it cached the same one non-global there since (an entry
     # through the tables the global copy came from), and no invalidation has covered that.
     # Used under the tag, such a copy shows nothing the architecture forbids.
-    g_excused: bool = False
+    excused: bool = False
 
     def flush(self) -> None:
         """The context was flushed: nothing is held under the tag any more."""
@@ -148,27 +197,17 @@ class HwTlb:
     def invalidate(self, local: object, glob: object) -> None:
         """The hardware dropped the non-global copies if local holds, the global ones if glob
         holds."""
-        keep = neg(local)
-        self.old, self.stale = self.old & keep, self.stale & keep
-        self.ran, self.ran_stale = self.ran & keep, self.ran_stale & keep
-        self.ran_tables = ite(local, 0, self.ran_tables)
-        keep = neg(glob)
-        self.g_old, self.g_stale = self.g_old & keep, self.g_stale & keep
-        self.g_ran, self.g_ran_stale = self.g_ran & keep, self.g_ran_stale & keep
-        self.g_ran_tables = ite(glob, 0, self.g_ran_tables)
-        self.g_excused = self.g_excused & keep & neg(local)
+        self.local.drop(local)
+        self.glob.drop(glob)
+        self.excused = self.excused & neg(glob) & neg(local)
 
     def required(self, local: object, glob: object) -> None:
         """The architecture required the copies invalidated: the non-global ones if local holds,
-        the global ones if glob holds.  What the hardware may still hold of them is stale; an
-        excuse ends once the non-global copy it rests on is covered or a global copy not
-        stale yet becomes so."""
-        fresh = (self.g_old & neg(self.g_stale)) | (self.g_ran & neg(self.g_ran_stale))
-        self.g_excused = self.g_excused & neg(local) & neg(glob & fresh)
-        self.stale = self.stale | (self.old & local)
-        self.ran_stale = self.ran_stale | (self.ran & local)
-        self.g_stale = self.g_stale | (self.g_old & glob)
-        self.g_ran_stale = self.g_ran_stale | (self.g_ran & glob)
+        the global ones if glob holds.  An excuse ends once the non-global copy it rests on is
+        covered or a global copy not stale yet becomes so."""
+        self.excused = self.excused & neg(local) & neg(glob & self.glob.fresh())
+        self.local.require(local)
+        self.glob.require(glob)
 
 
 @dataclass(slots=True)

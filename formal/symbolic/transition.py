@@ -387,8 +387,8 @@ def last_entry_lemma(policy_cls: type[Mechanism], cfg: Config, pre_state: Vcpu) 
             idle = neg(in_ctx1) if ctx else in_ctx1
             none = truth(policy.caches_no_linear(v, ctx))
             for r in v.hw[ctx]:
-                same = (r.ran_tables == now) & iff(r.ran_stale, off)
-                out = out & (idle | (r.tag != cur) | none | (r.ran & same))
+                same = (r.local.ran_tables == now) & iff(r.local.ran_stale, off)
+                out = out & (idle | (r.tag != cur) | none | (r.local.ran & same))
         return out
     return _holds(run)
 
@@ -442,20 +442,21 @@ def idle_entry_lemmas(policy_cls: type[Mechanism], cfg: Config,
             l1.regs, l1.guest_mode = v.l1, False
             none = truth(policy.caches_no_linear(l1, 0))
             for r in v.hw[0]:
-                same = r.ran_tables == arch.tables(l1.regs)
-                out = out & ((r.tag != arch.tag(l1)) | none | neg(r.ran) | same)
+                same = r.local.ran_tables == arch.tables(l1.regs)
+                out = out & ((r.tag != arch.tag(l1)) | none | neg(r.local.ran) | same)
             return out
         walks = cfg.nested_tdp if ctx else cfg.tdp_enabled
         for r in v.hw[ctx]:
-            off = r.ran_tables == arch.NO_TABLES
+            off = r.local.ran_tables == arch.NO_TABLES
             shape = truth(neg(off) if walks else True)
             if ctx:  # L2's tag is vmcs12's VPID (arch.tag); only a VM entry sets vpid12
                 shape = shape & (arch.tag_vpid(r.tag) == v.vpid12)
             if which == "strong":
-                stale = iff(r.ran_stale, off)
+                stale = iff(r.local.ran_stale, off)
             else:
-                stale = neg(r.ran_stale) | off | ((v.vpid12 == 0) & (arch.tag_vpid(r.tag) == 0))
-            out = out & (neg(r.ran) | (shape & stale))
+                stale = neg(r.local.ran_stale) | off \
+                    | ((v.vpid12 == 0) & (arch.tag_vpid(r.tag) == 0))
+            out = out & (neg(r.local.ran) | (shape & stale))
         return out
     return [_holds(functools.partial(run, w)) for w in ("resume", "strong", "weak")]
 
@@ -501,16 +502,16 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> dict[str, FNode]:
                     excused = (arch.tag_vpid(r.tag) == 0) & neg(l2_on_vpid0)
                 else:  # "l2-idle"
                     excused = neg(truth(v.guest_mode))
-                off = r.ran_tables == arch.NO_TABLES
+                off = r.local.ran_tables == arch.NO_TABLES
                 if which == "old":
-                    held = neg(r.stale)
+                    held = neg(r.local.stale)
                 elif which == "last":
-                    held = neg(r.ran) | ((neg(off) if walks else True)
-                                         & (neg(r.ran_stale) | off))
+                    held = neg(r.local.ran) | ((neg(off) if walks else True)
+                                               & (neg(r.local.ran_stale) | off))
                 elif which == "global-old":
-                    held = neg(r.g_stale)
+                    held = neg(r.glob.stale)
                 else:  # "global-last": global copies are cached only with paging on
-                    held = neg(r.g_ran) | neg(r.g_ran_stale)
+                    held = neg(r.glob.ran) | neg(r.glob.ran_stale)
                 out = out & (held | excused)
         return out
 
@@ -519,8 +520,7 @@ def record_lemmas(cfg: Config, pre_state: Vcpu) -> dict[str, FNode]:
         out = True
         for r in v.hw[0]:
             out = out & ((arch.tag_vpid(r.tag) == 0)
-                         | (neg(r.old) & neg(r.stale) & neg(r.ran) & neg(r.ran_stale)
-                            & neg(r.g_old) & neg(r.g_stale) & neg(r.g_ran) & neg(r.g_ran_stale)))
+                         | (neg(r.local.holds()) & neg(r.glob.holds())))
         return out
 
     def l1_roots_on_vpid0():
