@@ -200,6 +200,9 @@ def test_a_global_copy_kept_past_a_missed_pge_flush_is_seen_at_both_levels(polic
     if policy == "v6.6" and read is not None:
         assert (out.event, out.observed, out.allowed) == (3, read, (0x200_0000,))
         assert run.violation is not None and run.violation[0] == 3
+        # under PCID 2 the copy used is the global one PCID 0 cached: the message says whose
+        other = "for tag 0x2 (a global copy cached under tag 0x0, usable under every PCID"
+        assert (other in run.violation[1].message) == (third == ev.MovCr3(NOFLUSH | 0x1002))
     else:
         assert out.event is None
         assert run.violation is None

@@ -145,12 +145,23 @@ def _freshness(policy: Mechanism, v: Vcpu, root,
             f"root pgd={root.pgd:#x} serves {where} for {wva}, cached under tag "
             f"{root.tag:#x}, under tag {cur:#x} where they were never cached"))
     ctx = int(bool(policy.running_ctx1(v)))
-    cause = causes.get(("hw", ctx, cur)) if causes is not None else None
-    after = f" since {cause.why} at event {cause.event}" if cause else ""
     which = "L2" if ctx else "L1, which this L2 without a VPID shares" if v.guest_mode else "L1"
+    now = arch.tables(v.regs)
+    own = next((r for r in v.hw[ctx] if r.tag == cur and (
+        r.local.stale or r.local.stale_through_other_tables(now)
+        or (not r.excused and (r.glob.stale or r.glob.stale_through_other_tables(now))))), None)
+    # Else a stale global copy cached under another PCID of the VPID (_stale_hw).
+    held = own or next(r for r in v.hw[ctx] if r.tag != cur
+                       and arch.tag_vpid(r.tag) == arch.tag_vpid(cur)
+                       and (r.glob.stale or r.glob.stale_through_other_tables(now)))
+    cause = causes.get(("hw", ctx, held.tag)) if causes is not None else None
+    after = f" since {cause.why} at event {cause.event}" if cause else ""
+    what = f"under tag {cur:#x}" if own else (
+        f"for tag {cur:#x} (a global copy cached under tag {held.tag:#x}, usable under every "
+        "PCID of its VPID)")
     return Violation("freshness", (
         f"the guest's hardware TLB context ({which}) may still hold an old "
-        f"translation of {wva} under tag {cur:#x}{after}: KVM did not flush it"))
+        f"translation of {wva} {what}{after}: KVM did not flush it"))
 
 
 def root_key(root) -> tuple[int, int]:
