@@ -37,9 +37,6 @@ class Common(Mechanism):
     # The request of a nested VMX transition without VPID for L2: set by each version
     # (specs/v5_12.py, specs/v5_17.py).
     vmx_transition_request: Req
-    # The CR0 bits a VMX guest owns on an EPT host: kvm_cache_regs.h KVM_POSSIBLE_CR0_GUEST_BITS,
-    # CR0.TS until v6.4 (specs/v6_4.py adds CR0.WP).
-    cr0_guest_owned_ept = CR0_TS
 
     # -- roles (mmu.c kvm_init_mmu and its helpers) --
 
@@ -217,22 +214,20 @@ class Common(Mechanism):
         emulator still reaches KVM: svm.c svm_check_intercept lets an instruction L1 does not
         intercept through, and em_cr_write calls kvm_set_cr3 (docs/findings.md F5).
 
-        A MOV CR0 or CR4 in L2 under VMX with EPT that changes only bits the guest owns
-        (cr0_guest_owned_ept, bits.CR4_GUEST_OWNED_EPT: CR4.PGE, and CR0.WP since v6.4) does
-        not exit either: vmcs02's guest/host masks are L0's (set_cr4_guest_host_mask,
-        vmx_l1_guest_owned_cr0_bits) with vmcs12's ORed in, a bit L1 claims exits to L1 (the
-        vmexit event), and the emulator refuses CR writes in guest mode (as above).  L1's own
-        such write stays KVM's, as MOV CR3 does: the route KVM's emulator takes (em_cr_write
-        calls kvm_set_cr0/kvm_set_cr4); the hardware's route for it is not modelled
-        (docs/model.md "Not modelled", and the caveat prove prints)."""
+        A MOV CR4 in L2 under VMX with EPT that changes only bits the guest owns
+        (bits.CR4_GUEST_OWNED_EPT, PGE among them) does not exit either: vmcs02's guest/host
+        mask is L0's (vmx.c set_cr4_guest_host_mask) with vmcs12's ORed in, a bit L1 claims
+        exits to L1 (the vmexit event), and the emulator refuses CR writes in guest mode (as
+        above).  L1's own such write stays KVM's, as MOV CR3 does: the route KVM's emulator
+        takes (em_cr_write calls kvm_set_cr4); the hardware's route for it is not modelled
+        (docs/model.md "Not modelled", and the caveat prove prints).  CR0.WP, the guest's with
+        EPT since v6.4, stays KVM's (docs/model.md "Instructions the hardware executes")."""
         if isinstance(e, ev.Invpcid):
             return not (self.tdp_enabled and (not v.guest_mode or v.mmu_is_guest))
         if isinstance(e, (ev.MovCr3, ev.Invlpg)) and self.cfg.nested == "vmx":
             return not (v.guest_mode and v.mmu_is_guest)
-        if isinstance(e, (ev.MovCr0, ev.MovCr4)) and self.cfg.nested == "vmx" \
-                and self.tdp_enabled and v.guest_mode:
-            if isinstance(e, ev.MovCr0):
-                return (arch.normalize_cr0(e.value) ^ v.regs.cr0) & ~self.cr0_guest_owned_ept != 0
+        if isinstance(e, ev.MovCr4) and self.cfg.nested == "vmx" and self.tdp_enabled \
+                and v.guest_mode:
             return (e.value ^ v.regs.cr4) & ~CR4_GUEST_OWNED_EPT != 0
         return True
 

@@ -25,7 +25,7 @@ in v6.4 and reverted by v6.8 would escape it."""
 
 from __future__ import annotations
 
-from formal.model.bits import CR0_PG, CR0_TS, CR0_WP
+from formal.model.bits import CR0_PG, CR0_WP
 from formal.model.roles import RoleFacts
 from formal.model.state import Vcpu
 from specs.v5_18 import V5_18
@@ -36,9 +36,6 @@ class V6_4(V5_18):
 
     # mmu.c v5.19+ kvm_init_shadow_mmu: "root_role.efer_nx = true".
     role_facts = RoleFacts(shadow_root_forces_nx=True)
-    # vmx.h vmx_l1_guest_owned_cr0_bits ("KVM: VMX: Make CR0.WP a guest owned bit", v6.4):
-    # CR0.WP joins KVM_POSSIBLE_CR0_GUEST_BITS and stays the guest's when enable_ept.
-    cr0_guest_owned_ept = CR0_TS | CR0_WP
 
     def kvm_post_set_cr0(self, v: Vcpu, old_cr0: int, cr0: int) -> None:
         """x86.c v6.4 kvm_post_set_cr0: "If paging is disabled, no updates are needed as there

@@ -126,8 +126,7 @@ WP = 0x8001_0033 ^ 0x1_0000  # LONG_MODE's CR0 with WP cleared
     ("v6.6", "nested-ept", True, ev.MovCr4(0xA0), True),       # PGE alone: guest-owned
     ("v6.6", "nested-ept", True, ev.MovCr4(0x400A0), False),   # OSXSAVE: always KVM's
     ("v6.6", "nested-ept", True, ev.MovCr4(0x20), True),       # no change: no exit either
-    ("v6.6", "nested-ept", True, ev.MovCr0(WP), True),         # CR0.WP: the guest's since v6.4
-    ("v5.18", "nested-ept", True, ev.MovCr0(WP), False),       # ...KVM's before
+    ("v6.6", "nested-ept", True, ev.MovCr0(WP), False),        # CR0.WP: KVM's in the model
     ("v5.12", "nested-ept", True, ev.MovCr4(0xA0), True),      # PGE: the guest's in v5.12 too
     ("v6.6", "nested-ept", False, ev.MovCr4(0xA0), False),     # L1's: KVM's emulator route
     ("v6.6", "tdp", False, ev.MovCr4(0xA0), False),
@@ -136,10 +135,11 @@ WP = 0x8001_0033 ^ 0x1_0000  # LONG_MODE's CR0 with WP cleared
 ])
 def test_a_cr_write_changing_only_guest_owned_bits_runs_on_the_hardware_in_l2_under_ept(
         policy, config, l2, write, native):
-    """specs/common.py `intercepted`: under VMX with EPT, L2's MOV CR0/CR4 changing only bits
-    the guest owns does not exit (set_cr4_guest_host_mask, vmx_l1_guest_owned_cr0_bits) and
-    the emulator refuses CR writes in guest mode; L1's stays KVM's.  The native PGE toggle
-    flushes the current VPID itself, so F9's write without OSXSAVE shows nothing stale."""
+    """specs/common.py `intercepted`: under VMX with EPT, L2's MOV CR4 changing only bits the
+    guest owns does not exit (set_cr4_guest_host_mask) and the emulator refuses CR writes in
+    guest mode; L1's stays KVM's, and so does every MOV CR0 (docs/model.md).  The native PGE
+    toggle flushes the current VPID itself, so F9's write without OSXSAVE shows nothing
+    stale."""
     events = ((ENTRY,) if l2 else ()) + (ev.GuestPteWrite(0x3000 if l2 else 0x1000), write)
     t = trace.Trace(policy, config, LONG_MODE, events, "test")
     out = simulate.run(t, POLICIES[policy], stop_at_violation=False)
@@ -152,17 +152,16 @@ def test_a_cr_write_changing_only_guest_owned_bits_runs_on_the_hardware_in_l2_un
 @pytest.mark.parametrize("policy,config,write,warned", [
     ("v6.6", "tdp", ev.MovCr4(0xA0), "(0x80;"),          # L1's PGE alone: KVM's by emulation
     ("v6.6", "tdp", ev.MovCr4(0x400A0), ""),             # with OSXSAVE: exits
-    ("v6.6", "tdp", ev.MovCr0(WP), "(0x10000;"),         # CR0.WP: the guest's since v6.4
-    ("v5.18", "tdp", ev.MovCr0(WP), ""),
+    ("v6.6", "tdp", ev.MovCr0(WP), ""),                  # CR0.WP: KVM's route is equivalent
     ("v6.6", "nested-ept", ev.MovCr4(0xA0), "(0x80;"),   # L1 under nested-ept
     ("v6.6", "shadow", ev.MovCr4(0xA0), ""),             # without EPT KVM owns PGE
     ("v6.6", "nested-npt", ev.MovCr4(0xA0), ""),         # SVM: not VMX's guest-owned bits
 ])
-def test_a_counterexample_says_when_kvm_may_never_see_its_cr_write(policy, config, write,
-                                                                    warned):
-    """The model hands L1's MOV CR0/CR4 to KVM; on an EPT host one that changes only
-    guest-owned bits does not exit (KVM runs it only through its emulator), and the prove
-    output says so.  L2's runs on the hardware (the test above): no caveat."""
+def test_a_counterexample_says_when_kvm_may_never_see_its_cr4_write(policy, config, write,
+                                                                     warned):
+    """The model hands L1's MOV CR4 to KVM; on an EPT host one that changes only guest-owned
+    bits does not exit (KVM runs it only through its emulator), and the prove output says so.
+    L2's runs on the hardware (the test above): no caveat."""
     events = (ev.GuestPteWrite(0x1000), write)
     t = trace.Trace(policy, config, LONG_MODE, events, "test")
     said = caveats(simulate.run(t, POLICIES[policy], stop_at_violation=False))

@@ -112,31 +112,25 @@ def _json_head(t: trace.Trace, steps: bool) -> str:
 
 def caveats(run: Run) -> list[str]:
     """What a counterexample's reader must know about events the model hands to KVM that KVM
-    may never see: on an EPT host, L1's MOV CR0 or CR4 changing only bits the guest owns
+    may never see: on an EPT host, L1's MOV CR4 changing only bits the guest owns
     (specs/common.py `intercepted` runs L2's on the hardware, and keeps L1's as KVM's)."""
     cfg = CONFIGS[run.trace.config]
     if not (cfg.tdp_enabled and cfg.vendor == Vendor.INTEL):
         return []
-    cr0_owned = getattr(policies.known().get(run.trace.policy), "cr0_guest_owned_ept",
-                        bits.CR0_TS)
     out = []
-    before = run.trace.initial
+    before = run.trace.initial.cr4
     for rec in run.records:
         e = rec.event
-        if rec.fault is None and NATIVE not in rec.actions \
-                and isinstance(e, (events.MovCr0, events.MovCr4)):
-            cr, owned = ("CR0", cr0_owned) if isinstance(e, events.MovCr0) \
-                else ("CR4", bits.CR4_GUEST_OWNED_EPT)
-            changed = getattr(before, cr.lower()) ^ getattr(rec.regs, cr.lower())
-            if changed and not changed & ~owned:
+        if rec.fault is None and NATIVE not in rec.actions and isinstance(e, events.MovCr4):
+            changed = before ^ rec.regs.cr4
+            if changed and not changed & ~bits.CR4_GUEST_OWNED_EPT:
                 out.append(
-                    f"event {rec.index}: this MOV {cr} changes only bits the guest owns on an "
-                    f"EPT host ({changed:#x}; vmx.c set_cr4_guest_host_mask, "
-                    "vmx_l1_guest_owned_cr0_bits), so it does not exit: KVM's handler runs for "
-                    "it only when KVM's emulator runs the instruction. The same write changing a "
-                    "bit KVM always intercepts too (CR4.OSXSAVE, CR0.CD) reaches it "
-                    "(specs/common.py `intercepted`).")
-        before = rec.regs
+                    f"event {rec.index}: this MOV CR4 changes only bits the guest owns on an "
+                    f"EPT host ({changed:#x}; vmx.c set_cr4_guest_host_mask), so it does not "
+                    "exit: KVM's handler runs for it only when KVM's emulator runs the "
+                    "instruction. The same write changing a bit KVM always intercepts too "
+                    "(CR4.OSXSAVE) reaches it (specs/common.py `intercepted`).")
+        before = rec.regs.cr4
     return out
 
 
