@@ -34,6 +34,8 @@ from formal.model.state import CONFIGS
 from formal.symbolic.transition import build, event_kinds
 from specs import POLICIES
 
+CURVES = ("bounds", "kinds", "prev-roots")
+
 
 def median_of(repeat: int, run: Callable[[], object]) -> tuple[float, list[float], object]:
     took, out = [], None
@@ -42,6 +44,18 @@ def median_of(repeat: int, run: Callable[[], object]) -> tuple[float, list[float
         out = run()
         took.append(time.perf_counter() - t0)
     return statistics.median(took), took, out
+
+
+def dag_size(rel: Relation) -> int:
+    """Distinct term nodes of every event's step: what bmc hands the solver per unrolled step."""
+    seen: set[int] = set()
+    stack = [t for e in rel.events for t in (e.steps, *e.post.values(), *e.violated.values())]
+    while stack:
+        node = stack.pop()
+        if id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(node.args())
+    return len(seen)
 
 
 @contextmanager
@@ -70,6 +84,9 @@ def built_and_searched(a: argparse.Namespace, props: tuple[str, ...],
     print(f"{label} ({len(rel.names)} state variables): build {built:5.1f} s, bmc bound "
           f"{a.kinds_bound} median {med:6.2f} s  runs {', '.join(f'{t:.2f}' for t in took)}"
           f"  {r.label}  load {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"    paths {sum(e.paths for e in rel.events)}, step terms {dag_size(rel)} DAG nodes; "
+          "largest: " + ", ".join(f"{e.name} {e.paths}" for e in sorted(
+              rel.events, key=lambda e: -e.paths)[:3]), flush=True)
     return med
 
 
@@ -83,30 +100,32 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--prev-roots", type=int, nargs="*", default=[0, 1, 2, 3, 4, 5])
     ap.add_argument("--svg", default=None)
+    ap.add_argument("--curves", nargs="*", choices=CURVES, default=list(CURVES),
+                    help="which curves to measure (default: all; --svg needs all)")
     a = ap.parse_args()
     cls, cfg, props = POLICIES[a.policy], CONFIGS[a.config], (a.property,)
     print(f"{a.policy} {a.config} {a.property}: {os.cpu_count()} cores, load "
           f"{os.getloadavg()[0]:.1f}", flush=True)
     rel = build(cls, cfg, props=props)
     by_bound = []
-    for bound in range(1, a.max_bound + 1):
+    for bound in range(1, a.max_bound + 1 if "bounds" in a.curves else 1):
         med, took, r = median_of(a.repeat, lambda b=bound: engines.bmc(rel, props, b, Checker()))
         by_bound.append((bound, med))
         print(f"bound {bound}: median {med:7.2f} s  runs {', '.join(f'{t:.2f}' for t in took)}"
               f"  {r.label}  load {os.getloadavg()[0]:.1f}", flush=True)
     kinds = event_kinds(cfg)
     by_kinds = []
-    for n in range(2, len(kinds) + 1, 2 if len(kinds) > 8 else 1):
+    for n in range(2, len(kinds) + 1 if "kinds" in a.curves else 2, 2 if len(kinds) > 8 else 1):
         by_kinds.append((n, built_and_searched(
             a, props, lambda n=n: build(cls, cfg, kinds[:n], props),
             f"{n:2} kinds (to {kinds[n - 1].op})")))
     by_roots = []
-    for n in a.prev_roots:
+    for n in a.prev_roots if "prev-roots" in a.curves else []:
         def with_roots(n: int = n) -> Relation:
             with prev_roots(n):
                 return build(cls, cfg, props=props)
         by_roots.append((n, built_and_searched(a, props, with_roots, f"{n} prev roots")))
-    if a.svg:
+    if a.svg and len(a.curves) == len(CURVES):
         plot(a, by_bound, by_kinds, by_roots)
 
 
