@@ -106,25 +106,28 @@ def main() -> None:
     cls, cfg, props = POLICIES[a.policy], CONFIGS[a.config], (a.property,)
     print(f"{a.policy} {a.config} {a.property}: {os.cpu_count()} cores, load "
           f"{os.getloadavg()[0]:.1f}", flush=True)
-    rel = build(cls, cfg, props=props)
-    by_bound = []
-    for bound in range(1, a.max_bound + 1 if "bounds" in a.curves else 1):
-        med, took, r = median_of(a.repeat, lambda b=bound: engines.bmc(rel, props, b, Checker()))
-        by_bound.append((bound, med))
-        print(f"bound {bound}: median {med:7.2f} s  runs {', '.join(f'{t:.2f}' for t in took)}"
-              f"  {r.label}  load {os.getloadavg()[0]:.1f}", flush=True)
-    kinds = event_kinds(cfg)
-    by_kinds = []
-    for n in range(2, len(kinds) + 1 if "kinds" in a.curves else 2, 2 if len(kinds) > 8 else 1):
-        by_kinds.append((n, built_and_searched(
-            a, props, lambda n=n: build(cls, cfg, kinds[:n], props),
-            f"{n:2} kinds (to {kinds[n - 1].op})")))
-    by_roots = []
-    for n in a.prev_roots if "prev-roots" in a.curves else []:
-        def with_roots(n: int = n) -> Relation:
-            with prev_roots(n):
-                return build(cls, cfg, props=props)
-        by_roots.append((n, built_and_searched(a, props, with_roots, f"{n} prev roots")))
+    by_bound, by_kinds, by_roots = [], [], []
+    if "bounds" in a.curves:
+        rel = build(cls, cfg, props=props)
+        for bound in range(1, a.max_bound + 1):
+            med, took, r = median_of(a.repeat,
+                                     lambda b=bound: engines.bmc(rel, props, b, Checker()))
+            by_bound.append((bound, med))
+            print(f"bound {bound}: median {med:7.2f} s  runs "
+                  f"{', '.join(f'{t:.2f}' for t in took)}  {r.label}  load "
+                  f"{os.getloadavg()[0]:.1f}", flush=True)
+    if "kinds" in a.curves:
+        kinds = event_kinds(cfg)
+        for n in range(2, len(kinds) + 1, 2 if len(kinds) > 8 else 1):
+            by_kinds.append((n, built_and_searched(
+                a, props, lambda n=n: build(cls, cfg, kinds[:n], props),
+                f"{n:2} kinds (to {kinds[n - 1].op})")))
+    if "prev-roots" in a.curves:
+        for n in a.prev_roots:
+            def with_roots(n: int = n) -> Relation:
+                with prev_roots(n):
+                    return build(cls, cfg, props=props)
+            by_roots.append((n, built_and_searched(a, props, with_roots, f"{n} prev roots")))
     if a.svg and len(a.curves) == len(CURVES):
         plot(a, by_bound, by_kinds, by_roots)
 
