@@ -11,7 +11,7 @@ from formal.model.values import iff, is_symbolic, neg, truth
 
 if TYPE_CHECKING:
     from formal.model.kvm import Mechanism
-    from formal.model.state import Vcpu
+    from formal.model.state import HwTlb, Vcpu
 
 PROPERTIES = ("role", "pgd", "freshness", "metadata")
 
@@ -88,11 +88,20 @@ def _stale_hw(policy: Mechanism, v: Vcpu, ctx: int) -> object:
     cur, now = arch.tag(v), arch.tables(v.regs)
     stale = False
     for r in v.hw[ctx]:
-        mine = r.tag == cur
-        stale = stale | (mine & (r.local.stale | r.local.stale_through_other_tables(now)))
-        usable = (arch.tag_vpid(r.tag) == arch.tag_vpid(cur)) & neg(mine & r.excused)
-        stale = stale | (usable & (r.glob.stale | r.glob.stale_through_other_tables(now)))
+        stale = stale | _stale_own(r, cur, now) | _stale_global_of_other(r, cur, now)
     return running & stale
+
+
+def _stale_own(r: HwTlb, cur: int, now: int) -> object:
+    """Record r is the current tag's and holds a stale copy used under it: a non-global one, or
+    a global one not excused (HwTlb.excused)."""
+    return (r.tag == cur) & (r.local.stale_at(now) | (neg(r.excused) & r.glob.stale_at(now)))
+
+
+def _stale_global_of_other(r: HwTlb, cur: int, now: int) -> object:
+    """Record r is another PCID's of the current VPID and holds a stale global copy, which the
+    current PCID may use (SDM Vol. 3A §4.10.2.4)."""
+    return (r.tag != cur) & (arch.tag_vpid(r.tag) == arch.tag_vpid(cur)) & r.glob.stale_at(now)
 
 
 def check(policy: Mechanism, v: Vcpu, causes: dict[object, StaleCause] | None,
@@ -147,13 +156,8 @@ def _freshness(policy: Mechanism, v: Vcpu, root,
     ctx = int(bool(policy.running_ctx1(v)))
     which = "L2" if ctx else "L1, which this L2 without a VPID shares" if v.guest_mode else "L1"
     now = arch.tables(v.regs)
-    own = next((r for r in v.hw[ctx] if r.tag == cur and (
-        r.local.stale or r.local.stale_through_other_tables(now)
-        or (not r.excused and (r.glob.stale or r.glob.stale_through_other_tables(now))))), None)
-    # Else a stale global copy cached under another PCID of the VPID (_stale_hw).
-    held = own or next(r for r in v.hw[ctx] if r.tag != cur
-                       and arch.tag_vpid(r.tag) == arch.tag_vpid(cur)
-                       and (r.glob.stale or r.glob.stale_through_other_tables(now)))
+    own = next((r for r in v.hw[ctx] if _stale_own(r, cur, now)), None)
+    held = own or next(r for r in v.hw[ctx] if _stale_global_of_other(r, cur, now))
     cause = causes.get(("hw", ctx, held.tag)) if causes is not None else None
     after = f" since {cause.why} at event {cause.event}" if cause else ""
     what = f"under tag {cur:#x}" if own else (

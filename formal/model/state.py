@@ -144,11 +144,14 @@ class Copies:
         """Holds a copy no invalidation has covered."""
         return (self.old & neg(self.stale)) | (self.ran & neg(self.ran_stale))
 
-    def stale_through_other_tables(self, now: int) -> object:
-        """Holds a stale copy from the last entry, cached through tables other than now."""
-        return self.ran & self.ran_stale & (self.ran_tables != now)
+    def stale_at(self, now: int) -> object:
+        """Holds a stale copy the guest may be served through the tables at now: an old one, or
+        one from the last entry, cached through other tables (an entry through the same
+        tables caches the translation as the walk gives it now, so that one is not old)."""
+        return self.stale | (self.ran & self.ran_stale & (self.ran_tables != now))
 
     def any_stale(self) -> object:
+        """Holds a stale copy, whatever tables the guest uses next."""
         return self.stale | self.ran_stale
 
     def holds(self) -> object:
