@@ -75,11 +75,21 @@ def queries(a: argparse.Namespace) -> None:
         took = []
         for _ in range(a.repeat):
             t0 = time.perf_counter()
-            answers[name] = [str(solvers.answer(name, t, a.timeout)) for t in texts]
+            got, each = [], []
+            for t in texts:
+                t1 = time.perf_counter()
+                got.append(str(solvers.answer(name, t, a.timeout)))
+                each.append(time.perf_counter() - t1)
+            answers[name] = got
             took.append(time.perf_counter() - t0)
         print(f"{name:10} median {statistics.median(took):7.1f} s  (runs "
               f"{', '.join(f'{t:.1f}' for t in took)})  answers {sorted(set(answers[name]))} "
               f"{_load()}", flush=True)
+        # the last run's per-query spread, which the re-check's first slice is chosen by
+        slow = sorted(zip(each, (f.name for f in files), strict=True), reverse=True)
+        print(f"{'':10} per query: median {statistics.median(each):.3f} s, "
+              + ", ".join(f"{sum(e > c for e in each)} over {c:g} s" for c in (0.5, 1, 2, 5))
+              + "; slowest " + ", ".join(f"{n} {e:.2f} s" for e, n in slow[:3]), flush=True)
     first = next(iter(answers.values()))
     print("answers agree" if all(v == first for v in answers.values()) else "ANSWERS DIFFER")
 
