@@ -1,8 +1,8 @@
 """The value of a quantifier-free bit-vector formula in one state, computed in Python: houdini
 drops the candidate lemmas a reachable state falsifies before it asks a solver
 (formal.engines.search.inductive_lemmas).  pySMT's substitute-then-simplify gives the same
-answers, 40 times slower on a relation's candidates (v6.6 shadow's 1,410, a DAG of 4,920
-terms, in 100 states: 15.7 s against 0.39 s), as it walks each candidate on its own."""
+answer, about a hundred times slower on a relation's candidates (4,920 DAG nodes for v6.6
+shadow's 1,410: 40 s for 280 states), because each candidate is walked on its own."""
 
 from __future__ import annotations
 
