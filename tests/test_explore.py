@@ -49,15 +49,3 @@ def test_a_longer_trace_from_the_search_gives_way_to_bmc_s_shorter_one(monkeypat
                           events=tuple(sorted(F2_KINDS)))
     r = prove.run(ob).result
     assert (r.verdict, r.engine, r.bound) == ("refuted", "bmc", 2)
-
-
-def test_reachable_states_are_distinct_shallow_first_and_bounded():
-    kinds = F2_KINDS | {"invlpg"}
-    states = explore.reachable(POLICIES["v6.6"], CONFIGS["shadow"], kinds, 2, 60, 50)
-    assert len(states) == 50
-    # the four initial states (two register sets, each page non-global and global) first
-    assert [(s.regs, s.page_global) for s in states[:4]] == \
-        [(r, g) for g in (False, True) for r in explore.INITIAL]
-    assert len({explore._pickled(s) for s in states}) == 50
-    everything = explore.reachable(POLICIES["v6.6"], CONFIGS["shadow"], kinds, 1, 60, 10_000)
-    assert len(everything) < 10_000  # depth, not the limit, ended it

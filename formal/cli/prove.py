@@ -33,7 +33,7 @@ from formal.model.state import CONFIGS, Regs
 from formal.model.trace import Trace
 from formal.solvers import Deadline, Inconclusive
 from formal.symbolic import product
-from formal.symbolic.transition import build, event_kinds, sample_states
+from formal.symbolic.transition import build, event_kinds
 
 DEFAULT_BOUND = 4
 DEFAULT_K = 2
@@ -325,7 +325,7 @@ def _stored(rel: Relation, ob: Obligation, ck: Checker, certificates: Path,
                         "with --no-cache)")
         return r
     ck.progress(f"houdini, warm start from the stored certificate's {len(lemmas)} lemmas")
-    r = engines.houdini(rel, ob.props, ck, seed=lemmas, samples=_samples(rel, ob, ck))
+    r = engines.houdini(rel, ob.props, ck, seed=lemmas)
     how = (f"houdini warm-started from the stored certificate {found.path}'s {len(lemmas)} "
            "lemmas (the sources it was found from have changed)")
     if r.verdict == Verdict.PROVED:
@@ -344,27 +344,6 @@ def _save(rel: Relation, ob: Obligation, proof: Proof, certificates: Path, save:
     names = engines.candidates(rel)
     path = store.save(certificates, _cell(ob), r.lemmas, names, ob.props)
     proof.stored = (proof.stored + "; " if proof.stored else "") + f"certificate saved to {path}"
-
-
-# The reachable states houdini's candidates are first evaluated in: breadth-first to this many
-# events, at most so many states, for at most so many seconds (docs/performance.md).
-SAMPLE_DEPTH, SAMPLE_STATES, SAMPLE_SECONDS = 3, 400, 10.0
-
-
-def _samples(rel: Relation, ob: Obligation, ck: Checker) -> list[dict[FNode, FNode]]:
-    """States the simulator reaches, as the relation's pre-states (transition.sample_states),
-    for houdini to drop the candidates they falsify without a solver; none when houdini's
-    result is already on the (cached) relation, and for a product relation (a differential
-    obligation), whose states are two vCPUs'."""
-    if rel.inductive is not None or ob.base is not None:
-        return []
-    ck.progress(f"houdini: reachable states to {SAMPLE_DEPTH} events")
-    left = ck.remaining()
-    states = explore.reachable(policies.resolve(ob.policy), CONFIGS[ob.config],
-                               {er.name for er in rel.events}, SAMPLE_DEPTH,
-                               SAMPLE_SECONDS if left is None else min(left, SAMPLE_SECONDS),
-                               SAMPLE_STATES)
-    return sample_states(rel, CONFIGS[ob.config], states)
 
 
 # Seconds the explicit-state search may take before bmc searches on its own.
@@ -426,7 +405,7 @@ def _engine(rel: Relation, ob: Obligation, ck: Checker) -> Result:
     if ob.engine == "kind":
         return engines.kind(rel, props, ob.bound, ck, prefer=preferences)
     if ob.engine == "houdini":
-        return engines.houdini(rel, props, ck, samples=_samples(rel, ob, ck))
+        return engines.houdini(rel, props, ck)
     if ob.engine == "pdr":
         return engines.pdr(rel, props, ck)
     # auto (after the explicit search for a short counterexample, run): houdini, whose proof
@@ -435,7 +414,7 @@ def _engine(rel: Relation, ob: Obligation, ck: Checker) -> Result:
     # unsatisfiable depths cost the most on a cell that holds: v6.12 shadow's role, pgd and
     # metadata were unfinished at bmc depth 4 after 1,500 s, and houdini proves them in 155 s
     # (docs/findings.md).
-    first = engines.houdini(rel, props, ck, samples=_samples(rel, ob, ck))
+    first = engines.houdini(rel, props, ck)
     if first.verdict == Verdict.PROVED:
         return first
     bounded = engines.bmc(rel, props, ob.bound, ck, prefer=preferences)

@@ -18,7 +18,7 @@ the system, not what they stand for.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import partial
@@ -37,7 +37,7 @@ from pysmt.shortcuts import (
     Symbol,
 )
 
-from formal.engines import evaluate, ic3, parallel
+from formal.engines import ic3, parallel
 from formal.engines.checker import Checker
 from formal.engines.system import EventRelation, Relation
 from formal.engines.unroll import Unroller, renaming
@@ -418,17 +418,15 @@ def candidates(rel: Relation,
 
 def houdini(rel: Relation, props: tuple[str, ...], checker: Checker | None = None,
             bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS,
-            seed: list[FNode] | None = None,
-            samples: Sequence[dict[FNode, FNode]] = ()) -> Result:
+            seed: list[FNode] | None = None) -> Result:
     """Houdini (Flanagan & Leino, FME 2001): the strongest inductive conjunction of the
     candidate lemmas (inductive_lemmas), or of `seed`'s (a stored certificate's lemmas: a warm
     start).  If it excludes every violation and model error it is the certificate
-    (recheck_invariant); the result carries its lemmas.  samples: reachable states, see
-    inductive_lemmas."""
+    (recheck_invariant); the result carries its lemmas."""
     ck = checker or Checker()
     t0 = time.perf_counter()
     try:
-        lemmas = inductive_lemmas(rel, ck, bit_fields, seed, samples)
+        lemmas = inductive_lemmas(rel, ck, bit_fields, seed)
         invariant = And(lemmas)
         times = {"houdini": time.perf_counter() - t0}
         bad = [And(er.steps, Or([er.violated[p] for p in props])) for er in rel.events] \
@@ -458,28 +456,17 @@ def recheck_lemmas(rel: Relation, props: tuple[str, ...], lemmas: list[FNode], c
 
 def inductive_lemmas(rel: Relation, ck: Checker,
                      bit_fields: tuple[str, ...] = BIT_TEMPLATE_FIELDS,
-                     seed: list[FNode] | None = None,
-                     samples: Sequence[dict[FNode, FNode]] = ()) -> list[FNode]:
+                     seed: list[FNode] | None = None) -> list[FNode]:
     """Start from every candidate lemma (or from seed's), drop those some initial state
     falsifies, then repeatedly drop those some step from a state satisfying all of them
     falsifies, one event kind at a time, until no event drops one: what remains is inductive.
     Over the pre-state variables; independent of the properties, so the candidates' is kept on
-    the relation.
-
-    First, without a solver, the candidates a sample falsifies are dropped: samples are
-    reachable states (substitutions of constants for the pre-state variables), and a lemma of
-    the strongest inductive conjunction holds in every reachable state, so the result is the
-    same, reached with fewer solver queries (each of which may drop only one or two lemmas)."""
+    the relation."""
     cold = seed is None and bit_fields == BIT_TEMPLATE_FIELDS
     if cold and rel.inductive is not None:
         return rel.inductive
     pre = rel.pre
     cands = list(seed) if seed is not None else list(candidates(rel, bit_fields))
-    for i, sample in enumerate(samples):
-        if i % 100 == 0:
-            ck.progress(f"houdini: {len(cands)} lemmas, reachable state {i} of {len(samples)}")
-        false = evaluate.falsified(cands, sample)
-        cands = [c for c in cands if c not in false]
     while cands:
         ck.progress(f"houdini initiation: {len(cands)} lemmas")
         vals = ck.sat("houdini-init", And(rel.init, Not(And(cands))), cands)

@@ -78,49 +78,24 @@ def search(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
     """A trace of at most depth events that violates one of props at its last event (its
     first entry included), breadth-first; None if there is none within depth or the time runs
     out.  Model errors are left to the engines (a state that raises one is not expanded)."""
-    for node, violated in _states(policy_cls, cfg, props, kinds, depth, seconds):
-        if violated:
-            return _trace(policy_cls, cfg, node)
-    return None
-
-
-def reachable(policy_cls: type[Mechanism], cfg: Config, kinds: set[str], depth: int,
-              seconds: float, limit: int) -> list[Vcpu]:
-    """Up to limit distinct states within depth events (breadth-first, so the shallow ones
-    first), each as the guest entry after its last event leaves it: states the model reaches,
-    whatever the properties say of them.  Houdini drops the candidate lemmas one of them
-    falsifies before it asks a solver (formal.cli.prove)."""
-    out: dict[bytes, Vcpu] = {}
-    for node, _ in _states(policy_cls, cfg, (), kinds, depth, seconds):
-        out.setdefault(node.data, node.v)
-        if len(out) >= limit:
-            break
-    return list(out.values())
-
-
-def _states(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
-            kinds: set[str], depth: int, seconds: float) -> Iterator[tuple[_Node, bool]]:
-    """Every state within depth events, breadth-first, and whether its last entry violates one
-    of props, until the time runs out: each state once, but a violating entry whenever it
-    happens (two paths may reach one state, only one of them through a violation)."""
     stop = time.monotonic() + seconds
     policy = policy_cls(cfg)
-    seen: set[bytes] = set()
+    seen: set[str] = set()
     frontier: list[_Node] = []
     for page_global in (False, True):
         for regs in INITIAL:
             v = Vcpu(regs=copy.copy(regs), page_global=page_global)
             policy.start(v)
-            violated = {x.prop for x in enter(policy, v, props, None)} & set(props)
-            node = _Node(v, _pickled(v), None, None, regs, page_global)
-            yield node, bool(violated)
-            frontier.append(node)
+            if {x.prop for x in enter(policy, v, props, None)} & set(props):
+                return Trace(policy_cls.name, cfg.name, regs, (), "found by explicit search",
+                             page_global)
+            frontier.append(_Node(v, _pickled(v), None, None, regs, page_global))
     for _ in range(depth):
         nxt: list[_Node] = []
         for node in frontier:
             for e in events(cfg, node.v, kinds):
                 if time.monotonic() > stop:
-                    return
+                    return None
                 if not_modeled(cfg, node.v, e):
                     continue
                 w = pickle.loads(node.data)
@@ -131,15 +106,15 @@ def _states(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
                     continue
                 if fault:
                     continue
+                if viol:
+                    return _trace(policy_cls, cfg,
+                                  _Node(w, b"", node, e, node.initial, node.page_global))
                 data = _pickled(w)
-                child = _Node(w, data, node, e, node.initial, node.page_global)
-                new = data not in seen
-                if viol or new:
-                    yield child, bool(viol)
-                if new:
+                if data not in seen:
                     seen.add(data)
-                    nxt.append(child)
+                    nxt.append(_Node(w, data, node, e, node.initial, node.page_global))
         frontier = nxt
+    return None
 
 
 def _pickled(v: Vcpu) -> bytes:

@@ -121,36 +121,6 @@ def symbolic_state(cfg: Config, prefix: str,
     return v, names
 
 
-def sample_states(rel: Relation, cfg: Config, states: list[Vcpu]) -> list[dict[FNode, FNode]]:
-    """The relation's pre-state, as substitutions of constants for its variables, for each
-    state the simulator reached (formal.model.explore.reachable): one per choice of the hardware
-    record each context watches (HwTlb: the relation watches one tag per context, any tag),
-    each distinct pre-state once.
-    A context's record of a tag it never ran under is empty, so the choices are the records it
-    holds, and an empty one of tag 0 if it holds none of tag 0.  Empty if the simulator's state
-    has other leaves, or leaves of other sorts, than the relation's (nothing is filtered then).
-    """
-    out: dict[tuple, dict[FNode, FNode]] = {}
-    for v in states:
-        for r0 in _watched(v.hw[0]):
-            for r1 in _watched(v.hw[1]):
-                image = copy.copy(v)
-                image.hw = [[r0], [r1]]
-                values = {n: get_leaf(o, k) for n, o, k in leaves(image)
-                          if not is_fixed(cfg, n)}
-                if values.keys() != rel.pre.keys():
-                    return []
-                sub = {rel.pre[n]: const(x) for n, x in values.items()}
-                if any(c.get_type() != var.get_type() for var, c in sub.items()):
-                    return []
-                out.setdefault(tuple(sub.values()), sub)
-    return list(out.values())
-
-
-def _watched(records: list[HwTlb]) -> list[HwTlb]:
-    return records if any(r.tag == 0 for r in records) else [*records, HwTlb()]
-
-
 def event_kinds(cfg: Config) -> list[type[ev.Event]]:
     """The events a configuration has: nested ones only with nested virtualization, INVVPID
     on VMX, INVLPGA on SVM; no INIT where it is blocked (arch.init_blocked)."""
