@@ -327,7 +327,7 @@ def probes(sequences: int, seed: int, pages: tuple[bool, ...] = (False,)) -> lis
     base = POLICIES[BASE]
     out = []
     for name, t in workdiff.corpus_traces(ROOT / "traces", tuple(CONFIGS)):
-        t = Trace(BASE, t.config, t.initial, t.events, t.description, t.page_global)
+        t = replace(t, policy=BASE)
         try:
             out.append(Probe(f"corpus:{name}", t, _violations(t, base)))
         except InputError:

@@ -154,7 +154,7 @@ class Common(Mechanism):
     def vendor_flush_tlb_gva(self, v: Vcpu, gva: int) -> None:
         """vmx_flush_tlb_gva (INVVPID individual address, the VPID guest_flush_vpid01 names) /
         svm_flush_tlb_gva (INVLPGA in the running VMCB's ASID): one page, every PCID."""
-        if gva & arch.PAGE_MASK == arch.WATCHED_VA:
+        if self.hw_page_hit(v, gva):
             if self.cfg.nested == Nested.VMX:
                 self.flush_vpid(v, self.guest_flush_vpid01(v))
             else:
@@ -486,7 +486,7 @@ class Common(Mechanism):
         (individual address or whole context).  kvm_mmu_free_guest_mode_roots is not
         modelled (guest_mode shadow roots are kept, as in v5.17)."""
         if type_ == 0:
-            if gva & arch.PAGE_MASK == arch.WATCHED_VA:
+            if self.hw_page_hit(v, gva):
                 self.flush_vpid(v, False)
         else:
             self.flush_vpid(v, False)

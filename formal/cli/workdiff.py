@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from formal.cli import policies
@@ -63,7 +63,7 @@ class Tallies:
     def run(self, source: str, t: Trace, old: str, new: str) -> None:
         """t's events under old and under new, every event (a violation does not stop KVM)."""
         for side, name in (("old", old), ("new", new)):
-            t1 = Trace(name, t.config, t.initial, t.events, t.description, t.page_global)
+            t1 = replace(t, policy=name)
             model_simulate.run(t1, policies.resolve(name), stop_at_violation=False,
                                on_record=lambda rec, s=side: self.add(source, t.config, s, rec))
 

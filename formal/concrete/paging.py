@@ -380,11 +380,12 @@ def walk(mem: Memory, cr0: int, cr3: int, cr4: int, efer: int, va: int, access: 
 
 @dataclass
 class FrameAllocator:
-    """Hands out zeroed 4 KiB frames upwards from next_free for paging structures."""
+    """Hands out zeroed frames of size bytes (4 KiB unless told) upwards from next_free."""
 
     next_free: int
+    size: int = PAGE_4K
 
     def alloc(self) -> int:
         frame = self.next_free
-        self.next_free += PAGE_4K
+        self.next_free += self.size
         return frame

@@ -33,6 +33,7 @@ from formal.model.kvm import Mechanism
 from formal.model.machine import Machine
 from formal.model.properties import ModelError
 from formal.model.scope import not_modeled
+from formal.model.simulate import check_initial
 from formal.model.state import CONFIGS, Config, Regs, Vcpu
 from formal.model.trace import Trace
 
@@ -272,17 +273,15 @@ def replay(t: Trace, policy_cls: type[Mechanism]) -> ReplayOutcome:
     NotModeled for a trace the concrete level cannot run (as simulate.run does) and ModelError
     when the levels contradict themselves."""
     cfg = CONFIGS[t.config]
-    err = arch.sregs_error(t.initial)
-    if err:
-        raise NotModeled(f"initial: registers are not a legal state: {err}")
-    world = GuestWorld(page_global=t.page_global)
+    check_initial(t)
+    world = GuestWorld(page_global=t.page_global, page_large=t.page_large)
     for pgd in _pgds(t):
         world.add_pgd(pgd)
     _prepare(world, t.initial)
     policy = concrete_policy(policy_cls)(cfg, world)
     ctx = _Contexts(cfg, world)
     ctx.start(None, t.initial)
-    m = Machine(policy, t.initial, page_global=t.page_global)
+    m = Machine(policy, t.initial, page_global=t.page_global, page_large=t.page_large)
     m.start()
     found = _after_entry(t, ctx, policy, -1, m.v)
     for i, e in enumerate(t.events):

@@ -51,7 +51,7 @@ from formal.concrete.paging import (
     pdpt_address,
     translate,
 )
-from formal.concrete.pte import PAGE_4K, PTE_G, PTE_P, PTE_RW, PTE_US, PTE_XD
+from formal.concrete.pte import PAGE_4K, PTE_G, PTE_P, PTE_PS, PTE_RW, PTE_US, PTE_XD
 from formal.errors import NotModeled
 from formal.model import arch, bits, roles
 from formal.model.arch import Inval
@@ -70,6 +70,10 @@ REGION_END = 0x0400_0000
 # pages to distinct L1 pages, so using one table's shadow root for another is seen.
 EPT_STEP = 0x1000_0000
 EPT_TABLE_STEP = 0x1_0000_0000
+# A large watched page's 2 MiB frames: above every 4 KiB one (PAE and 4-level PDEs reach them;
+# 32-bit paging never maps a large watched page, formal.model.scope).
+LARGE_BASE = 0x1_0000_0000
+PAGE_2M = 0x20_0000
 
 TABLE_FLAGS = PTE_P | PTE_RW | PTE_US
 LEAF_FLAGS = PTE_P | PTE_RW | PTE_US
@@ -107,19 +111,29 @@ class Tables:
         """Address of the watched page's PTE."""
         return self.pt + 8 * _PT_INDEX
 
+    @property
+    def large_leaf(self) -> int:
+        """Address of the PDE that maps a large watched page."""
+        return self.pd + 8 * _PD_INDEX
+
 
 @dataclass
 class GuestWorld:
     """Guest-physical memory and the guest's page tables: each pgd maps WATCHED_VA to a data page
     of its own; each guest PTE write points that leaf at a fresh data page, so an out-of-sync
     translation always differs from the current one.  With page_global every leaf of the
-    watched page has G=1 (formal.model.state.Vcpu.page_global)."""
+    watched page has G=1 (formal.model.state.Vcpu.page_global); with page_large the PD entry
+    maps a 2 MiB page with PS=1 (Vcpu.page_large) in a 2 MiB frame of its own; the PT is then
+    unreachable, and the probe pages (formal.concrete.emulation.PROBES) lie inside the large
+    page, with its rights."""
 
     page_global: bool = False
+    page_large: bool = False
     mem: Memory = field(default_factory=Memory)
     tables: dict[int, Tables] = field(default_factory=dict)
     alloc: FrameAllocator = field(default_factory=lambda: FrameAllocator(TABLES_BASE))
     data: FrameAllocator = field(default_factory=lambda: FrameAllocator(DATA_BASE))
+    large: FrameAllocator = field(default_factory=lambda: FrameAllocator(LARGE_BASE, PAGE_2M))
     # L1's EPT/NPT for L2, per nested pgd: every offset (L1 GPA - L2 GPA of a data page) it ever
     # held, current last, the k-th table named starting at k * EPT_TABLE_STEP; and the frame of
     # its leaf table (the shadow page's gfn).
@@ -141,7 +155,10 @@ class GuestWorld:
                              "builds tables")
         t = Tables(addr, self.alloc.alloc(), self.alloc.alloc(), self.alloc.alloc())
         self.mem.write(t.pdpt, t.pd | TABLE_FLAGS)
-        self.mem.write(t.pd + 8 * _PD_INDEX, t.pt | TABLE_FLAGS)
+        if self.page_large:
+            self.mem.write(t.large_leaf, self.large.alloc() | self.leaf_flags | PTE_PS)
+        else:
+            self.mem.write(t.large_leaf, t.pt | TABLE_FLAGS)
         self.mem.write(t.leaf, self.data.alloc() | self.leaf_flags)
         for k, (va, flags) in enumerate(PROBES):
             index, frame = (va >> 12) & 0x1FF, PROBE_FRAMES + k * PAGE_4K
@@ -172,8 +189,12 @@ class GuestWorld:
         return LEAF_FLAGS | (PTE_G if self.page_global else 0)
 
     def new_leaf(self, pgd: int) -> tuple[int, int]:
-        """(address, value) of a guest PTE write pointing pgd's watched leaf at a fresh page."""
-        return self.tables[pgd & _ADDR].leaf, self.data.alloc() | self.leaf_flags
+        """(address, value) of a guest write pointing the entry that maps pgd's watched page
+        (its PTE, or its PDE for a large page) at a fresh page."""
+        t = self.tables[pgd & _ADDR]
+        if self.page_large:
+            return t.large_leaf, self.large.alloc() | self.leaf_flags | PTE_PS
+        return t.leaf, self.data.alloc() | self.leaf_flags
 
     def other_table(self, pgd: int) -> int:
         """The frame of the other page's leaf table under the tables at pgd (built on first
@@ -217,13 +238,15 @@ class ShadowPage:
 @dataclass(frozen=True)
 class Seen:
     """A translation the guest may get: its guest-physical address, rights (None without
-    paging), where it comes from, and whether the hardware holds it as a global entry (SDM
-    Vol. 3A §4.10.2.4: usable under any PCID)."""
+    paging), where it comes from, whether the hardware holds it as a global entry (SDM
+    Vol. 3A §4.10.2.4: usable under any PCID) and as an entry of a 2 MiB page (an invalidation
+    of any address in it reaches it: formal.model.arch.page_hit)."""
 
     gpa: int
     perms: Perms | None
     via: str
     global_: bool = False
+    large: bool = False
 
 
 @dataclass
@@ -231,11 +254,12 @@ class HwContext:
     """One hardware TLB context (VPID/ASID) of the guest: per PCID, every translation of the
     watched page it may hold (saturated: cached whenever the guest ran, kept until flushed)."""
 
-    entries: dict[int, dict[tuple[int, Perms | None, bool], Seen]] = \
+    entries: dict[int, dict[tuple[int, Perms | None, bool, bool], Seen]] = \
         field(default_factory=dict)
 
     def fill(self, pcid: int, seen: Seen) -> None:
-        self.entries.setdefault(pcid, {}).setdefault((seen.gpa, seen.perms, seen.global_), seen)
+        key = (seen.gpa, seen.perms, seen.global_, seen.large)
+        self.entries.setdefault(pcid, {}).setdefault(key, seen)
 
     def held(self, pcid: int) -> list[Seen]:
         """What a lookup under pcid may use: its entries and the global ones of every PCID."""
@@ -284,31 +308,37 @@ class ConcreteMmuMixin(Mechanism):
             self.pdptrs[(pgd, mmu.root.role)] = load_pdptes(self.world.mem, pgd)
 
     def _leaf_key(self, v: Vcpu, root: Root) -> tuple[int, int] | None:
-        """(gfn, role) of the leaf shadow page under root that maps the watched page, None when
-        the root maps nothing there: the leaf role is the root's with level 1 (mmu.c
-        kvm_mmu_child_role)."""
-        role = root.role & ~roles.LEVEL_MASK | 1
+        """(gfn, role) of the shadow page under root that shadows the guest table whose entry
+        maps the watched page, None when the root maps nothing there: the leaf role is the
+        root's with level 1 (mmu.c kvm_mmu_child_role), or with level 2 for a large page's PD
+        (whose SPTE leads to a direct shadow page of 4 KiB SPTEs: Mechanism.hw_large)."""
         if self._is_ept_root(v, root):
             self.world.add_ept(root.pgd)
-            return self.world.ept_leaf[root.pgd & _ADDR] >> 12, role
+            return self.world.ept_leaf[root.pgd & _ADDR] >> 12, root.role & ~roles.LEVEL_MASK | 1
+        level = 2 if self.world.page_large else 1
+        role = root.role & ~roles.LEVEL_MASK | level
         t = self.world.add_pgd(root.pgd)
         if not self._pae_guest(root):
-            return t.pt >> 12, role
+            return (t.pd if level == 2 else t.pt) >> 12, role
         # Below the root's PDPTE, the guest's PD entry leads to the leaf table (paging_tmpl.h
         # FNAME(walk_addr_generic)); KVM write-protects the PD it shadows, the replay never
         # rewrites one.
         pdpte = self.pdptrs[(root.pgd, root.role)][_PDPTE_INDEX]
         if not pdpte & PTE_P:
             return None
+        if level == 2:
+            return (pdpte & _ADDR) >> 12, role
         pde = self.world.mem.read((pdpte & _ADDR) + 8 * _PD_INDEX)
         return ((pde & _ADDR) >> 12, role) if pde & PTE_P else None
 
-    def _guest_entry(self, v: Vcpu, root: Root, gfn: int) -> int:
-        """The guest entry the SPTE is built from: the leaf guest PTE in table gfn (paging_tmpl.h
-        FNAME(walk_addr) / FNAME(sync_spte)), or L1's EPT entry for a guest_mmu root."""
+    def _guest_entry(self, v: Vcpu, root: Root, key: tuple[int, int]) -> int:
+        """The guest entry the SPTE is built from: the guest PTE (or a large page's PDE) in the
+        table the shadow page key shadows (paging_tmpl.h FNAME(walk_addr) /
+        FNAME(sync_spte)), or L1's EPT entry for a guest_mmu root."""
         if self._is_ept_root(v, root):
             return self.world.ept[root.pgd & _ADDR][-1]
-        return self.world.mem.read((gfn << 12) + 8 * _PT_INDEX)
+        index = _PD_INDEX if roles.level(key[1]) == 2 else _PT_INDEX
+        return self.world.mem.read((key[0] << 12) + 8 * index)
 
     def _faulted_in(self, v: Vcpu, root: Root) -> ShadowPage | None:
         """The leaf shadow page, with its SPTE installed from the current guest entry if missing
@@ -319,7 +349,7 @@ class ConcreteMmuMixin(Mechanism):
             return None
         sp = self.pages.setdefault(key, ShadowPage())
         if sp.gpte is None:
-            sp.gpte = self._guest_entry(v, root, key[0])
+            sp.gpte = self._guest_entry(v, root, key)
         return sp
 
     def _other_key(self, root: Root) -> tuple[int, int] | None:
@@ -337,7 +367,7 @@ class ConcreteMmuMixin(Mechanism):
                 # kvm_sync_page (or, for one address, FNAME(invlpg) / sync_spte): the SPTE
                 # rebuilt from the guest's current entry; only mmu_sync_children leaves the
                 # page synced.
-                sp.gpte = self._guest_entry(v, root, key[0]) if sp.gpte is not None else None
+                sp.gpte = self._guest_entry(v, root, key) if sp.gpte is not None else None
                 sp.unsync = sp.unsync and not children
             other = self._other_key(root)
             if children and other in self.pages:
@@ -423,7 +453,8 @@ class ConcreteMmuMixin(Mechanism):
                     continue
                 for inval in invals:
                     kept = {pcid: {k: s for k, s in held.items()
-                                   if not inval.covers(arch.vpid(v), pcid, s.global_)}
+                                   if not inval.covers(arch.vpid(v), pcid, s.global_,
+                                                       s.large)}
                             for pcid, held in hw.entries.items()}
                     hw.entries = {pcid: held for pcid, held in kept.items() if held}
 
@@ -452,7 +483,8 @@ class ConcreteMmuMixin(Mechanism):
             assert ept is not None and ept.gpte is not None
             offset = ept.gpte
             return Seen(walked.gpa + offset, walked.perms,
-                        f"L2 GPA {walked.gpa:#x} via shadow EPT/NPT {where}", walked.global_)
+                        f"L2 GPA {walked.gpa:#x} via shadow EPT/NPT {where}", walked.global_,
+                        walked.large)
         if roles.is_direct(root.role):
             if not self.tdp_enabled:
                 # Shadow paging of a guest without paging: the direct root maps linear =
@@ -462,7 +494,8 @@ class ConcreteMmuMixin(Mechanism):
             if walked is None:
                 return None
             return Seen(walked.gpa, walked.perms,
-                        f"via the hardware walk of the guest's tables ({where})", walked.global_)
+                        f"via the hardware walk of the guest's tables ({where})", walked.global_,
+                        walked.large)
         sp = self._faulted_in(v, root)
         if sp is None:
             return None
@@ -484,7 +517,7 @@ class ConcreteMmuMixin(Mechanism):
         if not isinstance(found, Translation):
             return None
         return Seen(found.paddr, found.perms, "walk",
-                    found.global_ and regs.cr4 & bits.CR4_PGE != 0)
+                    found.global_ and regs.cr4 & bits.CR4_PGE != 0, found.page_size > PAGE_4K)
 
     def observable(self, v: Vcpu) -> list[Seen]:
         """Everything a user read of the watched page may return now: the active root's

@@ -16,11 +16,14 @@ from formal.model import events as ev
 from formal.model.state import Config, Regs, Vcpu, Vendor
 from formal.model.values import ite, neg, on, truth
 
-# The one guest virtual page the abstract model watches: a user 4 KiB page, global or not
-# (Vcpu.page_global).  Invalidations of other pages leave it alone; guest_pte_write edits its
-# leaf PTE.
+# The one guest virtual page the abstract model watches: a user page, global or not
+# (Vcpu.page_global), 4 KiB or 2 MiB (Vcpu.page_large).  Invalidations of other pages leave it
+# alone; guest_pte_write edits the entry that maps it.
 WATCHED_VA = 0x400000
 PAGE_MASK = ~0xFFF
+# A 2 MiB page's linear address bits (SDM Vol. 3A §4.4.2, §4.5.4: a PDE with PS=1); WATCHED_VA
+# is 2 MiB aligned, so a 4 KiB hit is a hit of its large page too.
+LARGE_PAGE_MASK = ~0x1F_FFFF
 
 
 def global_translation(v: Vcpu) -> object:
@@ -30,6 +33,18 @@ def global_translation(v: Vcpu) -> object:
     (MOV CR4 toggling PGE), except SMI and RSM on Intel, which change CR4 without invalidating
     (docs/model.md "Global pages")."""
     return v.page_global & truth(v.regs.cr4 & bits.CR4_PGE)
+
+
+def page_hit(va: object, large: object) -> object:
+    """Whether an invalidation of the page containing va reaches the watched page's entries:
+    va in the same 4 KiB page, or, if large holds (the entries are of the 2 MiB page), in the
+    same 2 MiB page.  INVLPG invalidates every TLB entry of the page containing its address,
+    the several entries a large page may be cached as included (SDM Vol. 2, INVLPG, note 1;
+    Vol. 3A §4.10.2.3), and INVPCID individual-address likewise (Vol. 2, INVPCID, note 1);
+    INVVPID individual-address invalidates the mappings that would be used to translate its
+    address (Vol. 3C §30.3), which a large page's entry is; AMD's INVLPGA (APM Vol. 3) is read
+    as INVLPG for another ASID."""
+    return (va & PAGE_MASK == WATCHED_VA) | (large & (va & LARGE_PAGE_MASK == WATCHED_VA))
 
 
 class Globals(StrEnum):
@@ -64,9 +79,10 @@ class Inval:
     all_but_vpid0: bool = False
     globals: Globals = Globals.BY_PCID
 
-    def covers(self, vpid: int, pcid: int, glob: object = False) -> object:
+    def covers(self, vpid: int, pcid: int, glob: object = False, large: object = False) -> object:
         """Does it cover the watched page's translation cached under tag (vpid, pcid), global
-        if glob holds?  A condition, not a branch: symbolic tags give one term."""
+        if glob holds, as entries of its 2 MiB page if large holds (page_hit)?  A condition,
+        not a branch: symbolic tags give one term."""
         hit = True
         if self.vpid is not None:
             hit = hit & (self.vpid == vpid)
@@ -78,7 +94,7 @@ class Inval:
             same = self.pcid == pcid
             hit = hit & ((same | glob) if self.globals is Globals.ALL else same)
         if self.va is not None:
-            hit = hit & (self.va & PAGE_MASK == WATCHED_VA)
+            hit = hit & page_hit(self.va, large)
         return hit
 
 

@@ -35,6 +35,11 @@ NESTED_PGD = 0x9000
 _LONG = Regs(0x8001_0033, 0x1000, bits.CR4_PAE, bits.EFER_LME | bits.EFER_LMA | bits.EFER_NX)
 INITIAL = (_LONG, Regs(_LONG.cr0, 0x1001, bits.CR4_PAE | bits.CR4_PCIDE, _LONG.efer))
 CR0_BITS = (bits.CR0_PG, bits.CR0_WP)
+# The addresses per-address invalidations name: the watched page, and another 4 KiB page of its
+# 2 MiB page (a hit only when the watched page is large, arch.page_hit).
+VAS = (arch.WATCHED_VA, arch.WATCHED_VA | 0x10_0000)
+# The watched page's attributes (Trace.page_global, Trace.page_large) tried.
+PAGES = ((False, False), (True, False), (False, True))
 CR4_BITS = (bits.CR4_PGE, bits.CR4_PCIDE, bits.CR4_PAE, bits.CR4_PSE, bits.CR4_SMEP,
             bits.CR4_SMAP, bits.CR4_PKE)
 
@@ -46,7 +51,7 @@ def events(cfg: Config, v: Vcpu, kinds: set[str]) -> Iterator[ev.Event]:
     out: list[ev.Event] = [ev.MovCr3(t | p | nf) for t in TABLES for p in PCIDS
                            for nf in (0, bits.CR3_NOFLUSH)]
     out += [ev.GuestPteWrite(t) for t in TABLES] + [ev.GuestPteWriteOther(t) for t in TABLES]
-    out += [ev.Invlpg(arch.WATCHED_VA), ev.Invpcid(0, pcid, arch.WATCHED_VA)]
+    out += [e for va in VAS for e in (ev.Invlpg(va), ev.Invpcid(0, pcid, va))]
     out += [ev.Invpcid(1, p, 0) for p in PCIDS] + [ev.Invpcid(2, 0, 0), ev.Invpcid(3, 0, 0)]
     out += [ev.MovCr4(r.cr4 ^ b) for b in CR4_BITS] + [ev.MovCr0(r.cr0 ^ b) for b in CR0_BITS]
     out += [ev.WrmsrEfer(r.efer ^ bits.EFER_NX)]
@@ -56,8 +61,8 @@ def events(cfg: Config, v: Vcpu, kinds: set[str]) -> Iterator[ev.Event]:
         ept = NESTED_PGD if cfg.nested_tdp else 0
         out += [ev.VmEntry(_LONG.cr0, L2_TABLE, _LONG.cr4, _LONG.efer, ept, vpid)
                 for vpid in (0, 1, 2)]
-        out += [ev.VmExit(), ev.Invvpid(1, 1, 0), ev.Invlpga(arch.WATCHED_VA, 1),
-                ev.GuestPteWrite(L2_TABLE)]
+        out += [ev.VmExit(), ev.Invvpid(1, 1, 0), ev.GuestPteWrite(L2_TABLE)]
+        out += [ev.Invlpga(va, 1) for va in VAS]
     return (e for e in out if e.op in kinds)
 
 
@@ -70,7 +75,7 @@ class _Node:
     parent: _Node | None
     event: ev.Event | None
     initial: Regs
-    page_global: bool
+    page: tuple[bool, bool]
 
 
 def search(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
@@ -82,14 +87,14 @@ def search(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
     policy = policy_cls(cfg)
     seen: set[str] = set()
     frontier: list[_Node] = []
-    for page_global in (False, True):
+    for page in PAGES:
         for regs in INITIAL:
-            v = Vcpu(regs=copy.copy(regs), page_global=page_global)
+            v = Vcpu(regs=copy.copy(regs), page_global=page[0], page_large=page[1])
             policy.start(v)
             if {x.prop for x in enter(policy, v, props, None)} & set(props):
                 return Trace(policy_cls.name, cfg.name, regs, (), "found by explicit search",
-                             page_global)
-            frontier.append(_Node(v, _pickled(v), None, None, regs, page_global))
+                             *page)
+            frontier.append(_Node(v, _pickled(v), None, None, regs, page))
     for _ in range(depth):
         nxt: list[_Node] = []
         for node in frontier:
@@ -108,11 +113,11 @@ def search(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
                     continue
                 if viol:
                     return _trace(policy_cls, cfg,
-                                  _Node(w, b"", node, e, node.initial, node.page_global))
+                                  _Node(w, b"", node, e, node.initial, node.page))
                 data = _pickled(w)
                 if data not in seen:
                     seen.add(data)
-                    nxt.append(_Node(w, data, node, e, node.initial, node.page_global))
+                    nxt.append(_Node(w, data, node, e, node.initial, node.page))
         frontier = nxt
     return None
 
@@ -128,4 +133,4 @@ def _trace(policy_cls: type[Mechanism], cfg: Config, node: _Node) -> Trace:
         found.append(at.event)
         at = at.parent
     return Trace(policy_cls.name, cfg.name, node.initial, tuple(reversed(found)),
-                 "found by explicit search", node.page_global)
+                 "found by explicit search", *node.page)

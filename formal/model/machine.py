@@ -83,13 +83,13 @@ class Machine:
 
     def __init__(self, policy: Mechanism, initial: Regs,
                  props: tuple[str, ...] = properties.PROPERTIES,
-                 page_global: bool = False) -> None:
+                 page_global: bool = False, page_large: bool = False) -> None:
         self.policy = policy
         self.props = props
         self.causes: dict[object, StaleCause] = {}
         self.flushes: dict[object, StaleCause] = {}
         self.v = Vcpu(regs=Regs(initial.cr0, initial.cr3, initial.cr4, initial.efer),
-                      page_global=page_global)
+                      page_global=page_global, page_large=page_large)
 
     def start(self) -> StepRecord:
         """Initial state: KVM's MMU set up for the registers, then the first guest entry."""

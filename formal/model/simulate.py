@@ -10,7 +10,7 @@ from formal.model import arch
 from formal.model.kvm import Mechanism
 from formal.model.machine import Machine, StepRecord
 from formal.model.properties import Violation
-from formal.model.scope import not_modeled
+from formal.model.scope import initial_not_modeled, not_modeled
 from formal.model.state import CONFIGS
 from formal.model.trace import Trace
 
@@ -29,6 +29,16 @@ class Run:
         return self.violation is not None
 
 
+def check_initial(trace: Trace) -> None:
+    """Raise NotModeled if the trace's initial state is outside the model."""
+    err = arch.sregs_error(trace.initial)
+    if err:
+        raise NotModeled(f"initial: registers are not a legal state: {err}")
+    why = initial_not_modeled(trace.initial.cr0, trace.initial.cr4, trace.page_large)
+    if why:
+        raise NotModeled(f"initial: {why}")
+
+
 def run(trace: Trace, policy_cls: type[Mechanism], stop_at_violation: bool = True,
         on_record: Callable[[StepRecord], None] | None = None) -> Run:
     """Run every event of trace under policy_cls, stopping at the first violated property
@@ -37,10 +47,9 @@ def run(trace: Trace, policy_cls: type[Mechanism], stop_at_violation: bool = Tru
     it is made and none is kept (Run.records is empty): memory then does not grow with the
     trace."""
     policy = policy_cls(CONFIGS[trace.config])
-    err = arch.sregs_error(trace.initial)
-    if err:
-        raise NotModeled(f"initial: registers are not a legal state: {err}")
-    m = Machine(policy, trace.initial, page_global=trace.page_global)
+    check_initial(trace)
+    m = Machine(policy, trace.initial, page_global=trace.page_global,
+                page_large=trace.page_large)
     records: list[StepRecord] = []
     keep = records.append if on_record is None else on_record
     start = m.start()

@@ -221,6 +221,10 @@ class Vcpu:
     # The watched page's PTE has G=1 in every table that maps it (formal.model.arch
     # .global_translation): an attribute of the page, fixed for a whole trace.
     page_global: bool = False
+    # The watched page is a 2 MiB page: a PDE with PS=1 maps it in every table set, in PAE and
+    # 4-level paging (formal.model.arch.large_translation); fixed for a whole trace, and a trace
+    # with it never runs 32-bit paging (formal.model.scope).
+    page_large: bool = False
     smm: bool = False
     # SMRAM state-save area: the registers RSM restores (SDM §34.4.1).
     smram: Regs = field(default_factory=lambda: Regs(0, 0, 0, 0))

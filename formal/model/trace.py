@@ -49,6 +49,8 @@ class Trace:
     description: str = ""
     # The watched page's PTE has G=1 (formal.model.state.Vcpu.page_global).
     page_global: bool = False
+    # The watched page is a 2 MiB page (formal.model.state.Vcpu.page_large).
+    page_large: bool = False
 
 
 def _hex(where: str, name: str, raw: object, small: bool) -> int:
@@ -149,21 +151,30 @@ def from_doc(doc: object, source: str = "trace") -> Trace:
     desc = doc.get("description", "")
     if not isinstance(desc, str):
         raise TraceError(f"{source}: field 'description': expected a string")
-    return Trace(policy, config, Regs(**regs), parsed, desc, _page_global(source, doc))
+    glob, large = _page(source, doc)
+    return Trace(policy, config, Regs(**regs), parsed, desc, glob, large)
 
 
-def _page_global(source: str, doc: dict) -> bool:
+def _page(source: str, doc: dict) -> tuple[bool, bool]:
+    """The page field's global and large attributes (each false by default)."""
     page = doc.get("page", {})
     if not isinstance(page, dict):
         raise TraceError(f"{source}: field 'page': expected an object")
-    extra = set(page) - {"global"}
+    extra = set(page) - set(PAGE_ATTRIBUTES)
     if extra:
         raise TraceError(f"{source}: page: unknown field '{sorted(extra)[0]}'")
-    value = page.get("global", False)
-    if not isinstance(value, bool):
-        raise TraceError(f"{source}: page: field 'global': expected true or false, "
-                         f"got {jsondoc.show(value)}")
-    return value
+    values = []
+    for name in PAGE_ATTRIBUTES:
+        value = page.get(name, False)
+        if not isinstance(value, bool):
+            raise TraceError(f"{source}: page: field '{name}': expected true or false, "
+                             f"got {jsondoc.show(value)}")
+        values.append(value)
+    return values[0], values[1]
+
+
+# The page field's attributes, in Trace's order (page_global, page_large).
+PAGE_ATTRIBUTES = ("global", "large")
 
 
 def override(t: Trace, policy: str | None, config: str | None) -> Trace:
@@ -196,8 +207,10 @@ def dumps(t: Trace) -> str:
     doc: dict[str, object] = {
         "format": FORMAT, "policy": t.policy, "config": t.config,
         "initial": {k: f"{getattr(t.initial, k):#x}" for k in ("cr0", "cr3", "cr4", "efer")}}
-    if t.page_global:
-        doc["page"] = {"global": True}
+    page = {name: True for name, on in zip(PAGE_ATTRIBUTES, (t.page_global, t.page_large),
+                                            strict=True) if on}
+    if page:
+        doc["page"] = page
     doc["events"] = [event_to_json(e) for e in t.events]
     if t.description:
         doc["description"] = t.description

@@ -30,7 +30,7 @@ from formal.model import events as ev
 from formal.model.kvm import Mechanism, root_in_l2
 from formal.model.machine import enter, execute
 from formal.model.properties import PROPERTIES, ModelError
-from formal.model.scope import not_modeled
+from formal.model.scope import initial_not_modeled, not_modeled
 from formal.model.state import Config, HwTlb, Regs, Vcpu
 from formal.model.values import iff, neg, truth
 from formal.solvers import Deadline
@@ -278,22 +278,26 @@ def _merge_state(cfg: Config, paths: list[Path], per_path: list[dict[str, FNode]
 def initial_relation(shape: Single, cfg: Config, pre: dict[str, Sym],
                      props: tuple[str, ...] = PROPERTIES) -> tuple[int, FNode, dict, FNode]:
     """The initial states: any legal register state (KVM_SET_SREGS's checks, in L1, outside
-    SMM), a global or non-global watched page, KVM's MMU set up for it and the first guest entry
+    SMM), a global or non-global, 4 KiB or 2 MiB watched page (not 2 MiB under 32-bit paging:
+    formal.model.scope), KVM's MMU set up for it and the first guest entry
     made (Machine.start); with two policies, both vCPUs from the same registers, page and
     watched tags."""
     regs = {r: fresh(f"init.{r}", "bv") for r in ("cr0", "cr3", "cr4", "efer")}
     watched = [fresh(f"init.hw.{ctx}.tag", "bv") for ctx in (0, 1)]
     page_global = fresh("init.page_global", "bool")
+    page_large = fresh("init.page_large", "bool")
 
     def run():
         state = shape.template()
         for _, v in shape.vcpus(state):
             v.regs = Regs(**regs)
             v.page_global = page_global
+            v.page_large = page_large
             for ctx, records in enumerate(v.hw):
                 if not is_fixed(cfg, f"hw.{ctx}.0.tag"):
                     records[0].tag = watched[ctx]
-        if arch.sregs_error(Regs(**regs)):
+        if arch.sregs_error(Regs(**regs)) \
+                or initial_not_modeled(regs["cr0"], regs["cr4"], page_large):
             return "illegal", state, []
         try:
             viol = shape.start(cfg, state, props)
