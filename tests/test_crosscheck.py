@@ -24,9 +24,10 @@ from hypothesis import strategies as st
 from formal.cli.policies import replay
 from formal.model import bits, trace
 from formal.model import events as ev
+from formal.model.explore import PAGES, VAS
 from formal.model.machine import Machine
 from formal.model.properties import PROPERTIES
-from formal.model.scope import not_modeled
+from formal.model.scope import initial_not_modeled, not_modeled
 from formal.model.state import CONFIGS, Regs
 from specs import POLICIES
 from tests.conftest import LONG_MODE, TRACES
@@ -51,8 +52,8 @@ FOCUSED = st.one_of(
     PTE_WRITE, st.just(ev.PvTlbFlush()), MOV_CR3, PTE_WRITE, MOV_CR3,
     st.builds(ev.GuestPteWriteOther, st.sampled_from(PGDS[:2])),
     st.builds(ev.MovCr4, st.sampled_from([0x20020, 0x20, 0x200A0, 0xA0])),
-    st.builds(ev.Invpcid, st.integers(0, 3), st.integers(0, 1), st.just(0x400000)),
-    st.builds(ev.Invlpg, st.just(0x400000)),
+    st.builds(ev.Invpcid, st.integers(0, 3), st.integers(0, 1), st.sampled_from(VAS)),
+    st.builds(ev.Invlpg, st.sampled_from(VAS)),
 )
 NESTED = st.one_of(
     st.builds(lambda cr0, cr3, cr4, efer, vpid: ev.VmEntry(cr0, cr3 + 0x10000, cr4, efer, 0,
@@ -60,17 +61,18 @@ NESTED = st.one_of(
               st.sampled_from(CR0S), st.sampled_from(PGDS), st.sampled_from(FLAT_CR4S),
               st.sampled_from(EFERS), st.integers(0, 2)),
     st.just(ev.VmExit()),
-    st.builds(ev.Invvpid, st.integers(0, 3), st.integers(0, 2), st.just(0x400000)),
-    st.builds(ev.Invlpga, st.just(0x400000), st.integers(1, 2)),
+    st.builds(ev.Invvpid, st.integers(0, 3), st.integers(0, 2), st.sampled_from(VAS)),
+    st.builds(ev.Invlpga, st.sampled_from(VAS), st.integers(1, 2)),
 )
 
 
 def modelled(policy: str, config: str, events: list[ev.Event],
-             initial: Regs = LONG_MODE, page_global: bool = False) -> trace.Trace:
+             initial: Regs = LONG_MODE, page: tuple[bool, bool] = (False, False)) -> trace.Trace:
     """The events the model covers, in order (as tests/test_random_sequences.run picks them),
-    as a trace; VM entries get L1's EPTP/nCR3 0x9000 under nested TDP."""
+    as a trace with the watched page (global, large); VM entries get L1's EPTP/nCR3 0x9000
+    under nested TDP."""
     cfg = CONFIGS[config]
-    m = Machine(POLICIES[policy](cfg), initial, PROPS, page_global)
+    m = Machine(POLICIES[policy](cfg), initial, PROPS, *page)
     m.start()
     kept = []
     for e in events:
@@ -80,12 +82,13 @@ def modelled(policy: str, config: str, events: list[ev.Event],
             continue
         m.step(len(kept), e)
         kept.append(e)
-    return trace.Trace(policy, config, initial, tuple(kept), page_global=page_global)
+    return trace.Trace(policy, config, initial, tuple(kept), "", *page)
 
 
 def abstract_verdict(t: trace.Trace) -> int | None:
     """The event of the first violation (-1: the first entry), or None."""
-    m = Machine(POLICIES[t.policy](CONFIGS[t.config]), t.initial, PROPS, t.page_global)
+    m = Machine(POLICIES[t.policy](CONFIGS[t.config]), t.initial, PROPS, t.page_global,
+                t.page_large)
     if m.start().violations:
         return -1
     for i, e in enumerate(t.events):
@@ -95,9 +98,12 @@ def abstract_verdict(t: trace.Trace) -> int | None:
 
 
 def check(policy: str, config: str, events: list[ev.Event],
-          initial: Regs = LONG_MODE, page_global: bool = False) -> int | None:
-    """Assert that both levels give the same verdict; return it (abstract_verdict's)."""
-    t = modelled(policy, config, events, initial, page_global)
+          initial: Regs = LONG_MODE, page: tuple[bool, bool] = (False, False)) -> int | None:
+    """Assert that both levels give the same verdict; return it (abstract_verdict's).  A large
+    page under initial 32-bit paging (not modelled) becomes a 4 KiB one."""
+    if initial_not_modeled(initial.cr0, initial.cr4, page[1]):
+        page = (page[0], False)
+    t = modelled(policy, config, events, initial, page)
     abstract = abstract_verdict(t)
     concrete = replay(t)
     said = "holds" if abstract is None else f"violation at event {abstract}"
@@ -183,7 +189,7 @@ def templated(draw: st.DrawFn, templates: list[trace.Trace],
 def test_corpus_traces_agree_on_every_cell(name, policy, config):
     """The hand-written bugs, which the random draws reach rarely, on every cell."""
     t = trace.load(TRACES / name)
-    check(policy, config, list(t.events), t.initial, t.page_global)
+    check(policy, config, list(t.events), t.initial, (t.page_global, t.page_large))
 
 
 # Disagreements resolved in formal/, each on the cells where it was found: both levels now hold.
@@ -268,7 +274,8 @@ MIN_VIOLATING = EXAMPLES // 20
 @pytest.mark.parametrize("policy,config", CELLS, ids=[f"{p}-{c}" for p, c in CELLS])
 def test_abstract_violation_iff_concrete_forbidden_access(policy, config):
     """A third of the sequences perturb F1, a third any template (TEMPLATES), a third are
-    FOCUSED draws from LONG_MODE, each with a global watched page or not; a shadow-paged cell
+    FOCUSED draws from LONG_MODE, each with a 4 KiB, a global or a large watched page; a
+    shadow-paged cell
     must see MIN_VIOLATING violations."""
     nested = [NESTED] if CONFIGS[config].nested is not None else []
     unbiased = st.one_of(EVENTS, *nested)
@@ -279,11 +286,11 @@ def test_abstract_violation_iff_concrete_forbidden_access(policy, config):
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow])
     @given(sequence=st.one_of(templated([F1], unbiased), templated(TEMPLATES, unbiased),
-                              focused), page_global=st.booleans())
-    def run(sequence, page_global):
+                              focused), page=st.sampled_from(PAGES))
+    def run(sequence, page):
         nonlocal violating
         initial, events = sequence
-        violating += check(policy, config, events, initial, page_global) is not None
+        violating += check(policy, config, events, initial, page) is not None
 
     run()
     if not CONFIGS[config].tdp_enabled:

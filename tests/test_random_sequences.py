@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from formal.model import events as ev
+from formal.model.explore import VAS
 from formal.model.machine import Machine
 from formal.model.scope import not_modeled
 from formal.model.state import CONFIGS
@@ -29,8 +30,8 @@ def events(cr4s: list[int]) -> st.SearchStrategy[ev.Event]:
         st.builds(ev.MovCr3, st.builds(lambda p, f: p | f, pgd, st.sampled_from([0, 1 << 63]))),
         st.builds(ev.MovCr4, st.sampled_from(cr4s)),
         st.builds(ev.WrmsrEfer, st.sampled_from(EFERS)),
-        st.builds(ev.Invlpg, st.sampled_from([0x400000, 0x800000])),
-        st.builds(ev.Invpcid, st.integers(0, 3), st.integers(0, 2), st.just(0x400000)),
+        st.builds(ev.Invlpg, st.sampled_from([0x400000, 0x500000, 0x800000])),
+        st.builds(ev.Invpcid, st.integers(0, 3), st.integers(0, 2), st.sampled_from(VAS)),
         st.builds(ev.GuestPteWrite, st.sampled_from(PGDS + [0x9000])),
         st.builds(ev.GuestPteWriteOther, st.sampled_from(PGDS + [0x9000])),
         st.just(ev.PvTlbFlush()), st.just(ev.Smi()), st.just(ev.Rsm()), st.just(ev.Init()),
@@ -47,8 +48,8 @@ NESTED = st.one_of(
               st.sampled_from(CR0S), st.sampled_from(PGDS), st.sampled_from(CR4S),
               st.sampled_from(EFERS), st.integers(0, 2)),
     st.just(ev.VmExit()),
-    st.builds(ev.Invvpid, st.integers(0, 3), st.integers(0, 2), st.just(0x400000)),
-    st.builds(ev.Invlpga, st.just(0x400000), st.integers(1, 2)),
+    st.builds(ev.Invvpid, st.integers(0, 3), st.integers(0, 2), st.sampled_from(VAS)),
+    st.builds(ev.Invlpga, st.sampled_from(VAS), st.integers(1, 2)),
 )
 
 

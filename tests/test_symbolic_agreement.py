@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from formal.model import events as ev
+from formal.model.explore import PAGES
 from formal.model.machine import Machine
 from formal.model.properties import PROPERTIES
 from formal.model.scope import not_modeled
@@ -51,14 +52,17 @@ def test_relation_agrees_with_the_simulator(policy, config, examples):
 
 def agree(policy: str, config: str, data) -> None:
     pool = st.one_of(EVENTS, NESTED) if CONFIGS[config].nested else EVENTS
-    agree_on(policy, config, data.draw(st.lists(pool, max_size=6)), data.draw(st.booleans()))
+    agree_on(policy, config, data.draw(st.lists(pool, max_size=6)),
+             data.draw(st.sampled_from(PAGES)))
 
 
 def agree_on(policy: str, config: str, events: list[ev.Event],
-             page_global: bool = False) -> None:
+             page: tuple[bool, bool] = (False, False)) -> None:
+    """The relation and the simulator agree step by step on events, with the watched page
+    (global, large)."""
     cfg = CONFIGS[config]
     rel = relation(policy, config)
-    m = Machine(POLICIES[policy](cfg), LONG_MODE, page_global=page_global)
+    m = Machine(POLICIES[policy](cfg), LONG_MODE, PROPERTIES, *page)
     m.start()
     kinds = {er.name for er in rel.events}
     for i, e in enumerate(events):
