@@ -136,7 +136,7 @@ def test_every_fix_in_the_proof_script_is_an_example_file_whose_class_it_names()
         ob["base"] for ob in doc["obligations"] if "base" in ob}
     loaded = {policies.load_file(str(p)): p.name
               for p in sorted((ROOT / "examples").glob("v6_6_fix_*.py"))}
-    assert set(loaded) == {"v6.6-fix-f1", "v6.6-fix-f5", "v6.6-fix-f6"}
+    assert set(loaded) == {"v6.6-fix-f1", "v6.6-fix-f5", "v6.6-fix-f6", "v6.6-fix-f10"}
     assert names - {"v6.6"} <= set(loaded)
     for name in loaded:
         assert policies.resolve(name).__module__.startswith("flushproof_policy_")
@@ -145,7 +145,7 @@ def test_every_fix_in_the_proof_script_is_an_example_file_whose_class_it_names()
 def test_the_fixes_script_loads_its_policy_files_itself(tmp_path, capsys):
     entries = suite.load(ROOT / "examples" / "fixes.json")
     named = {e.obligation.policy for e in entries} | {e.obligation.base for e in entries}
-    assert named == {"v6.6-fix-f1", "v6.6", "v6.6-fix-f5"}
+    assert named == {"v6.6-fix-f1", "v6.6", "v6.6-fix-f5", "v6.6-fix-f10"}
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"format": "flushproof-proofs/1", "policy_files": ["nope.py"],
                                "obligations": []}))

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from formal.cli import policies
 from formal.concrete.replay import replay
 from formal.errors import NotModeled
 from formal.model import arch, explore, simulate, trace
@@ -19,6 +20,7 @@ from specs import POLICIES
 from tests.conftest import TRACES
 
 F10 = TRACES / "large-invlpg-other-4k.json"
+FIX = TRACES.parent / "examples" / "v6_6_fix_f10_flush_large.py"
 VA = arch.WATCHED_VA
 OTHER_4K = VA | 0x10_0000  # another 4 KiB page of the watched 2 MiB page
 # Legacy PAE paging (no IA-32e mode): clearing CR4.PAE there gives 32-bit paging.
@@ -91,3 +93,10 @@ def test_the_explicit_search_finds_f10_as_the_shortest_in_v6_6_shadow():
     assert found is not None and found.page_large
     assert [e.op for e in found.events] == ["mov_cr3", "mov_cr3", "invlpg"]
     assert found.events[-1] == ev.Invlpg(OTHER_4K)
+
+
+def test_the_f10_fix_holds_on_both_levels():
+    fix = policies.resolve(policies.load_file(str(FIX)))
+    t = trace.load(F10)
+    assert not simulate.run(t, fix).violated
+    assert not replay(t, fix).violated
