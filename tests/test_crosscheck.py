@@ -245,6 +245,25 @@ def test_pte_write_with_paging_off_after_an_unflushed_invalidation_violates_on_b
         == (4, 4, 0x200_0000, (0x200_1000,))
 
 
+# Found by a run of 2,000 sequences a cell (2026-12-07), on nested-shadow v5.17 .. v6.7: an L2
+# without a VPID shares vpid01 with L1 and writes L1's tables; later it runs on those tables
+# under L1's PCID through a root of its own, freshly shadowed, while vpid01 still holds L1's
+# copy from before the write (KVM flushed vpid02 at the VM entry: F9).  The abstract model kept
+# that copy only in L1's root, which never ran again; a PTE write under shadow paging now makes
+# what every context cached through the written tables old, as under TDP.
+SHARED_VPID01 = (Regs(0x8001_0001, 0x1007, 0x200A0, 0x500),
+                 [ev.VmEntry(0x8001_0033, 0x11000, 0x20020, 0xD00, 0, 0),
+                  ev.GuestPteWrite(0x1000), ev.MovCr3(0x8000_0000_0000_2017),
+                  ev.Invlpg(0x400000), ev.MovCr3(0x8000_0000_0000_1007)])
+
+
+@pytest.mark.parametrize("policy,verdict", [("v6.6", 4), ("v6.12", None), ("v5.13", None)])
+def test_l1s_old_copy_in_a_shared_vpid01_is_seen_on_both_levels(policy, verdict):
+    initial, events = SHARED_VPID01
+    t = trace.Trace(policy, "nested-shadow", initial, tuple(events))
+    assert (abstract_verdict(t), replay(t).event) == (verdict, verdict)
+
+
 # bmc's freshness counterexample on v6.6 nested-ept, which the replay did not confirm: the
 # abstract INIT invalidated L2's VPID too, the replay's only L1's, and KVM flushes only L1's
 # context.  INIT cannot reach L1 in VMX operation (formal.model.arch._init); under SVM both levels

@@ -271,7 +271,17 @@ class Mechanism:
             # them at an earlier entry is old already (mark_active).  L1's EPT/NPT tables are
             # walked by KVM (guest_mmu), not cached as guest tables.
             walked = neg(addr == v.nested_pgd & CR3_ADDR_MASK) if self.cfg.nested_tdp else True
-            for record in v.hw[self.current_ctx(v)]:
+            contexts = [v.hw[self.current_ctx(v)]]
+        else:
+            # The hardware cached KVM's shadow of these tables, the translation before the
+            # write, in whichever context ran on them: with nested VMX an L2 without a VPID
+            # shares vpid01 with L1 (hw_ctx1), so a root of the other level may meet that copy
+            # under the same tag though its own shadow is fresh.  The root that cached it keeps
+            # it as well (unsync, hw_old).
+            walked = True
+            contexts = v.hw
+        for records in contexts:
+            for record in records:
                 for part in (record.local, record.glob):
                     part.fold(walked & part.ran & (part.ran_tables == addr))
 
