@@ -155,11 +155,10 @@ class GuestWorld:
                              "builds tables")
         t = Tables(addr, self.alloc.alloc(), self.alloc.alloc(), self.alloc.alloc())
         self.mem.write(t.pdpt, t.pd | TABLE_FLAGS)
-        if self.page_large:
-            self.mem.write(t.large_leaf, self.large.alloc() | self.leaf_flags | PTE_PS)
-        else:
-            self.mem.write(t.large_leaf, t.pt | TABLE_FLAGS)
+        self.mem.write(t.large_leaf, t.pt | TABLE_FLAGS)
         self.mem.write(t.leaf, self.data.alloc() | self.leaf_flags)
+        if self.page_large:
+            self.mem.write(*self._mapping(t))
         for k, (va, flags) in enumerate(PROBES):
             index, frame = (va >> 12) & 0x1FF, PROBE_FRAMES + k * PAGE_4K
             self.mem.write(t.pt + 8 * index, frame | flags)
@@ -191,7 +190,11 @@ class GuestWorld:
     def new_leaf(self, pgd: int) -> tuple[int, int]:
         """(address, value) of a guest write pointing the entry that maps pgd's watched page
         (its PTE, or its PDE for a large page) at a fresh page."""
-        t = self.tables[pgd & _ADDR]
+        return self._mapping(self.tables[pgd & _ADDR])
+
+    def _mapping(self, t: Tables) -> tuple[int, int]:
+        """(address, value) of the entry that maps the watched page under t, pointed at a fresh
+        page: its PTE, or its PDE with PS=1 for a large page."""
         if self.page_large:
             return t.large_leaf, self.large.alloc() | self.leaf_flags | PTE_PS
         return t.leaf, self.data.alloc() | self.leaf_flags
