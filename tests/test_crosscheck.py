@@ -264,6 +264,30 @@ def test_l1s_old_copy_in_a_shared_vpid01_is_seen_on_both_levels(policy, verdict)
     assert (abstract_verdict(t), replay(t).event) == (verdict, verdict)
 
 
+# A 4-level root and a PAE root over the same tables share their leaf shadow page (the root's
+# role at level 1: mmu.c kvm_mmu_get_page).  rfc-2022-02 keeps the 4-level root as a prev root
+# across KVM_SET_SREGS to PAE paging; after a PTE write both roots are unsync.  A sync from the
+# PAE root brings the shared leaf up to date but clears only its own path's unsync_children, so
+# the 4-level root stays an unsync root with a current translation.  Before (2026-12-07) the
+# concrete level read is_unsync_root from the leaf alone (a model error at the PV flush's
+# kvm_mmu_sync_prev_roots), and the abstract model kept the 4-level root's translation stale
+# (a violation the replay did not see at the switch back).
+FOUR_LEVEL = Regs(0x8001_0033, 0x2000, 0x20, 0xD00)
+TO_PAE = ev.SetSregs(0x8001_0033, 0x2000, 0x20, 0x800)
+TO_FOUR_LEVEL = ev.SetSregs(0x8001_0033, 0x2000, 0x20, 0xD00)
+
+
+@pytest.mark.parametrize("name,later,verdict", [
+    ("pv-flush", [ev.PvTlbFlush()], None),
+    ("pae-sync-then-back", [ev.MovCr3(0x2000), TO_FOUR_LEVEL], None),
+    ("back-unsynced", [TO_FOUR_LEVEL, TO_PAE, TO_FOUR_LEVEL], 2),
+])
+def test_a_leaf_shared_by_a_4_level_and_a_pae_root(name, later, verdict):
+    events = (TO_PAE, ev.GuestPteWrite(0x2000), *later)
+    t = trace.Trace("rfc-2022-02", "shadow", FOUR_LEVEL, events)
+    assert (abstract_verdict(t), replay(t).event) == (verdict, verdict)
+
+
 # bmc's freshness counterexample on v6.6 nested-ept, which the replay did not confirm: the
 # abstract INIT invalidated L2's VPID too, the replay's only L1's, and KVM flushes only L1's
 # context.  INIT cannot reach L1 in VMX operation (formal.model.arch._init); under SVM both levels

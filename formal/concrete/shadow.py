@@ -281,6 +281,11 @@ class ConcreteMmuMixin(Mechanism):
         super().__init__(cfg)
         self.world = world if world is not None else GuestWorld()
         self.pages: dict[tuple[int, int], ShadowPage] = {}
+        # The roots (by pgd and role) whose unsync_children is set: a leaf below went unsync
+        # while the root reached it (kvm_mmu_mark_parents_unsync).  Only a sync from that root
+        # clears it (mmu_sync_children -> mmu_pages_clear_parents clears the walked path), so
+        # a root keeps it when another root sharing the leaf syncs that leaf.
+        self.unsync_children: set[tuple[int, int]] = set()
         # The PDPTEs each PAE root (by pgd and role) was built from (alloc_root).
         self.pdptrs: dict[tuple[int, int], tuple[int, ...]] = {}
         # The hardware TLB contexts, by hardware_context().
@@ -305,8 +310,10 @@ class ConcreteMmuMixin(Mechanism):
         pae_root[i] from mmu->get_pdptr(i) (kvm_pdptr_read), the PDPTE registers x86.c
         load_pdptrs read from the PDPT at CR3[31:5] (SDM §4.4.1), and leaves it empty for a
         PDPTE without P.  The replay's guest never rewrites a PDPT it runs on, so the memory at
-        CR3[31:5] now holds what load_pdptrs loaded."""
+        CR3[31:5] now holds what load_pdptrs loaded.  kvm_mmu_load syncs the new root
+        (kvm_mmu_sync_roots), which clears its unsync_children."""
         super().alloc_root(v, mmu, pgd)
+        self.unsync_children.discard((pgd & _ADDR, mmu.root.role))
         if self._pae_guest(mmu.root):
             self.pdptrs[(pgd, mmu.root.role)] = load_pdptes(self.world.mem, pgd)
 
@@ -375,13 +382,15 @@ class ConcreteMmuMixin(Mechanism):
             other = self._other_key(root)
             if children and other in self.pages:
                 self.pages[other].unsync = False
+            if children:
+                self.unsync_children.discard((root.pgd & _ADDR, root.role))
 
     def is_unsync_root(self, v: Vcpu, root: Root) -> object:
-        """From the shadow pages themselves: the watched page's leaf or the other page's leaf
-        under the root is unsync (the root's unsync_children, kvm_mmu_mark_parents_unsync).
-        The ghost's answer must be the same."""
+        """From the shadow pages themselves: the root's unsync_children is set, or the watched
+        page's leaf or the other page's leaf under the root is unsync (the root's
+        unsync_children, kvm_mmu_mark_parents_unsync).  The ghost's answer must be the same."""
         ghost = super().is_unsync_root(v, root)
-        found = False
+        found = (root.pgd & _ADDR, root.role) in self.unsync_children
         if root.valid and not roles.is_direct(root.role):
             for key in (self._leaf_key(v, root), self._other_key(root)):
                 sp = None if key is None else self.pages.get(key)
@@ -402,6 +411,7 @@ class ConcreteMmuMixin(Mechanism):
                 self.world.other_table(pgd)
                 key = self._other_key(root)
                 self.pages.setdefault(key, ShadowPage()).unsync = True
+                self.unsync_children.add((root.pgd & _ADDR, root.role))
 
     def guest_pte_write(self, v: Vcpu, pgd: int) -> None:
         """The guest's store itself lands in memory (the replay performs it); KVM's part is
@@ -416,6 +426,10 @@ class ConcreteMmuMixin(Mechanism):
         for (page_gfn, _), sp in self.pages.items():
             if page_gfn == gfn:
                 sp.unsync = True
+        for root in v.all_roots():
+            key = self._leaf_key(v, root)
+            if key is not None and key[0] == gfn and key in self.pages:
+                self.unsync_children.add((root.pgd & _ADDR, root.role))
 
     # -- the hardware TLB --
 

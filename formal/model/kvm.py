@@ -141,22 +141,30 @@ class Mechanism:
         to date with the guest's PTEs and the root is no longer unsync (mmu.c is_unsync_root).
         With children=False only the watched page's SPTE is resynced (paging_tmpl.h
         FNAME(invlpg) <= v6.4, mmu.c __kvm_mmu_invalidate_addr -> sync_spte >= v6.5): its leaf
-        shadow page stays unsync, so the root does too.  Shadow pages are shared by (gfn, role),
-        so every cached root with the same page-table address and role sees the sync."""
+        shadow page stays unsync, so the root does too.  Shadow pages are shared by (gfn, role):
+        every cached root with the same page-table address and role sees the sync.  A root of
+        another level over the same tables (4-level and PAE paging) shares the leaf shadow page
+        only (kvm_mmu_get_page / kvm_mmu_child_role: the root's role at level 1): its
+        translation is brought up to date, but its unsync_children keeps the bit of that leaf,
+        which only a sync from the root itself clears (mmu_pages_clear_parents clears the
+        walked path), so it stays an unsync root."""
         indirect = when & root.valid & neg(roles.is_direct(root.role))
         if self.concrete and indirect:
             self.count(SYNCS)
         for other in v.all_roots():
-            same = indirect & other.valid & (other.role == root.role) \
-                & ((other.pgd ^ root.pgd) & CR3_ADDR_MASK == 0)
-            if self.concrete and same and other.unsync:
+            leaf = indirect & other.valid \
+                & ((other.pgd ^ root.pgd) & CR3_ADDR_MASK == 0) \
+                & ((other.role ^ root.role) & ~roles.LEVEL_MASK == 0)
+            same = leaf & (other.role == root.role)
+            if self.concrete and leaf and other.unsync:
                 self.note(f"sync root pgd={other.pgd:#x}")
-            other.stale = ite(same, other.stale & other.hw_old, other.stale)
+            other.stale = ite(leaf, other.stale & other.hw_old, other.stale)
             if children:
-                other.unsync_elsewhere = other.unsync_elsewhere & neg(same)
+                other.unsync_elsewhere = other.unsync_elsewhere & neg(same) \
+                    | (leaf & neg(same) & other.unsync)
             else:
-                other.unsync_elsewhere = other.unsync_elsewhere | (same & other.unsync)
-            other.unsync = other.unsync & neg(same)
+                other.unsync_elsewhere = other.unsync_elsewhere | (leaf & other.unsync)
+            other.unsync = other.unsync & neg(leaf)
 
     def is_unsync_root(self, v: Vcpu, root: Root) -> object:
         """mmu.c is_unsync_root (v5.16+): "sp->unsync || sp->unsync_children" of the root's
