@@ -237,12 +237,12 @@ def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0]
                 proof.times.update(proof.result.times)
                 _save(rel, ob, proof, certificates, save)
                 return proof
-        found = _explicit_first(rel, ob, ck) if ob.engine in ("bmc", "auto") \
-            and ob.base is None else None
+        found = _explicit_first(rel, ob, ck) if ob.engine in ("bmc", "auto") else None
         if found is not None:
             proof.result, t = found
             proof.times.update(proof.result.times)
-            proof.counterexample = confirm(t, proof.result, ob.props)
+            proof.counterexample = confirm(t, proof.result, ob.props) if ob.base is None \
+                else confirm_differential(t, proof.result, ob)
             return proof
         proof.result = _engine(rel, ob, ck)
     except Inconclusive as exc:
@@ -361,11 +361,13 @@ def _explicit_first(rel: Relation, ob: Obligation, ck: Checker) -> tuple[Result,
     left = ck.remaining()  # the run's deadline bounds the search too
     seconds = EXPLICIT_SECONDS if left is None else min(left, EXPLICIT_SECONDS)
     policy = policies.resolve(ob.policy)
+    base = None if ob.base is None else policies.resolve(ob.base)
     quiet = Checker(deadline=ck.deadline)  # the worker's: its progress would garble ours
 
     def search() -> Trace | None:
         ck.progress(f"explicit search to {ob.bound} events")
-        return explore.search(policy, CONFIGS[ob.config], ob.props, kinds, ob.bound, seconds)
+        return explore.search(policy, CONFIGS[ob.config], ob.props, kinds, ob.bound, seconds,
+                              base)
 
     if ck.jobs > 1 and parallel.AVAILABLE and ob.bound:
         # The forked worker's z3 starts without this process's converted terms: with them
@@ -394,8 +396,9 @@ def _explicit_first(rel: Relation, ob: Obligation, ck: Checker) -> tuple[Result,
     depth_n = len(t.events)
     times = {"explicit": searched, "bmc": time.perf_counter() - t0 - searched}
     return Result(Verdict.REFUTED, "explicit+bmc", depth_n, times=times), replace(
-        t, description=f"shortest counterexample found by flushproof's explicit search, none "
-                       f"shorter by bmc ({depth_n} events)")
+        t, description=f"shortest counterexample found by flushproof's explicit search"
+                       f"{'' if base is None else f' against base {base.name}'}, none shorter "
+                       f"by bmc ({depth_n} events)")
 
 
 def _engine(rel: Relation, ob: Obligation, ck: Checker) -> Result:
@@ -519,10 +522,7 @@ def confirm(t: Trace, r: Result, props: tuple[str, ...]) -> Counterexample:
 
 
 def differential_counterexample(rel: Relation, r: Result, ob: Obligation) -> Counterexample:
-    """A product's witness as a trace of the new policy, with the base's run of the same events.
-    It stands only if the simulator gives the new policy a violation of one of the properties
-    at the last event where the base has none, and the concrete MMU shows the new policy's
-    forbidden access there and none for the base up to it."""
+    """A product's witness as a trace of the new policy, confirmed (confirm_differential)."""
     w = r.witness
     assert w is not None and ob.base is not None
     how = "model error reached" if w.model_error else "shortest counterexample found"
@@ -530,11 +530,20 @@ def differential_counterexample(rel: Relation, r: Result, ob: Obligation) -> Cou
                       f"({w.depth} events)")
     if w.model_error:
         return Counterexample(t, None)
+    return confirm_differential(t, r, ob)
+
+
+def confirm_differential(t: Trace, r: Result, ob: Obligation) -> Counterexample:
+    """t, a trace of the new policy, with the base's run of the same events.  It stands only if
+    the simulator gives the new policy a violation of one of the properties at the last event
+    where the base has none, and the concrete MMU shows the new policy's forbidden access there
+    and none for the base up to it (r is demoted to unknown where either disagrees)."""
+    assert ob.base is not None
     tb = replace(t, policy=ob.base)
     new = model_simulate.run(t, policies.resolve(ob.policy), stop_at_violation=False)
     base = model_simulate.run(tb, policies.resolve(ob.base), stop_at_violation=False)
     cex = Counterexample(t, new, base_run=base)
-    want = w.depth - 1
+    want = len(t.events) - 1
     had = {x.prop for x in base.records[-1].violations}
     added = [x for x in new.records[-1].violations if x.prop in ob.props and x.prop not in had]
     if not added:

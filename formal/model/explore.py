@@ -23,7 +23,7 @@ from formal.model import arch, bits
 from formal.model import events as ev
 from formal.model.kvm import Mechanism
 from formal.model.machine import enter, execute
-from formal.model.properties import ModelError
+from formal.model.properties import ModelError, Violation
 from formal.model.scope import not_modeled
 from formal.model.state import Config, Regs, Vcpu
 from formal.model.trace import Trace
@@ -68,8 +68,8 @@ def events(cfg: Config, v: Vcpu, kinds: set[str]) -> Iterator[ev.Event]:
 
 @dataclass
 class _Node:
-    v: Vcpu
-    # v pickled: the key of its state (two equal states pickle alike, as the dataclasses
+    vs: tuple[Vcpu, ...]  # the policy's vCPU, and in lockstep the base's
+    # vs pickled: the key of its state (two equal states pickle alike, as the dataclasses
     # are built in one order) and the source of its children's copies, cheaper than deepcopy.
     data: bytes
     parent: _Node | None
@@ -79,51 +79,76 @@ class _Node:
 
 
 def search(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
-           kinds: set[str], depth: int, seconds: float) -> Trace | None:
+           kinds: set[str], depth: int, seconds: float,
+           base_cls: type[Mechanism] | None = None) -> Trace | None:
     """A trace of at most depth events that violates one of props at its last event (its
     first entry included), breadth-first; None if there is none within depth or the time runs
-    out.  Model errors are left to the engines (a state that raises one is not expanded)."""
+    out.  Model errors are left to the engines (a state that raises one is not expanded).
+
+    With base_cls, the two policies run in lockstep on the same events, as in the product
+    relation (formal.symbolic.product): the trace violates one of props under policy_cls at
+    its last event where base_cls does not."""
     stop = time.monotonic() + seconds
-    policy = policy_cls(cfg)
-    seen: set[str] = set()
+    policies = [policy_cls(cfg)] + ([base_cls(cfg)] if base_cls is not None else [])
+    seen: set[bytes] = set()
     frontier: list[_Node] = []
     for page in PAGES:
         for regs in INITIAL:
-            v = Vcpu(regs=copy.copy(regs), page_global=page[0], page_large=page[1])
-            policy.start(v)
-            if {x.prop for x in enter(policy, v, props, None)} & set(props):
+            vs = tuple(Vcpu(regs=copy.copy(regs), page_global=page[0], page_large=page[1])
+                       for _ in policies)
+            try:
+                for policy, v in zip(policies, vs, strict=True):
+                    policy.start(v)
+                added = _added([enter(policy, v, props, None)
+                                for policy, v in zip(policies, vs, strict=True)], props)
+            except ModelError:
+                continue
+            if added:
                 return Trace(policy_cls.name, cfg.name, regs, (), "found by explicit search",
                              *page)
-            frontier.append(_Node(v, _pickled(v), None, None, regs, page))
+            frontier.append(_Node(vs, _pickled(vs), None, None, regs, page))
     for _ in range(depth):
         nxt: list[_Node] = []
         for node in frontier:
-            for e in events(cfg, node.v, kinds):
+            for e in events(cfg, node.vs[0], kinds):
                 if time.monotonic() > stop:
                     return None
-                if not_modeled(cfg, node.v, e):
+                if not_modeled(cfg, node.vs[0], e):
                     continue
-                w = pickle.loads(node.data)
-                policy.log = []
+                ws = pickle.loads(node.data)
                 try:
-                    fault, viol = execute(policy, w, e, props)
+                    steps = [_step(p, w, e, props) for p, w in zip(policies, ws, strict=True)]
                 except ModelError:
                     continue
-                if fault:
-                    continue
-                if viol:
-                    return _trace(policy_cls, cfg,
-                                  _Node(w, b"", node, e, node.initial, node.page))
-                data = _pickled(w)
+                if any(fault for fault, _ in steps):
+                    continue  # a fault on one side only is the product's model error
+                if _added([viol for _, viol in steps], props):
+                    return _trace(policy_cls, cfg, _Node(ws, b"", node, e, node.initial,
+                                                         node.page))
+                data = _pickled(ws)
                 if data not in seen:
                     seen.add(data)
-                    nxt.append(_Node(w, data, node, e, node.initial, node.page))
+                    nxt.append(_Node(ws, data, node, e, node.initial, node.page))
         frontier = nxt
     return None
 
 
-def _pickled(v: Vcpu) -> bytes:
-    return pickle.dumps(v, pickle.HIGHEST_PROTOCOL)
+def _step(policy: Mechanism, v: Vcpu, e: ev.Event,
+          props: tuple[str, ...]) -> tuple[str | None, list[Violation]]:
+    policy.log = []
+    return execute(policy, v, e, props)
+
+
+def _added(violations: list[list[Violation]], props: tuple[str, ...]) -> bool:
+    """Whether the first side violates one of props that the other side (if any) does not."""
+    mine = {x.prop for x in violations[0]} & set(props)
+    for other in violations[1:]:
+        mine -= {x.prop for x in other}
+    return bool(mine)
+
+
+def _pickled(vs: tuple[Vcpu, ...]) -> bytes:
+    return pickle.dumps(vs, pickle.HIGHEST_PROTOCOL)
 
 
 def _trace(policy_cls: type[Mechanism], cfg: Config, node: _Node) -> Trace:
