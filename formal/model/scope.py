@@ -9,6 +9,11 @@ from formal.model import events as ev
 from formal.model.state import Config, Vcpu
 from formal.model.values import neg, truth
 
+# A large watched page is a PDE with PS=1 in PAE and 4-level paging; 32-bit paging would read
+# the same PDE as a 4 MiB page or, with CR4.PSE=0, as a page table (SDM Vol. 3A §4.3), and a
+# CR4.PSE toggle changes that without an invalidation (§4.10.4.1): not modelled.
+LARGE_PAGING32 = "a large watched page under 32-bit paging is not modeled"
+
 
 def paging32(cr0: object, cr4: object) -> object:
     """32-bit paging: CR0.PG=1 with CR4.PAE=0 (SDM Vol. 3A §4.1.1)."""
@@ -34,12 +39,6 @@ def initial_not_modeled(cr0: int, cr4: int, page_large: object) -> str | None:
     if page_large & paging32(cr0, cr4):
         return LARGE_PAGING32
     return None
-
-
-# A large watched page is a PDE with PS=1 in PAE and 4-level paging; 32-bit paging would read
-# the same PDE as a 4 MiB page or, with CR4.PSE=0, as a page table (SDM Vol. 3A §4.3), and a
-# CR4.PSE toggle changes that without an invalidation (§4.10.4.1): not modelled.
-LARGE_PAGING32 = "a large watched page under 32-bit paging is not modeled"
 
 
 def not_modeled(cfg: Config, v: Vcpu, e: ev.Event) -> str | None:

@@ -222,8 +222,9 @@ class Vcpu:
     # .global_translation): an attribute of the page, fixed for a whole trace.
     page_global: bool = False
     # The watched page is a 2 MiB page: a PDE with PS=1 maps it in every table set, in PAE and
-    # 4-level paging (formal.model.arch.large_translation); fixed for a whole trace, and a trace
-    # with it never runs 32-bit paging (formal.model.scope).
+    # 4-level paging, so an invalidation of any address in it reaches it (formal.model.arch
+    # .page_hit); fixed for a whole trace, and a trace with it never runs 32-bit paging
+    # (formal.model.scope.LARGE_PAGING32).
     page_large: bool = False
     smm: bool = False
     # SMRAM state-save area: the registers RSM restores (SDM §34.4.1).
