@@ -254,10 +254,10 @@ class _TimeoutAt(Checker):
         super().__init__()
         self.at = name
 
-    def sat(self, name, formula, model_of=None):
+    def sat(self, name, formula, model_of=None, solver=None):
         if name == self.at:
             raise Inconclusive("timeout")
-        return super().sat(name, formula, model_of)
+        return super().sat(name, formula, model_of, solver)
 
 
 def test_row_13_a_bmc_timeout_names_the_depth_reached():

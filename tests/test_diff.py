@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from formal.cli import policies, suite, workdiff
+from formal.cli import diff, policies, suite, workdiff
 from formal.cli.main import main
 from formal.cli.schemas import schema
+from formal.engines.progress import Progress
 from tests.conftest import TRACES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,3 +153,22 @@ def test_the_fixes_script_loads_its_policy_files_itself(tmp_path, capsys):
     assert main(["suite", str(bad)]) == 3
     assert capsys.readouterr().err.strip() == f"flushproof: {tmp_path / 'nope.py'}: no such " \
         "policy file"
+
+
+def test_a_policy_proved_alone_decides_its_differential_without_the_product():
+    """v6.7 over v6.6 on INVLPG, pgd: each policy is proved alone, so neither adds a violation
+    over the other (prove.alone), and diff builds no product for either direction."""
+    cells = diff.prove_cells("v6.6", "v6.7", ("tdp",), ("pgd",), "houdini", 2, None,
+                             ("invlpg",), Progress())
+    (cell,) = cells
+    for side, policy, base in (("new_over_old", "v6.7", "v6.6"), ("old_over_new", "v6.6",
+                                                                    "v6.7")):
+        proof = cell.proofs[side]
+        single = cell.proofs[side.split("_over_")[0]]
+        assert proof.result.verdict == "proved"
+        assert proof.alone and proof.result.engine == "houdini"
+        assert proof.result.certificate.startswith(
+            f"{policy} alone has no violation of pgd (so none {base} lacks): ")
+        assert proof.result.certificate.endswith(single.result.certificate)
+        assert proof.result.checked == single.result.checked > 0
+        assert proof.paths == single.paths  # the policy's own relation: no product was built

@@ -51,10 +51,13 @@ def prove_cells(old: str, new: str, configs: tuple[str, ...], props: tuple[str, 
     for config in configs:
         for prop in props:
             obs = obligations(old, new, config, prop, engine, bound, timeout, events)
-            proofs = {}
+            proofs: dict[str, Proof] = {}
             for side, ob in obs.items():
                 progress(f"{config} {prop}: {side}")
-                proofs[side] = prove.run(ob, progress=progress)
+                # A differential whose policy is proved alone needs no product (prove.alone).
+                single = proofs.get(side.split("_over_")[0]) if ob.base else None
+                proofs[side] = prove.alone(ob, single) if single is not None and \
+                    single.result.verdict == Verdict.PROVED else prove.run(ob, progress=progress)
             cells.append(Cell(config, prop, proofs))
     return cells
 

@@ -151,6 +151,8 @@ def proof_text(proof: Proof, cex_path: Path | None) -> str:
         only = f" (for executions of {', '.join(ob.events)} only)"
     paths = ", ".join(f"{k} {n}" for k, n in proof.paths.items())
     source = " (the cached relation)" if proof.cached else ""
+    if proof.alone:
+        source += f" of {ob.policy} alone"
     lines.append(f"symbolic execution{source}: paths per handler: {paths}")
     if proof.vacuity:
         lines.append("vacuity: FAILED: " + "; ".join(proof.vacuity))
@@ -228,7 +230,9 @@ def converse_text(proof: Proof) -> str:
         return (f"{head}{prop} at event {index} ({r.bound} events: {events})\n"
                 f"  {message}\n")
     if r.verdict == Verdict.PROVED:
-        return f"{head}none (proved by {r.engine})\n"
+        how = f"{ob.policy} alone has none, proved by {r.engine}" if proof.alone else \
+            f"proved by {r.engine}"
+        return f"{head}none ({how})\n"
     if r.verdict == Verdict.BOUNDED:
         return f"{head}none within {r.bound} events (bounded, not a proof)\n"
     return f"{head}unknown: {r.reason}\n"

@@ -33,20 +33,24 @@ class Checker:
     """One-shot satisfiability queries of one backend, each bounded by the run's deadline and
     optionally written out as an SMT-LIB 2 file (--dump-smt DIR, which the caller created).
     `recheck` asks a certificate's queries of the re-checker (`checker`) on `jobs` processes
-    (default: one per core).  A dump that cannot be written is not a reason to lose the proof:
-    the first failure is kept in `dump_failures` and dumping stops."""
+    (default: one per core); bmc's depths are asked of `decider`.  A dump that cannot be
+    written is not a reason to lose the proof: the first failure is kept in `dump_failures`
+    and dumping stops."""
 
     def __init__(self, solver_name: str = SEARCH, timeout: float | None = None,
                  dump_dir: Path | None = None, deadline: Deadline | None = None,
                  checker: str = CHECKERS[0], jobs: int | None = None,
                  progress: Progress | None = None,
-                 dump_failures: list[str] | None = None) -> None:
+                 dump_failures: list[str] | None = None, decider: str = SEARCH) -> None:
         if checker not in CHECKERS:
             raise Malformed(f"{checker!r} cannot re-check certificates (known: "
                             f"{', '.join(CHECKERS)}; not {SEARCH}, the search's solver)")
         if jobs is not None and jobs < 1:
             raise Malformed(f"jobs must be >= 1, got {jobs}")
         self.solver_name = solver_name
+        # The solver that answers bmc's "is there a violation at this depth?" (engines.search.
+        # bmc and depths); a satisfiable depth's model still comes from solver_name.
+        self.decider = decider
         self.deadline = deadline if deadline is not None else Deadline.after(timeout)
         self.dump_dir = dump_dir
         self.checker = checker

@@ -113,7 +113,7 @@ def bmc(rel: Relation, props: tuple[str, ...], bound: int, checker: Checker | No
             err = un.init_error() if d == 0 else un.error(d)
             is_err = Symbol(f"model_error{d}")
             query = And(_at(un, path, d, props), Iff(is_err, err))
-            if not ck.sat(f"bmc-{d}", query):
+            if not ck.sat(f"bmc-{d}", query, solver=ck.decider):
                 continue
             values = _solve_nicely(ck, un, query, d, [is_err], prefer)
             times = {"bmc": time.perf_counter() - t0}
@@ -151,7 +151,7 @@ def depths(rel: Relation, props: tuple[str, ...], bound: int,
     for d in range(bound + 1):
         if d:
             path.append(un.trans(d))
-        reachable = bool(ck.sat(f"bmc-{d}", _at(un, path, d, props)))
+        reachable = bool(ck.sat(f"bmc-{d}", _at(un, path, d, props), solver=ck.decider))
         yield d, reachable
         if reachable:
             return
@@ -166,7 +166,9 @@ def _solve_nicely(ck: Checker, un: Unroller, query: FNode, depth: int, extra: li
         if values:
             return values
     values = ck.sat("bmc-model", query, want)
-    assert isinstance(values, dict)
+    if not isinstance(values, dict):  # the decider said sat, the model's solver unsat
+        raise Inconclusive(f"{ck.decider} and {ck.solver_name} disagree on bmc's depth {depth}: "
+                           "satisfiable to one, not to the other")
     return values
 
 
