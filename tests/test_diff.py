@@ -172,3 +172,4 @@ def test_a_policy_proved_alone_decides_its_differential_without_the_product():
         assert proof.result.certificate.endswith(single.result.certificate)
         assert proof.result.checked == single.result.checked > 0
         assert proof.paths == single.paths  # the policy's own relation: no product was built
+        assert proof.times == {} and single.times["houdini"] > 0  # counted once, on its side
