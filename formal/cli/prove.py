@@ -223,10 +223,13 @@ def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0]
     single = _alone_stored(ob, certificates) if ob.base is not None and certificates is not \
         None and use_stored and rel is None and ob.engine in ("auto", "houdini") else None
     if single is not None:
+        started = time.perf_counter()
         proof = run(single, dump_dir, checker, jobs, progress, certificates,
                     relations=relations)
         if proof.result.verdict == Verdict.PROVED:
             return alone(ob, proof)
+        if ob.timeout is not None:  # the product has what is left of the timeout
+            ob = replace(ob, timeout=max(ob.timeout - (time.perf_counter() - started), 1e-6))
     t0 = time.perf_counter()
     deadline = Deadline.after(ob.timeout)
     proof = Proof(ob, Result(Verdict.UNKNOWN, ob.engine))
