@@ -268,6 +268,22 @@ def test_row_13_a_bmc_timeout_names_the_depth_reached():
     assert r.reason == "timeout at bmc depth 0 (no depth finished)"
 
 
+class _DeciderSaysSat(Checker):
+    """A decider that calls every query satisfiable, beside z3 that builds the model."""
+
+    def sat(self, name, formula, model_of=None, solver=None):
+        if solver == "bitwuzla":
+            return True
+        return super().sat(name, formula, model_of, solver)
+
+
+def test_a_decider_and_z3_that_disagree_give_unknown_naming_both():
+    r = engines.bmc(counter(2, -1), PROP, 3, _DeciderSaysSat(decider="bitwuzla"))
+    assert (r.verdict, r.reason) == ("unknown", "bitwuzla and z3 disagree on bmc's depth 0: "
+                                     "satisfiable to one, not to the other at bmc depth 0 "
+                                     "(no depth finished)")
+
+
 # -- row 16 and internal errors --
 
 def test_row_16_ctrl_c_is_one_line_exit_130_and_writes_nothing(tmp_path, capsys, monkeypatch):

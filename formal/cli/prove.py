@@ -40,7 +40,7 @@ DEFAULT_K = 2
 # bmc's depths on a product relation (--base) are answered by bitwuzla; a depth it finds
 # satisfiable is solved again by z3 for the model.  On the product of 509bfe3 over v5.18
 # (shadow, freshness) bitwuzla answers depth 3 in 31 s where z3 takes 51 s, and the converse's
-# depth 4 in 121 s where z3 takes more than 30 minutes (docs/performance.md).  A single
+# depth 4 in 121 s where z3 had no answer after 15 minutes (docs/performance.md).  A single
 # policy's relation stays with z3, the faster there (v5.17 shadow depth 3: 2.5 s, bitwuzla 5.4).
 PRODUCT_DECIDER = "bitwuzla"
 
