@@ -22,8 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from formal.cli.policies import replay
-from formal.model import bits, trace
+from formal.model import arch, bits, trace
 from formal.model import events as ev
+from formal.model.bits import PAGE_4K
 from formal.model.explore import PAGES, VAS
 from formal.model.machine import Machine
 from formal.model.properties import PROPERTIES
@@ -67,9 +68,9 @@ NESTED = st.one_of(
 
 
 def modelled(policy: str, config: str, events: list[ev.Event],
-             initial: Regs = LONG_MODE, page: tuple[bool, bool] = (False, False)) -> trace.Trace:
+             initial: Regs = LONG_MODE, page: tuple[bool, int] = (False, PAGE_4K)) -> trace.Trace:
     """The events the model covers, in order (as tests/test_random_sequences.run picks them),
-    as a trace with the watched page (global, large); VM entries get L1's EPTP/nCR3 0x9000
+    as a trace with the watched page (global, size); VM entries get L1's EPTP/nCR3 0x9000
     under nested TDP."""
     cfg = CONFIGS[config]
     m = Machine(POLICIES[policy](cfg), initial, PROPS, *page)
@@ -88,7 +89,7 @@ def modelled(policy: str, config: str, events: list[ev.Event],
 def abstract_verdict(t: trace.Trace) -> int | None:
     """The event of the first violation (-1: the first entry), or None."""
     m = Machine(POLICIES[t.policy](CONFIGS[t.config]), t.initial, PROPS, t.page_global,
-                t.page_large)
+                t.page_size)
     if m.start().violations:
         return -1
     for i, e in enumerate(t.events):
@@ -98,11 +99,12 @@ def abstract_verdict(t: trace.Trace) -> int | None:
 
 
 def check(policy: str, config: str, events: list[ev.Event],
-          initial: Regs = LONG_MODE, page: tuple[bool, bool] = (False, False)) -> int | None:
+          initial: Regs = LONG_MODE, page: tuple[bool, int] = (False, PAGE_4K)) -> int | None:
     """Assert that both levels give the same verdict; return it (abstract_verdict's).  A large
-    page under initial 32-bit paging (not modelled) becomes a 4 KiB one."""
-    if initial_not_modeled(initial.cr0, initial.cr4, page[1]):
-        page = (page[0], False)
+    page under an initial paging mode that does not map it (not modelled) becomes a 4 KiB
+    one."""
+    if initial_not_modeled(initial, *arch.page_attributes(page[1])):
+        page = (page[0], PAGE_4K)
     t = modelled(policy, config, events, initial, page)
     abstract = abstract_verdict(t)
     concrete = replay(t)
@@ -189,7 +191,7 @@ def templated(draw: st.DrawFn, templates: list[trace.Trace],
 def test_corpus_traces_agree_on_every_cell(name, policy, config):
     """The hand-written bugs, which the random draws reach rarely, on every cell."""
     t = trace.load(TRACES / name)
-    check(policy, config, list(t.events), t.initial, (t.page_global, t.page_large))
+    check(policy, config, list(t.events), t.initial, (t.page_global, t.page_size))
 
 
 # Disagreements resolved in formal/, each on the cells where it was found: both levels now hold.
@@ -317,7 +319,8 @@ MIN_VIOLATING = EXAMPLES // 20
 @pytest.mark.parametrize("policy,config", CELLS, ids=[f"{p}-{c}" for p, c in CELLS])
 def test_abstract_violation_iff_concrete_forbidden_access(policy, config):
     """A third of the sequences perturb F1, a third any template (TEMPLATES), a third are
-    FOCUSED draws from LONG_MODE, each with a 4 KiB, a global or a large watched page; a
+    FOCUSED draws from LONG_MODE, each with a 4 KiB, a global, a 2 MiB or a 1 GiB watched
+    page; a
     shadow-paged cell
     must see MIN_VIOLATING violations."""
     nested = [NESTED] if CONFIGS[config].nested is not None else []

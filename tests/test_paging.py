@@ -31,10 +31,6 @@ from formal.concrete.paging import (
     walk,
 )
 from formal.concrete.pte import (
-    PAGE_1G,
-    PAGE_2M,
-    PAGE_4K,
-    PAGE_4M,
     PFERR_I,
     PFERR_P,
     PFERR_RSVD,
@@ -51,6 +47,7 @@ from formal.concrete.pte import (
 )
 from formal.concrete.tlb_oracle import TlbOracle
 from formal.model import bits
+from formal.model.bits import PAGE_1G, PAGE_2M, PAGE_4K, PAGE_4M
 from formal.model.state import Regs
 from tests.support.pagetables import PageTables
 

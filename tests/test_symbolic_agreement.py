@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from formal.model import events as ev
+from formal.model.bits import PAGE_4K
 from formal.model.explore import PAGES
 from formal.model.machine import Machine
 from formal.model.properties import PROPERTIES
@@ -57,9 +58,9 @@ def agree(policy: str, config: str, data) -> None:
 
 
 def agree_on(policy: str, config: str, events: list[ev.Event],
-             page: tuple[bool, bool] = (False, False)) -> None:
+             page: tuple[bool, int] = (False, PAGE_4K)) -> None:
     """The relation and the simulator agree step by step on events, with the watched page
-    (global, large)."""
+    (global, size)."""
     cfg = CONFIGS[config]
     rel = relation(policy, config)
     m = Machine(POLICIES[policy](cfg), LONG_MODE, PROPERTIES, *page)

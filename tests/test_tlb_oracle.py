@@ -18,9 +18,10 @@ from formal.concrete.paging import (
     Perms,
     Translation,
 )
-from formal.concrete.pte import PAGE_2M, PAGE_4K, PTE_A, PTE_G, PTE_P, PTE_RW, PTE_US
+from formal.concrete.pte import PTE_A, PTE_G, PTE_P, PTE_RW, PTE_US
 from formal.concrete.tlb_oracle import TlbOracle
 from formal.model import bits
+from formal.model.bits import PAGE_2M, PAGE_4K
 from formal.model.state import Regs, Vendor
 from tests.support.oracle import allowed
 from tests.support.pagetables import PageTables

@@ -23,8 +23,8 @@ from formal.engines.search import Result, Verdict
 from formal.engines.system import Relation
 from formal.engines.unroll import Unroller
 from formal.errors import Malformed, NotModeled
+from formal.model import arch, explore
 from formal.model import events as ev
-from formal.model import explore
 from formal.model import simulate as model_simulate
 from formal.model.bits import CR4_LA57
 from formal.model.properties import PROPERTIES, ModelError
@@ -528,13 +528,15 @@ def extract_trace(rel: Relation, w: engines.Witness, how: str) -> Trace:
     s0 = un.state(0)
     side = "" if "regs.cr0" in s0 else "new."  # a product's registers: the new policy's
     regs = Regs(*(w.values[s0[f"{side}regs.{r}"]] for r in ("cr0", "cr3", "cr4", "efer")))
-    page_global, page_large = (bool(w.values[s0[f"{side}page_{a}"]]) for a in ("global", "large"))
+    page_global, large, huge = (bool(w.values[s0[f"{side}page_{a}"]])
+                                for a in ("global", "large", "1g"))
     events = []
     for i in range(1, w.depth + 1):
         er = un.events[w.values[un.sel(i)]]
         ops = {f: w.values[var] for f, var in un.ops(i, er).items()}
         events.append(ev.EVENT_TYPES[er.name](**ops))
-    return Trace(rel.policy, rel.config, regs, tuple(events), how, page_global, page_large)
+    return Trace(rel.policy, rel.config, regs, tuple(events), how, page_global,
+                 arch.page_size(large, huge))
 
 
 def counterexample(rel: Relation, r: Result, props: tuple[str, ...]) -> Counterexample:

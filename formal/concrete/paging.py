@@ -18,10 +18,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from formal.concrete.pte import (
-    PAGE_1G,
-    PAGE_2M,
-    PAGE_4K,
-    PAGE_4M,
     PFERR_I,
     PFERR_P,
     PFERR_PK,
@@ -37,6 +33,7 @@ from formal.concrete.pte import (
 )
 from formal.errors import NotModeled
 from formal.model import bits
+from formal.model.bits import PAGE_1G, PAGE_2M, PAGE_4K, PAGE_4M
 
 # The model's MAXPHYADDR, the one bits.CR3_ADDR_MASK assumes (SDM §4.1.4: CPUID.80000008H:EAX[7:0]).
 MAXPHYADDR = 52

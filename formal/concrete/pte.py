@@ -26,8 +26,3 @@ PFERR_U = 1 << 2  # the access was a user-mode (CPL=3) access
 PFERR_RSVD = 1 << 3  # a reserved bit was set in a paging-structure entry
 PFERR_I = 1 << 4  # the access was an instruction fetch (only reported with SMEP or PAE+NXE)
 PFERR_PK = 1 << 5  # a protection-key violation (SDM §4.6.2)
-
-PAGE_4K = 1 << 12
-PAGE_2M = 1 << 21
-PAGE_4M = 1 << 22
-PAGE_1G = 1 << 30

@@ -69,7 +69,8 @@ class _Contexts:
     cfg: Config
     world: GuestWorld
     oracles: dict[Key, TlbOracle] = field(default_factory=dict)
-    # (context, PCID, frame) -> (event, invalidation) that removed that translation last
+    # (context, PCID, 4 KiB frame of VA) -> (event, invalidation) that removed that translation
+    # last
     gone: dict[tuple[Key, int, int], tuple[int, str]] = field(default_factory=dict)
 
     def start(self, key: Key, regs: Regs) -> None:
@@ -85,7 +86,7 @@ class _Contexts:
             before = set(oracle.entries)
             op(oracle)
             for e in before - set(oracle.entries):
-                self.gone[(key, e.pcid, e.frame)] = (index, why)
+                self.gone[(key, e.pcid, e.paddr(VA) & ~0xFFF)] = (index, why)
 
     def vpid0(self) -> list[Key]:
         return [None, 0]
@@ -274,14 +275,14 @@ def replay(t: Trace, policy_cls: type[Mechanism]) -> ReplayOutcome:
     when the levels contradict themselves."""
     cfg = CONFIGS[t.config]
     check_initial(t)
-    world = GuestWorld(page_global=t.page_global, page_large=t.page_large)
+    world = GuestWorld(page_global=t.page_global, page_size=t.page_size)
     for pgd in _pgds(t):
         world.add_pgd(pgd)
     _prepare(world, t.initial)
     policy = concrete_policy(policy_cls)(cfg, world)
     ctx = _Contexts(cfg, world)
     ctx.start(None, t.initial)
-    m = Machine(policy, t.initial, page_global=t.page_global, page_large=t.page_large)
+    m = Machine(policy, t.initial, page_global=t.page_global, page_size=t.page_size)
     m.start()
     found = _after_entry(t, ctx, policy, -1, m.v)
     for i, e in enumerate(t.events):

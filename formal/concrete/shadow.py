@@ -51,10 +51,11 @@ from formal.concrete.paging import (
     pdpt_address,
     translate,
 )
-from formal.concrete.pte import PAGE_4K, PTE_G, PTE_P, PTE_PS, PTE_RW, PTE_US, PTE_XD
+from formal.concrete.pte import PTE_G, PTE_P, PTE_PS, PTE_RW, PTE_US, PTE_XD
 from formal.errors import NotModeled
 from formal.model import arch, bits, roles
 from formal.model.arch import Inval
+from formal.model.bits import PAGE_1G, PAGE_2M, PAGE_4K
 from formal.model.kvm import Mechanism
 from formal.model.properties import ModelError
 from formal.model.state import Config, Mmu, Nested, Regs, Root, Vcpu
@@ -71,17 +72,22 @@ REGION_END = 0x0400_0000
 EPT_STEP = 0x1000_0000
 EPT_TABLE_STEP = 0x1_0000_0000
 # A large watched page's 2 MiB frames: above every 4 KiB one (PAE and 4-level PDEs reach them;
-# 32-bit paging never maps a large watched page, formal.model.scope).
+# 32-bit paging never maps a large watched page, formal.model.scope).  A 1 GiB page's frames
+# (4-level PDPTEs reach them) lie 64 GiB apart from 1 TiB up, so that no L2 frame plus the
+# offsets L1's EPT/NPT tables add (EPT_STEP, EPT_TABLE_STEP) meets another within 16 tables or
+# 256 writes of one.
 LARGE_BASE = 0x1_0000_0000
-PAGE_2M = 0x20_0000
+HUGE_BASE = 0x100_0000_0000
+HUGE_STRIDE = 0x10_0000_0000
 
 TABLE_FLAGS = PTE_P | PTE_RW | PTE_US
 LEAF_FLAGS = PTE_P | PTE_RW | PTE_US
 _ADDR = bits.CR3_ADDR_MASK
 
-# Indexes of WATCHED_VA (0x400000): PAE PDPTE index 0, 4-level and PAE PD index 2, PT index 0
-# (SDM §4.4.2, §4.5.4); 32-bit PDE index 1, PTE index 0 (SDM §4.3).
+# Indexes of WATCHED_VA (0x400000): PAE and 4-level PDPTE index 0, 4-level and PAE PD index 2,
+# PT index 0 (SDM §4.4.2, §4.5.4); 32-bit PDE index 1, PTE index 0 (SDM §4.3).
 _PDPTE_INDEX = (arch.WATCHED_VA >> 30) & 3
+_PDPTE64_INDEX = (arch.WATCHED_VA >> 30) & 0x1FF
 _PD_INDEX = (arch.WATCHED_VA >> 21) & 0x1FF
 _PT_INDEX = (arch.WATCHED_VA >> 12) & 0x1FF
 _PDE32_INDEX = arch.WATCHED_VA >> 22
@@ -91,6 +97,8 @@ _PDE32_INDEX = arch.WATCHED_VA >> 22
 # 32-bit view of the 8-byte ones is entries 4, 5, 12 and 13, which no probe uses).  The pages
 # they map are never read: their frames sit at the top of the tables region.
 PROBE_FRAMES = DATA_BASE - 0x1_0000
+# The level of the guest entry that maps the watched page, by its size (SDM §4.5.4).
+_LEAF_LEVEL = {PAGE_4K: 1, PAGE_2M: 2, PAGE_1G: 3}
 
 
 @dataclass
@@ -113,8 +121,13 @@ class Tables:
 
     @property
     def large_leaf(self) -> int:
-        """Address of the PDE that maps a large watched page."""
+        """Address of the PDE that maps a 2 MiB watched page."""
         return self.pd + 8 * _PD_INDEX
+
+    @property
+    def huge_leaf(self) -> int:
+        """Address of the 4-level PDPTE that maps a 1 GiB watched page."""
+        return self.pdpt + 8 * _PDPTE64_INDEX
 
 
 @dataclass
@@ -122,18 +135,20 @@ class GuestWorld:
     """Guest-physical memory and the guest's page tables: each pgd maps WATCHED_VA to a data page
     of its own; each guest PTE write points that leaf at a fresh data page, so an out-of-sync
     translation always differs from the current one.  With page_global every leaf of the
-    watched page has G=1 (formal.model.state.Vcpu.page_global); with page_large the PD entry
-    maps a 2 MiB page with PS=1 (Vcpu.page_large) in a 2 MiB frame of its own; the PT is then
+    watched page has G=1 (formal.model.state.Vcpu.page_global); with a page_size of 2 MiB the
+    PD entry maps a 2 MiB page with PS=1 (Vcpu.page_large) in a 2 MiB frame of its own, with
+    1 GiB the 4-level PDPT entry maps a 1 GiB page (Vcpu.page_1g); the tables below are then
     unreachable, and the probe pages (formal.concrete.emulation.PROBES) lie inside the large
     page, with its rights."""
 
     page_global: bool = False
-    page_large: bool = False
+    page_size: int = PAGE_4K
     mem: Memory = field(default_factory=Memory)
     tables: dict[int, Tables] = field(default_factory=dict)
     alloc: FrameAllocator = field(default_factory=lambda: FrameAllocator(TABLES_BASE))
     data: FrameAllocator = field(default_factory=lambda: FrameAllocator(DATA_BASE))
     large: FrameAllocator = field(default_factory=lambda: FrameAllocator(LARGE_BASE, PAGE_2M))
+    huge: FrameAllocator = field(default_factory=lambda: FrameAllocator(HUGE_BASE, HUGE_STRIDE))
     # L1's EPT/NPT for L2, per nested pgd: every offset (L1 GPA - L2 GPA of a data page) it ever
     # held, current last, the k-th table named starting at k * EPT_TABLE_STEP; and the frame of
     # its leaf table (the shadow page's gfn).
@@ -157,7 +172,7 @@ class GuestWorld:
         self.mem.write(t.pdpt, t.pd | TABLE_FLAGS)
         self.mem.write(t.large_leaf, t.pt | TABLE_FLAGS)
         self.mem.write(t.leaf, self.data.alloc() | self.leaf_flags)
-        if self.page_large:
+        if self.page_size != PAGE_4K:
             self.mem.write(*self._mapping(t))
         for k, (va, flags) in enumerate(PROBES):
             index, frame = (va >> 12) & 0x1FF, PROBE_FRAMES + k * PAGE_4K
@@ -189,13 +204,15 @@ class GuestWorld:
 
     def new_leaf(self, pgd: int) -> tuple[int, int]:
         """(address, value) of a guest write pointing the entry that maps pgd's watched page
-        (its PTE, or its PDE for a large page) at a fresh page."""
+        (its PTE, or its PDE or PDPTE for a large page) at a fresh page."""
         return self._mapping(self.tables[pgd & _ADDR])
 
     def _mapping(self, t: Tables) -> tuple[int, int]:
         """(address, value) of the entry that maps the watched page under t, pointed at a fresh
-        page: its PTE, or its PDE with PS=1 for a large page."""
-        if self.page_large:
+        page: its PTE, or its PDE or PDPTE with PS=1 for a large page."""
+        if self.page_size == PAGE_1G:
+            return t.huge_leaf, self.huge.alloc() | self.leaf_flags | PTE_PS
+        if self.page_size == PAGE_2M:
             return t.large_leaf, self.large.alloc() | self.leaf_flags | PTE_PS
         return t.leaf, self.data.alloc() | self.leaf_flags
 
@@ -242,14 +259,14 @@ class ShadowPage:
 class Seen:
     """A translation the guest may get: its guest-physical address, rights (None without
     paging), where it comes from, whether the hardware holds it as a global entry (SDM
-    Vol. 3A §4.10.2.4: usable under any PCID) and as an entry of a 2 MiB page (an invalidation
-    of any address in it reaches it: formal.model.arch.page_hit)."""
+    Vol. 3A §4.10.2.4: usable under any PCID) and as an entry of a page of which size (an
+    invalidation of any address in it reaches it: formal.model.arch.page_hit)."""
 
     gpa: int
     perms: Perms | None
     via: str
     global_: bool = False
-    large: bool = False
+    size: int = PAGE_4K
 
 
 @dataclass
@@ -257,11 +274,11 @@ class HwContext:
     """One hardware TLB context (VPID/ASID) of the guest: per PCID, every translation of the
     watched page it may hold (saturated: cached whenever the guest ran, kept until flushed)."""
 
-    entries: dict[int, dict[tuple[int, Perms | None, bool, bool], Seen]] = \
+    entries: dict[int, dict[tuple[int, Perms | None, bool, int], Seen]] = \
         field(default_factory=dict)
 
     def fill(self, pcid: int, seen: Seen) -> None:
-        key = (seen.gpa, seen.perms, seen.global_, seen.large)
+        key = (seen.gpa, seen.perms, seen.global_, seen.size)
         self.entries.setdefault(pcid, {}).setdefault(key, seen)
 
     def held(self, pcid: int) -> list[Seen]:
@@ -320,16 +337,17 @@ class ConcreteMmuMixin(Mechanism):
     def _leaf_key(self, v: Vcpu, root: Root) -> tuple[int, int] | None:
         """(gfn, role) of the shadow page under root that shadows the guest table whose entry
         maps the watched page, None when the root maps nothing there: the leaf role is the
-        root's with level 1 (mmu.c kvm_mmu_child_role), or with level 2 for a large page's PD
-        (whose SPTE leads to a direct shadow page of 4 KiB SPTEs: Mechanism.hw_large)."""
+        root's with level 1 (mmu.c kvm_mmu_child_role), or with level 2 for a 2 MiB page's PD
+        and level 3 for a 1 GiB page's PDPT (whose SPTE leads to direct shadow pages down to
+        4 KiB SPTEs: Mechanism.hw_size)."""
         if self._is_ept_root(v, root):
             self.world.add_ept(root.pgd)
             return self.world.ept_leaf[root.pgd & _ADDR] >> 12, root.role & ~roles.LEVEL_MASK | 1
-        level = 2 if self.world.page_large else 1
+        level = _LEAF_LEVEL[self.world.page_size]
         role = root.role & ~roles.LEVEL_MASK | level
         t = self.world.add_pgd(root.pgd)
         if not self._pae_guest(root):
-            return (t.pd if level == 2 else t.pt) >> 12, role
+            return {1: t.pt, 2: t.pd, 3: t.pdpt}[level] >> 12, role
         # Below the root's PDPTE, the guest's PD entry leads to the leaf table (paging_tmpl.h
         # FNAME(walk_addr_generic)); KVM write-protects the PD it shadows, the replay never
         # rewrites one.
@@ -347,7 +365,7 @@ class ConcreteMmuMixin(Mechanism):
         FNAME(sync_spte)), or L1's EPT entry for a guest_mmu root."""
         if self._is_ept_root(v, root):
             return self.world.ept[root.pgd & _ADDR][-1]
-        index = _PD_INDEX if roles.level(key[1]) == 2 else _PT_INDEX
+        index = {1: _PT_INDEX, 2: _PD_INDEX, 3: _PDPTE64_INDEX}[roles.level(key[1])]
         return self.world.mem.read((key[0] << 12) + 8 * index)
 
     def _faulted_in(self, v: Vcpu, root: Root) -> ShadowPage | None:
@@ -471,7 +489,7 @@ class ConcreteMmuMixin(Mechanism):
                 for inval in invals:
                     kept = {pcid: {k: s for k, s in held.items()
                                    if not inval.covers(arch.vpid(v), pcid, s.global_,
-                                                       s.large)}
+                                                       *arch.page_attributes(s.size))}
                             for pcid, held in hw.entries.items()}
                     hw.entries = {pcid: held for pcid, held in kept.items() if held}
 
@@ -501,7 +519,7 @@ class ConcreteMmuMixin(Mechanism):
             offset = ept.gpte
             return Seen(walked.gpa + offset, walked.perms,
                         f"L2 GPA {walked.gpa:#x} via shadow EPT/NPT {where}", walked.global_,
-                        walked.large)
+                        walked.size)
         if roles.is_direct(root.role):
             if not self.tdp_enabled:
                 # Shadow paging of a guest without paging: the direct root maps linear =
@@ -512,7 +530,7 @@ class ConcreteMmuMixin(Mechanism):
                 return None
             return Seen(walked.gpa, walked.perms,
                         f"via the hardware walk of the guest's tables ({where})", walked.global_,
-                        walked.large)
+                        walked.size)
         sp = self._faulted_in(v, root)
         if sp is None:
             return None
@@ -520,7 +538,12 @@ class ConcreteMmuMixin(Mechanism):
         assert gpte is not None
         if not gpte & PTE_P:
             return None
-        return Seen(gpte & _ADDR, leaf_perms(gpte), f"via {where}")
+        # A large page's SPTEs map its frames in order (the direct shadow pages below the
+        # guest's PDE or PDPTE, paging_tmpl.h FNAME(fetch)): WATCHED_VA's offset in the page
+        # picks the frame.
+        offset = arch.WATCHED_VA & (self.world.page_size - 1)
+        return Seen(gpte & _ADDR & ~(self.world.page_size - 1) | offset, leaf_perms(gpte),
+                    f"via {where}")
 
     def _hardware_walk(self, regs: Regs) -> Seen | None:
         """The hardware's own walk of the guest's tables (TDP), or linear = physical without
@@ -534,7 +557,7 @@ class ConcreteMmuMixin(Mechanism):
         if not isinstance(found, Translation):
             return None
         return Seen(found.paddr, found.perms, "walk",
-                    found.global_ and regs.cr4 & bits.CR4_PGE != 0, found.page_size > PAGE_4K)
+                    found.global_ and regs.cr4 & bits.CR4_PGE != 0, found.page_size)
 
     def observable(self, v: Vcpu) -> list[Seen]:
         """Everything a user read of the watched page may return now: the active root's

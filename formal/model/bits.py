@@ -65,3 +65,10 @@ EFER_LMA = 1 << 10
 EFER_NX = 1 << 11
 EFER_SVME = 1 << 12
 EFER_DEFINED = EFER_SCE | EFER_LME | EFER_LMA | EFER_NX | EFER_SVME
+
+# Page sizes (SDM Vol. 3A §4.3: 4 KiB and, with CR4.PSE, 4 MiB under 32-bit paging; §4.4.2 and
+# §4.5.4: 4 KiB and 2 MiB under PAE paging, and 1 GiB as well under 4-level and 5-level paging).
+PAGE_4K = 1 << 12
+PAGE_2M = 1 << 21
+PAGE_4M = 1 << 22
+PAGE_1G = 1 << 30

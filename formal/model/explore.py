@@ -1,5 +1,6 @@
 """Explicit-state search for a violation: breadth-first over concrete events from a few legal
-initial states (each with a non-global and a global watched page), on the model's own step
+initial states (each with a non-global and a global 4 KiB watched page, a 2 MiB and a 1 GiB
+one), on the model's own step
 (formal.model.machine.execute), states hashed.
 
 Events are generated from the current state, not written per policy: every register write
@@ -35,11 +36,13 @@ NESTED_PGD = 0x9000
 _LONG = Regs(0x8001_0033, 0x1000, bits.CR4_PAE, bits.EFER_LME | bits.EFER_LMA | bits.EFER_NX)
 INITIAL = (_LONG, Regs(_LONG.cr0, 0x1001, bits.CR4_PAE | bits.CR4_PCIDE, _LONG.efer))
 CR0_BITS = (bits.CR0_PG, bits.CR0_WP)
-# The addresses per-address invalidations name: the watched page, and another 4 KiB page of its
-# 2 MiB page (a hit only when the watched page is large, arch.page_hit).
-VAS = (arch.WATCHED_VA, arch.WATCHED_VA | 0x10_0000)
-# The watched page's attributes (Trace.page_global, Trace.page_large) tried.
-PAGES = ((False, False), (True, False), (False, True))
+# The addresses per-address invalidations name: the watched page, another 4 KiB page of its
+# 2 MiB page and one of its 1 GiB page outside that (hits only when the watched page is that
+# large, arch.page_hit).
+VAS = (arch.WATCHED_VA, arch.WATCHED_VA | 0x10_0000, arch.WATCHED_VA | 0x1000_0000)
+# The watched page's attributes (Trace.page_global, Trace.page_size) tried.
+PAGES = ((False, bits.PAGE_4K), (True, bits.PAGE_4K), (False, bits.PAGE_2M),
+         (False, bits.PAGE_1G))
 CR4_BITS = (bits.CR4_PGE, bits.CR4_PCIDE, bits.CR4_PAE, bits.CR4_PSE, bits.CR4_SMEP,
             bits.CR4_SMAP, bits.CR4_PKE)
 
@@ -75,7 +78,7 @@ class _Node:
     parent: _Node | None
     event: ev.Event | None
     initial: Regs
-    page: tuple[bool, bool]
+    page: tuple[bool, int]
 
 
 def search(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
@@ -94,8 +97,9 @@ def search(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
     frontier: list[_Node] = []
     for page in PAGES:
         for regs in INITIAL:
-            vs = tuple(Vcpu(regs=copy.copy(regs), page_global=page[0], page_large=page[1])
-                       for _ in policies)
+            large, huge = arch.page_attributes(page[1])
+            vs = tuple(Vcpu(regs=copy.copy(regs), page_global=page[0], page_large=large,
+                            page_1g=huge) for _ in policies)
             try:
                 for policy, v in zip(policies, vs, strict=True):
                     policy.start(v)

@@ -323,25 +323,25 @@ class Mechanism:
         # hardware walks the guest's tables its copies carry the guest's G themselves: the
         # record's global part is global, its non-global part is not.
         glob = arch.global_translation(v)
-        # The architecture's page is the guest's: 2 MiB for a large watched page, however the
-        # hardware holds it (_hardware_invalidates).
-        large = v.page_large
+        # The architecture's page is the guest's: 2 MiB or 1 GiB for a large watched page,
+        # however the hardware holds it (_hardware_invalidates).
+        size = v.page_large, v.page_1g
         for inval in invals:
             for root in linear_roots:
                 hit = root.valid & inval.covers(arch.tag_vpid(root.tag),
-                                                arch.tag_pcid(root.tag), glob, large)
+                                                arch.tag_pcid(root.tag), glob, *size)
                 root.live = root.live & neg(hit)
                 root.stale = root.stale | (hit & (root.unsync | root.hw_old))
             for ctx, record in ((c, r) for c in (0, 1) for r in v.hw[c]):
                 vpid, pcid = arch.tag_vpid(record.tag), arch.tag_pcid(record.tag)
                 local = inval.covers(vpid, pcid, False if self.walks_guest_tables(ctx) else glob,
-                                     large)
+                                     *size)
                 if native:
                     # No copy becomes stale (the processor drops what it covers itself), but
                     # the non-global copy an excuse rests on is no longer allowed.
                     record.excused = record.excused & neg(local)
                 else:
-                    record.required(local, inval.covers(vpid, pcid, True, large))
+                    record.required(local, inval.covers(vpid, pcid, True, *size))
             if native:
                 self._hardware_invalidates(v, inval)
 
@@ -353,12 +353,12 @@ class Mechanism:
         l2 = truth(v.guest_mode)
         on01 = self.runs_on_vpid01(v)
         for ctx in (0, 1):
-            large = self.hw_large(v, ctx)
+            size = self.hw_size(v, ctx)
             for record in v.hw[ctx]:
                 same = self._on_vpid01(ctx, record.tag, on01) if vmx else (l2 if ctx else neg(l2))
                 pcid = arch.tag_pcid(record.tag)
-                record.invalidate(same & inval.covers(arch.vpid(v), pcid, False, large),
-                                  same & inval.covers(arch.vpid(v), pcid, True, large))
+                record.invalidate(same & inval.covers(arch.vpid(v), pcid, False, *size),
+                                  same & inval.covers(arch.vpid(v), pcid, True, *size))
 
     def mark_active(self, v: Vcpu) -> None:
         """The guest runs on the active root: the hardware may now cache its translations, and
@@ -429,22 +429,23 @@ class Mechanism:
         Elsewhere it walks KVM's shadow tables."""
         return self.cfg.nested_tdp if ctx else self.cfg.tdp_enabled
 
-    def hw_large(self, v: Vcpu, ctx: int) -> object:
-        """Whether the hardware holds the watched page in ghost context ctx as entries of a
-        2 MiB page, which an invalidation of any address in it reaches (arch.page_hit): where it
-        walks the guest's tables, whose PDE maps the large page.  Through KVM's shadow tables
-        it holds 4 KiB entries: KVM maps a guest large page with 4 KiB SPTEs in a direct shadow
-        page whenever the host does not back it with a huge page (mmu.c
-        kvm_mmu_hugepage_adjust; for example while dirty logging disallows huge pages), and the
-        model takes that case."""
-        return v.page_large & self.walks_guest_tables(ctx)
+    def hw_size(self, v: Vcpu, ctx: int) -> tuple[object, object]:
+        """(large, huge) of the entries the hardware holds the watched page as in ghost context
+        ctx, which decide the addresses whose invalidation reaches them (arch.page_hit): the
+        guest's page where it walks the guest's tables, whose PDE or PDPTE maps the large
+        page.  Through KVM's shadow tables it holds 4 KiB entries: KVM maps a guest large page
+        with 4 KiB SPTEs in a direct shadow page whenever the host does not back it with a huge
+        page (mmu.c kvm_mmu_hugepage_adjust; for example while dirty logging disallows huge
+        pages), and the model takes that case."""
+        walks = self.walks_guest_tables(ctx)
+        return v.page_large & walks, v.page_1g & walks
 
     def hw_page_hit(self, v: Vcpu, gva: int) -> object:
         """Whether a hardware per-address flush of gva KVM makes (INVVPID individual-address,
         INVLPGA) reaches the watched page's entries: every configuration with an L2 has TDP
-        and nested TDP, or neither (state.CONFIGS), so hw_large of context 0 answers for
+        and nested TDP, or neither (state.CONFIGS), so hw_size of context 0 answers for
         both contexts."""
-        return arch.page_hit(gva, self.hw_large(v, 0))
+        return arch.page_hit(gva, *self.hw_size(v, 0))
 
     def caches_no_linear(self, v: Vcpu, ctx: int) -> object:
         """The guest's paging is off in ghost context ctx and the hardware walks the guest's

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from formal.model import arch, properties
+from formal.model import arch, bits, properties
 from formal.model import events as ev
 from formal.model.properties import ModelError, StaleCause, Violation, root_key
 from formal.model.state import HwTlb, Regs, Vcpu
@@ -83,13 +83,14 @@ class Machine:
 
     def __init__(self, policy: Mechanism, initial: Regs,
                  props: tuple[str, ...] = properties.PROPERTIES,
-                 page_global: bool = False, page_large: bool = False) -> None:
+                 page_global: bool = False, page_size: int = bits.PAGE_4K) -> None:
         self.policy = policy
         self.props = props
         self.causes: dict[object, StaleCause] = {}
         self.flushes: dict[object, StaleCause] = {}
         self.v = Vcpu(regs=Regs(initial.cr0, initial.cr3, initial.cr4, initial.efer),
-                      page_global=page_global, page_large=page_large)
+                      page_global=page_global)
+        self.v.page_large, self.v.page_1g = arch.page_attributes(page_size)
 
     def start(self) -> StepRecord:
         """Initial state: KVM's MMU set up for the registers, then the first guest entry."""

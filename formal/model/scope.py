@@ -6,13 +6,18 @@ from __future__ import annotations
 
 from formal.model import bits
 from formal.model import events as ev
-from formal.model.state import Config, Vcpu
-from formal.model.values import neg, truth
+from formal.model.state import Config, Regs, Vcpu
+from formal.model.values import is_symbolic, neg, truth
 
 # A large watched page is a PDE with PS=1 in PAE and 4-level paging; 32-bit paging would read
 # the same PDE as a 4 MiB page or, with CR4.PSE=0, as a page table (SDM Vol. 3A §4.3), and a
 # CR4.PSE toggle changes that without an invalidation (§4.10.4.1): not modelled.
 LARGE_PAGING32 = "a large watched page under 32-bit paging is not modeled"
+# A 1 GiB page is a PDPTE with PS=1, which only 4-level and 5-level paging have (SDM Vol. 3A
+# §4.5.4); PAE paging's PDPTE has no PS bit (§4.4.1, Table 4-8: bit 7 reserved), so its table
+# would not map the page at all.
+HUGE_LEGACY = "a 1 GiB watched page under 32-bit or PAE paging is not modeled " \
+    "(only 4-level and 5-level paging map one)"
 
 
 def paging32(cr0: object, cr4: object) -> object:
@@ -20,25 +25,44 @@ def paging32(cr0: object, cr4: object) -> object:
     return truth(cr0 & bits.CR0_PG) & neg(truth(cr4 & bits.CR4_PAE))
 
 
-def _paging32_after(v: Vcpu, e: ev.Event) -> object:
-    """Whether e asks for 32-bit paging (whether or not the architecture then faults).  SMI and
-    INIT turn paging off; RSM and a VM exit restore registers a modelled state had."""
+def legacy_paging(cr0: object, efer: object) -> object:
+    """32-bit or PAE paging: CR0.PG=1 outside IA-32e mode, EFER.LME=0 (SDM Vol. 3A §4.1.1;
+    LMA follows LME when paging is on, §9.8.5)."""
+    return truth(cr0 & bits.CR0_PG) & neg(truth(efer & bits.EFER_LME))
+
+
+def _asked(v: Vcpu, e: ev.Event) -> tuple[object, object, object] | None:
+    """The CR0, CR4 and EFER that e asks for (whether or not the architecture then faults), or
+    None when it asks for none.  SMI and INIT turn paging off; RSM and a VM exit restore
+    registers a modelled state had."""
+    r = v.regs
     match e:
         case ev.MovCr0(value=value):
-            return paging32(value, v.regs.cr4)
+            return value, r.cr4, r.efer
         case ev.MovCr4(value=value):
-            return paging32(v.regs.cr0, value)
-        case ev.SetSregs(cr0=cr0, cr4=cr4) | ev.VmEntry(cr0=cr0, cr4=cr4):
-            return paging32(cr0, cr4)
-    return False
-
-
-def initial_not_modeled(cr0: int, cr4: int, page_large: object) -> str | None:
-    """Why an initial state is outside the model (a large watched page under 32-bit paging),
-    or None."""
-    if page_large & paging32(cr0, cr4):
-        return LARGE_PAGING32
+            return r.cr0, value, r.efer
+        case ev.WrmsrEfer(value=value):
+            return r.cr0, r.cr4, value
+        case ev.SetSregs(cr0=cr0, cr4=cr4, efer=efer) | ev.VmEntry(cr0=cr0, cr4=cr4, efer=efer):
+            return cr0, cr4, efer
     return None
+
+
+def page_not_modeled(cr0: object, cr4: object, efer: object, large: object,
+                     huge: object) -> str | None:
+    """Why a watched page of these attributes (Vcpu.page_large, Vcpu.page_1g) under these
+    registers is outside the model, or None."""
+    small = large & paging32(cr0, cr4)
+    # One branch where the page is modelled: a symbolic execution forks once per event here.
+    if small | (huge & legacy_paging(cr0, efer)):
+        return LARGE_PAGING32 if not is_symbolic() and small else HUGE_LEGACY
+    return None
+
+
+def initial_not_modeled(regs: Regs, large: object, huge: object) -> str | None:
+    """Why an initial state is outside the model (a large watched page under a paging mode
+    that does not map it), or None."""
+    return page_not_modeled(regs.cr0, regs.cr4, regs.efer, large, huge)
 
 
 def not_modeled(cfg: Config, v: Vcpu, e: ev.Event) -> str | None:
@@ -57,9 +81,13 @@ def not_modeled(cfg: Config, v: Vcpu, e: ev.Event) -> str | None:
         # the SPTEs of every shadow page of that table and flushes if one was present
         # (mmu.c kvm_mmu_pte_write, kvm_mmu_track_write in newer trees): presence per shadow page is
         # not in the model.
-        return "a guest write to a large watched page's PDE under shadow paging is not modeled"
-    if v.page_large & _paging32_after(v, e):
-        return LARGE_PAGING32
+        return "a guest write to a large watched page's PDE or PDPTE under shadow paging is " \
+            "not modeled"
+    asked = _asked(v, e)
+    if asked is not None:
+        why = page_not_modeled(*asked, v.page_large, v.page_1g)
+        if why:
+            return why
     if isinstance(e, ev.VmEntry) and cfg.nested == "svm" and e.vpid > 0xFFFF:
         # The VMCB's ASID field is 32 bits, but KVM tells L1 it has 8 ASIDs (cpuid.c, CPUID
         # 0x8000000A EBX = 8): the model's tags (arch.tag) cover every ASID up to 0xFFFF.

@@ -221,11 +221,13 @@ class Vcpu:
     # The watched page's PTE has G=1 in every table that maps it (formal.model.arch
     # .global_translation): an attribute of the page, fixed for a whole trace.
     page_global: bool = False
-    # The watched page is a 2 MiB page: a PDE with PS=1 maps it in every table set, in PAE and
-    # 4-level paging, so an invalidation of any address in it reaches it (formal.model.arch
-    # .page_hit); fixed for a whole trace, and a trace with it never runs 32-bit paging
-    # (formal.model.scope.LARGE_PAGING32).
+    # The watched page is a large page: a PDE with PS=1 maps it in every table set, in PAE and
+    # 4-level paging, a 2 MiB page, or with page_1g a PDPTE with PS=1, a 1 GiB page (4-level
+    # and 5-level paging only); an invalidation of any address in it reaches it
+    # (formal.model.arch.page_hit).  Both fixed for a whole trace; a trace with a large page
+    # never runs 32-bit paging, nor PAE paging with a 1 GiB one (formal.model.scope).
     page_large: bool = False
+    page_1g: bool = False
     smm: bool = False
     # SMRAM state-save area: the registers RSM restores (SDM §34.4.1).
     smram: Regs = field(default_factory=lambda: Regs(0, 0, 0, 0))

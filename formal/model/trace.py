@@ -9,9 +9,10 @@
 Registers, addresses and page-table pointers are hex strings; small operands (INVPCID/INVVPID
 type, PCID, VPID, ASID) may be JSON integers or hex strings; both obey the same width rule, at
 most 64 bits.  "page" (optional) gives the watched page's attributes: "global" (default false)
-is its PTE's G bit.  Every problem is reported as one TraceError naming the source, the event index
-and the field.  The command line first validates a file against its JSON Schema
-(formal/cli/schemas/trace.schema.json); these checks hold for every caller.
+is its PTE's G bit, "size" (default "4K") is "4K", "2M" or "1G".  Every problem is reported as
+one TraceError naming the source, the event index and the field.  The command line first
+validates a file against its JSON Schema (formal/cli/schemas/trace.schema.json); these checks
+hold for every caller.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from formal.errors import Malformed
+from formal.model import arch, bits, jsondoc
 from formal.model import events as ev
-from formal.model import jsondoc
 from formal.model.state import CONFIGS, Regs
 
 FORMAT = "flushproof-trace/1"
@@ -49,8 +50,9 @@ class Trace:
     description: str = ""
     # The watched page's PTE has G=1 (formal.model.state.Vcpu.page_global).
     page_global: bool = False
-    # The watched page is a 2 MiB page (formal.model.state.Vcpu.page_large).
-    page_large: bool = False
+    # The watched page's size in bytes, one of arch.PAGE_SIZES (formal.model.state.Vcpu
+    # .page_large, .page_1g).
+    page_size: int = bits.PAGE_4K
 
 
 def _hex(where: str, name: str, raw: object, small: bool) -> int:
@@ -151,30 +153,28 @@ def from_doc(doc: object, source: str = "trace") -> Trace:
     desc = doc.get("description", "")
     if not isinstance(desc, str):
         raise TraceError(f"{source}: field 'description': expected a string")
-    glob, large = _page(source, doc)
-    return Trace(policy, config, Regs(**regs), parsed, desc, glob, large)
+    glob, size = _page(source, doc)
+    return Trace(policy, config, Regs(**regs), parsed, desc, glob, size)
 
 
-def _page(source: str, doc: dict) -> tuple[bool, bool]:
-    """The page field's global and large attributes (each false by default)."""
+def _page(source: str, doc: dict) -> tuple[bool, int]:
+    """The page field's global attribute (false by default) and size (4 KiB by default)."""
     page = doc.get("page", {})
     if not isinstance(page, dict):
         raise TraceError(f"{source}: field 'page': expected an object")
-    extra = set(page) - set(PAGE_ATTRIBUTES)
+    extra = set(page) - {"global", "size"}
     if extra:
         raise TraceError(f"{source}: page: unknown field '{sorted(extra)[0]}'")
-    values = []
-    for name in PAGE_ATTRIBUTES:
-        value = page.get(name, False)
-        if not isinstance(value, bool):
-            raise TraceError(f"{source}: page: field '{name}': expected true or false, "
-                             f"got {jsondoc.show(value)}")
-        values.append(value)
-    return values[0], values[1]
-
-
-# The page field's attributes, in Trace's order (page_global, page_large).
-PAGE_ATTRIBUTES = ("global", "large")
+    glob = page.get("global", False)
+    if not isinstance(glob, bool):
+        raise TraceError(f"{source}: page: field 'global': expected true or false, "
+                         f"got {jsondoc.show(glob)}")
+    size = page.get("size", "4K")
+    if size not in arch.PAGE_SIZES:
+        names = ", ".join(map(jsondoc.show, arch.PAGE_SIZES))
+        raise TraceError(f"{source}: page: field 'size': expected one of {names}, "
+                         f"got {jsondoc.show(size)}")
+    return glob, arch.PAGE_SIZES[size]
 
 
 def override(t: Trace, policy: str | None, config: str | None) -> Trace:
@@ -207,8 +207,9 @@ def dumps(t: Trace) -> str:
     doc: dict[str, object] = {
         "format": FORMAT, "policy": t.policy, "config": t.config,
         "initial": {k: f"{getattr(t.initial, k):#x}" for k in ("cr0", "cr3", "cr4", "efer")}}
-    page = {name: True for name, on in zip(PAGE_ATTRIBUTES, (t.page_global, t.page_large),
-                                            strict=True) if on}
+    page: dict[str, object] = {"global": True} if t.page_global else {}
+    if t.page_size != bits.PAGE_4K:
+        page["size"] = next(name for name, size in arch.PAGE_SIZES.items() if size == t.page_size)
     if page:
         doc["page"] = page
     doc["events"] = [event_to_json(e) for e in t.events]

@@ -278,7 +278,7 @@ def _merge_state(cfg: Config, paths: list[Path], per_path: list[dict[str, FNode]
 def initial_relation(shape: Single, cfg: Config, pre: dict[str, Sym],
                      props: tuple[str, ...] = PROPERTIES) -> tuple[int, FNode, dict, FNode]:
     """The initial states: any legal register state (KVM_SET_SREGS's checks, in L1, outside
-    SMM), a global or non-global, 4 KiB or 2 MiB watched page (not 2 MiB under 32-bit paging:
+    SMM), a global or non-global watched page of 4 KiB, 2 MiB or 1 GiB (one a paging mode maps:
     formal.model.scope), KVM's MMU set up for it and the first guest entry
     made (Machine.start); with two policies, both vCPUs from the same registers, page and
     watched tags."""
@@ -286,6 +286,8 @@ def initial_relation(shape: Single, cfg: Config, pre: dict[str, Sym],
     watched = [fresh(f"init.hw.{ctx}.tag", "bv") for ctx in (0, 1)]
     page_global = fresh("init.page_global", "bool")
     page_large = fresh("init.page_large", "bool")
+    # A 1 GiB page is a large page: the free bit counts only with page_large.
+    page_1g = fresh("init.page_1g", "bool") & page_large
 
     def run():
         state = shape.template()
@@ -293,11 +295,12 @@ def initial_relation(shape: Single, cfg: Config, pre: dict[str, Sym],
             v.regs = Regs(**regs)
             v.page_global = page_global
             v.page_large = page_large
+            v.page_1g = page_1g
             for ctx, records in enumerate(v.hw):
                 if not is_fixed(cfg, f"hw.{ctx}.0.tag"):
                     records[0].tag = watched[ctx]
         if arch.sregs_error(Regs(**regs)) \
-                or initial_not_modeled(regs["cr0"], regs["cr4"], page_large):
+                or initial_not_modeled(Regs(**regs), page_large, page_1g):
             return "illegal", state, []
         try:
             viol = shape.start(cfg, state, props)

@@ -13,7 +13,8 @@ from formal.concrete.paging import (
     mode_levels,
     table_address,
 )
-from formal.concrete.pte import PAGE_1G, PAGE_2M, PAGE_4K, PAGE_4M, PTE_P, PTE_PS, PTE_RW, PTE_US
+from formal.concrete.pte import PTE_P, PTE_PS, PTE_RW, PTE_US
+from formal.model.bits import PAGE_1G, PAGE_2M, PAGE_4K, PAGE_4M
 
 # SDM §4.3 Table 4-4 (PSE-36): a 4 MiB page's frame has at most 40 physical-address bits.
 _PSE36_MAXPHYADDR = 40
