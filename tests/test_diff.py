@@ -95,6 +95,21 @@ def test_diff_text_shows_the_rows_that_differ(capsys):
     assert "random sequences" not in out  # none asked for
 
 
+def test_diff_outside_a_checkout_runs_without_a_corpus(tmp_path, monkeypatch, capsys):
+    """From a directory without traces/ (a kernel tree), the default corpus is none, and the
+    output says so; JSON names no corpus."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["diff", "v6.6", "v6.7", "--no-proofs", "--config", "tdp",
+                 "--sequences", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "work on the corpus traces: none (no traces/ here" in out
+    assert "1 random sequences" in out
+    assert main(["diff", "v6.6", "v6.7", "--no-proofs", "--config", "tdp", "--sequences", "0",
+                 "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["work"]["corpus"] is None and doc["work"]["totals"] == []
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["diff", "v6.6", "v9"], "unknown policy \"v9\""),
     (["diff", "v6.6", "v6.7", "--config", "smp"], "unknown config 'smp'"),

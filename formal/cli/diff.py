@@ -109,7 +109,7 @@ def work_table(old: str, new: str, title: str, rows: list[Tally]) -> Table:
 
 
 def print_text(console: Console, old: str, new: str, cells: list[Cell], tallies: Tallies,
-               sequences: int, seed: int) -> None:
+               sequences: int, seed: int, corpus: Path | None) -> None:
     if cells:
         t = Table(title=f"verdicts: {old} (old) and {new} (new)", box=box.SIMPLE_HEAD,
                   title_justify="left")
@@ -119,6 +119,9 @@ def print_text(console: Console, old: str, new: str, cells: list[Cell], tallies:
         for c in cells:
             t.add_row(c.config, c.prop, *(label(c.proofs[s]) for s in SIDES))
         console.print(t)
+    if corpus is None:
+        console.print("work on the corpus traces: none (no traces/ here; name a corpus with "
+                      "--corpus DIR)")
     for source, title in ((workdiff.CORPUS, "the corpus traces"),
                           (workdiff.RANDOM, f"{sequences} random sequences of "
                            f"{workdiff.LENGTH} events per configuration, seed {seed}")):

@@ -199,9 +199,13 @@ def _diff(args: argparse.Namespace) -> int:
     for config in configs:
         if config not in CONFIGS:
             raise Malformed(f"unknown config {config!r} (known: {', '.join(CONFIGS)})")
-    corpus_dir = Path(args.corpus)
+    # Without --corpus, traces/ of the working directory when there is one (a checkout of
+    # flushproof), else none: the command runs from a kernel tree as well.
+    corpus_dir: Path | None = Path(args.corpus or "traces")
     if not corpus_dir.is_dir():
-        raise Malformed(f"--corpus {corpus_dir}: no such directory")
+        if args.corpus:
+            raise Malformed(f"--corpus {corpus_dir}: no such directory")
+        corpus_dir = None
     events = tuple(args.event) if args.event else None
     if not args.no_proofs:  # every obligation checked before the first proof starts
         for config in configs:
@@ -223,7 +227,8 @@ def _diff(args: argparse.Namespace) -> int:
                                       args.sequences, args.seed), indent=1))
     else:
         console = Console(width=None if sys.stdout.isatty() else 200)
-        diff.print_text(console, args.old, args.new, cells, tallies, args.sequences, args.seed)
+        diff.print_text(console, args.old, args.new, cells, tallies, args.sequences, args.seed,
+                        corpus_dir)
     verdict = diff.exit_verdict(cells)
     return EXIT_HOLDS if verdict is None else VERDICT_EXIT[verdict]
 
@@ -477,8 +482,9 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--sequences", type=_count, default=100, metavar="N",
                    help="random event sequences per configuration (default: %(default)s)")
     d.add_argument("--seed", type=int, default=0, help="their seed (default: %(default)s)")
-    d.add_argument("--corpus", default="traces", metavar="DIR",
-                   help="the corpus traces (default: %(default)s)")
+    d.add_argument("--corpus", metavar="DIR",
+                   help="the corpus traces (default: traces/ if the working directory has one, "
+                        "else none)")
     d.add_argument("--json", action="store_true", help="print the result as JSON")
     d.set_defaults(func=_diff)
     for cmd in (s, c, r, v, u, k, m, d):
