@@ -21,5 +21,6 @@ class V6_6FlushLargePage(V6_6):
 
     def hw_page_hit(self, v: Vcpu, gva: int) -> object:
         """Patched: the flush reaches every hardware entry of the guest's page containing gva,
-        2 MiB or 1 GiB for a large watched page, whatever size the hardware holds it at."""
-        return arch.page_hit(gva, v.page_large, v.page_1g)
+        2 MiB, 4 MiB or 1 GiB for a large watched page, whatever size the hardware holds it
+        at."""
+        return arch.page_hit(gva, *arch.page_bits(v))

@@ -8,6 +8,8 @@ import pytest
 
 from formal.cli import policies
 from formal.model import trace
+from formal.model.bits import PAGE_4M
+from formal.model.explore import PAGES
 from formal.model.machine import Machine
 from formal.model.state import CONFIGS, Regs
 from specs import POLICIES
@@ -16,6 +18,16 @@ TRACES = Path(__file__).resolve().parent.parent / "traces"
 
 # 64-bit paging, PCIDE=0: CR0 = PG|WP|NE|ET|MP|PE, CR4 = PAE, EFER = NX|LMA|LME.
 LONG_MODE = Regs(cr0=0x8001_0033, cr3=0x1000, cr4=0x20, efer=0xD00)
+# 32-bit paging with 4 MiB pages: CR0 = PG|WP|ET|PE, CR4 = PSE.
+PSE32 = Regs(cr0=0x8001_0011, cr3=0x1000, cr4=0x10, efer=0)
+# The watched pages the sampled tests draw: the explicit search's (formal.model.explore.PAGES,
+# whose initial states are in 64-bit paging) and a 4 MiB page, which starts in PSE32.
+SAMPLED_PAGES = PAGES + ((False, PAGE_4M),)
+
+
+def initial_for(page: tuple[bool, int]) -> Regs:
+    """PSE32 for a 4 MiB page, which only 32-bit paging maps, else LONG_MODE."""
+    return PSE32 if page[1] == PAGE_4M else LONG_MODE
 
 
 def run_trace(name: str, policy: str | None = None, config: str | None = None):

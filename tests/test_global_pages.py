@@ -103,7 +103,7 @@ def test_the_trace_names_a_global_page_and_round_trips():
 
 @pytest.mark.parametrize("page,message", [
     ('{"global": "yes"}', "page: field 'global': expected true or false, got \"yes\""),
-    ('{"size": 2}', "page: field 'size': expected one of \"4K\", \"2M\", \"1G\", got 2"),
+    ('{"size": 2}', "page: field 'size': expected one of \"4K\", \"2M\", \"4M\", \"1G\", got 2"),
     ('{"large": true}', "page: unknown field 'large'"),
     ('[]', "field 'page': expected an object"),
 ])

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from formal.model import events as ev
 from formal.model.bits import PAGE_4K
-from formal.model.explore import PAGES
 from formal.model.machine import Machine
 from formal.model.properties import PROPERTIES
 from formal.model.scope import not_modeled
@@ -23,7 +22,7 @@ from formal.model.state import CONFIGS
 from formal.symbolic.execution import get_leaf, leaves
 from formal.symbolic.transition import build
 from specs import POLICIES
-from tests.conftest import LONG_MODE
+from tests.conftest import SAMPLED_PAGES, initial_for
 from tests.support.relation import evaluate, watching
 from tests.test_random_sequences import EVENTS, NESTED
 
@@ -54,7 +53,7 @@ def test_relation_agrees_with_the_simulator(policy, config, examples):
 def agree(policy: str, config: str, data) -> None:
     pool = st.one_of(EVENTS, NESTED) if CONFIGS[config].nested else EVENTS
     agree_on(policy, config, data.draw(st.lists(pool, max_size=6)),
-             data.draw(st.sampled_from(PAGES)))
+             data.draw(st.sampled_from(SAMPLED_PAGES)))
 
 
 def agree_on(policy: str, config: str, events: list[ev.Event],
@@ -63,7 +62,7 @@ def agree_on(policy: str, config: str, events: list[ev.Event],
     (global, size)."""
     cfg = CONFIGS[config]
     rel = relation(policy, config)
-    m = Machine(POLICIES[policy](cfg), LONG_MODE, PROPERTIES, *page)
+    m = Machine(POLICIES[policy](cfg), initial_for(page), PROPERTIES, *page)
     m.start()
     kinds = {er.name for er in rel.events}
     for i, e in enumerate(events):

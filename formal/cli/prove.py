@@ -528,15 +528,15 @@ def extract_trace(rel: Relation, w: engines.Witness, how: str) -> Trace:
     s0 = un.state(0)
     side = "" if "regs.cr0" in s0 else "new."  # a product's registers: the new policy's
     regs = Regs(*(w.values[s0[f"{side}regs.{r}"]] for r in ("cr0", "cr3", "cr4", "efer")))
-    page_global, large, huge = (bool(w.values[s0[f"{side}page_{a}"]])
-                                for a in ("global", "large", "1g"))
+    page_global, large, huge, m4 = (bool(w.values[s0[f"{side}page_{a}"]])
+                                    for a in ("global", "large", "1g", "4m"))
     events = []
     for i in range(1, w.depth + 1):
         er = un.events[w.values[un.sel(i)]]
         ops = {f: w.values[var] for f, var in un.ops(i, er).items()}
         events.append(ev.EVENT_TYPES[er.name](**ops))
     return Trace(rel.policy, rel.config, regs, tuple(events), how, page_global,
-                 arch.page_size(large, huge))
+                 arch.page_size(large, huge, m4))
 
 
 def counterexample(rel: Relation, r: Result, props: tuple[str, ...]) -> Counterexample:

@@ -55,7 +55,7 @@ from formal.concrete.pte import PTE_G, PTE_P, PTE_PS, PTE_RW, PTE_US, PTE_XD
 from formal.errors import NotModeled
 from formal.model import arch, bits, roles
 from formal.model.arch import Inval
-from formal.model.bits import PAGE_1G, PAGE_2M, PAGE_4K
+from formal.model.bits import PAGE_1G, PAGE_2M, PAGE_4K, PAGE_4M
 from formal.model.kvm import Mechanism
 from formal.model.properties import ModelError
 from formal.model.state import Config, Mmu, Nested, Regs, Root, Vcpu
@@ -75,8 +75,10 @@ EPT_TABLE_STEP = 0x1_0000_0000
 # 32-bit paging never maps a large watched page, formal.model.scope).  A 1 GiB page's frames
 # (4-level PDPTEs reach them) lie 64 GiB apart from 1 TiB up, so that no L2 frame plus the
 # offsets L1's EPT/NPT tables add (EPT_STEP, EPT_TABLE_STEP) meets another within 16 tables or
-# 256 writes of one.
+# 256 writes of one.  A 4 MiB page's frames lie below 4 GiB, where a 32-bit PDE reaches them
+# without PSE-36 (SDM §4.3), above the tables and data regions.
 LARGE_BASE = 0x1_0000_0000
+PAGE_4M_BASE = 0x4000_0000
 HUGE_BASE = 0x100_0000_0000
 HUGE_STRIDE = 0x10_0000_0000
 
@@ -97,8 +99,10 @@ _PDE32_INDEX = arch.WATCHED_VA >> 22
 # 32-bit view of the 8-byte ones is entries 4, 5, 12 and 13, which no probe uses).  The pages
 # they map are never read: their frames sit at the top of the tables region.
 PROBE_FRAMES = DATA_BASE - 0x1_0000
-# The level of the guest entry that maps the watched page, by its size (SDM §4.5.4).
-_LEAF_LEVEL = {PAGE_4K: 1, PAGE_2M: 2, PAGE_1G: 3}
+# The level of the guest entry that maps the watched page, by its size (SDM §4.3, §4.5.4).
+_LEAF_LEVEL = {PAGE_4K: 1, PAGE_2M: 2, PAGE_4M: 2, PAGE_1G: 3}
+# The 32-bit PTE index of WATCHED_VA (SDM §4.3).
+_PTE32_INDEX = (arch.WATCHED_VA >> 12) & 0x3FF
 
 
 @dataclass
@@ -113,6 +117,9 @@ class Tables:
     pdpt: int
     pd: int
     pt: int
+    # The 32-bit PDE with PS=1 that maps a 4 MiB watched page (0: none), which the root frame
+    # holds under 32-bit paging (GuestWorld.format_root).
+    pde_4m: int = 0
 
     @property
     def leaf(self) -> int:
@@ -137,7 +144,8 @@ class GuestWorld:
     translation always differs from the current one.  With page_global every leaf of the
     watched page has G=1 (formal.model.state.Vcpu.page_global); with a page_size of 2 MiB the
     PD entry maps a 2 MiB page with PS=1 (Vcpu.page_large) in a 2 MiB frame of its own, with
-    1 GiB the 4-level PDPT entry maps a 1 GiB page (Vcpu.page_1g); the tables below are then
+    1 GiB the 4-level PDPT entry maps a 1 GiB page (Vcpu.page_1g), with 4 MiB the 32-bit PDE a
+    4 MiB page (Vcpu.page_4m); the tables below are then
     unreachable, and the probe pages (formal.concrete.emulation.PROBES) lie inside the large
     page, with its rights."""
 
@@ -149,6 +157,7 @@ class GuestWorld:
     data: FrameAllocator = field(default_factory=lambda: FrameAllocator(DATA_BASE))
     large: FrameAllocator = field(default_factory=lambda: FrameAllocator(LARGE_BASE, PAGE_2M))
     huge: FrameAllocator = field(default_factory=lambda: FrameAllocator(HUGE_BASE, HUGE_STRIDE))
+    m4: FrameAllocator = field(default_factory=lambda: FrameAllocator(PAGE_4M_BASE, PAGE_4M))
     # L1's EPT/NPT for L2, per nested pgd: every offset (L1 GPA - L2 GPA of a data page) it ever
     # held, current last, the k-th table named starting at k * EPT_TABLE_STEP; and the frame of
     # its leaf table (the shadow page's gfn).
@@ -195,7 +204,7 @@ class GuestWorld:
         elif mode is Mode.LEVEL4:
             self.mem.write(t.root, t.pdpt | TABLE_FLAGS)
         elif mode is Mode.BITS32:
-            self.mem.write(t.root, (t.pt | TABLE_FLAGS) << 32 * _PDE32_INDEX)
+            self.mem.write(t.root, (t.pde_4m or t.pt | TABLE_FLAGS) << 32 * _PDE32_INDEX)
 
     @property
     def leaf_flags(self) -> int:
@@ -209,7 +218,11 @@ class GuestWorld:
 
     def _mapping(self, t: Tables) -> tuple[int, int]:
         """(address, value) of the entry that maps the watched page under t, pointed at a fresh
-        page: its PTE, or its PDE or PDPTE with PS=1 for a large page."""
+        page: its PTE, or its PDE or PDPTE with PS=1 for a large page (a 4 MiB page's 32-bit
+        PDE as the root frame's first 8 bytes, as format_root lays them out)."""
+        if self.page_size == PAGE_4M:
+            t.pde_4m = self.m4.alloc() | self.leaf_flags | PTE_PS
+            return t.root, t.pde_4m << 32 * _PDE32_INDEX
         if self.page_size == PAGE_1G:
             return t.huge_leaf, self.huge.alloc() | self.leaf_flags | PTE_PS
         if self.page_size == PAGE_2M:
@@ -338,14 +351,16 @@ class ConcreteMmuMixin(Mechanism):
         """(gfn, role) of the shadow page under root that shadows the guest table whose entry
         maps the watched page, None when the root maps nothing there: the leaf role is the
         root's with level 1 (mmu.c kvm_mmu_child_role), or with level 2 for a 2 MiB page's PD
-        and level 3 for a 1 GiB page's PDPT (whose SPTE leads to direct shadow pages down to
-        4 KiB SPTEs: Mechanism.hw_size)."""
+        (a 4 MiB page's 32-bit PD, the root frame) and level 3 for a 1 GiB page's PDPT (whose
+        SPTE leads to direct shadow pages down to 4 KiB SPTEs: Mechanism.hw_size)."""
         if self._is_ept_root(v, root):
             self.world.add_ept(root.pgd)
             return self.world.ept_leaf[root.pgd & _ADDR] >> 12, root.role & ~roles.LEVEL_MASK | 1
         level = _LEAF_LEVEL[self.world.page_size]
         role = root.role & ~roles.LEVEL_MASK | level
         t = self.world.add_pgd(root.pgd)
+        if root.role & roles.HAS_4_BYTE_GPTE:
+            return {1: t.pt, 2: t.root}[level] >> 12, role
         if not self._pae_guest(root):
             return {1: t.pt, 2: t.pd, 3: t.pdpt}[level] >> 12, role
         # Below the root's PDPTE, the guest's PD entry leads to the leaf table (paging_tmpl.h
@@ -365,7 +380,11 @@ class ConcreteMmuMixin(Mechanism):
         FNAME(sync_spte)), or L1's EPT entry for a guest_mmu root."""
         if self._is_ept_root(v, root):
             return self.world.ept[root.pgd & _ADDR][-1]
-        index = {1: _PT_INDEX, 2: _PD_INDEX, 3: _PDPTE64_INDEX}[roles.level(key[1])]
+        level = roles.level(key[1])
+        if key[1] & roles.HAS_4_BYTE_GPTE:
+            index = {1: _PTE32_INDEX, 2: _PDE32_INDEX}[level]
+            return self.world.mem.read((key[0] << 12) + 4 * index, 4)
+        index = {1: _PT_INDEX, 2: _PD_INDEX, 3: _PDPTE64_INDEX}[level]
         return self.world.mem.read((key[0] << 12) + 8 * index)
 
     def _faulted_in(self, v: Vcpu, root: Root) -> ShadowPage | None:

@@ -17,17 +17,19 @@ from formal.model.state import Config, Regs, Vcpu, Vendor
 from formal.model.values import ite, neg, on, truth
 
 # The one guest virtual page the abstract model watches: a user page, global or not
-# (Vcpu.page_global), of 4 KiB, 2 MiB or 1 GiB (Vcpu.page_large, Vcpu.page_1g).  Invalidations of
-# other pages leave it alone; guest_pte_write edits the entry that maps it.
+# (Vcpu.page_global), of 4 KiB, 2 MiB, 4 MiB or 1 GiB (Vcpu.page_large, page_4m, page_1g).
+# Invalidations of other pages leave it alone; guest_pte_write edits the entry that maps it.
 WATCHED_VA = 0x400000
 PAGE_MASK = ~(bits.PAGE_4K - 1)
-# A 2 MiB page's linear address bits (SDM Vol. 3A §4.4.2, §4.5.4: a PDE with PS=1), and a
-# 1 GiB page's (§4.5.4: a PDPTE with PS=1); WATCHED_VA is 2 MiB aligned, so a 4 KiB hit is a hit
-# of its 2 MiB page too, and that of its 1 GiB page (the first one, 0-0x3FFFFFFF).
+# A 2 MiB page's linear address bits (SDM Vol. 3A §4.4.2, §4.5.4: a PDE with PS=1), a 4 MiB
+# page's (§4.3: a 32-bit PDE with PS=1 and CR4.PSE=1) and a 1 GiB page's (§4.5.4: a PDPTE with
+# PS=1); WATCHED_VA is 4 MiB aligned, so a 4 KiB hit is a hit of its 2 MiB and 4 MiB pages too,
+# and one of those a hit of its 1 GiB page (the first one, 0-0x3FFFFFFF).
 LARGE_PAGE_MASK = ~(bits.PAGE_2M - 1)
+PAGE_4M_MASK = ~(bits.PAGE_4M - 1)
 PAGE_1G_MASK = ~(bits.PAGE_1G - 1)
 # The watched page's sizes, by their names in a trace's page field.
-PAGE_SIZES = {"4K": bits.PAGE_4K, "2M": bits.PAGE_2M, "1G": bits.PAGE_1G}
+PAGE_SIZES = {"4K": bits.PAGE_4K, "2M": bits.PAGE_2M, "4M": bits.PAGE_4M, "1G": bits.PAGE_1G}
 
 
 def global_translation(v: Vcpu) -> object:
@@ -39,11 +41,11 @@ def global_translation(v: Vcpu) -> object:
     return v.page_global & truth(v.regs.cr4 & bits.CR4_PGE)
 
 
-def page_hit(va: object, large: object, huge: object = False) -> object:
+def page_hit(va: object, large: object, huge: object = False, m4: object = False) -> object:
     """Whether an invalidation of the page containing va reaches the watched page's entries:
     va in the same 4 KiB page, or, if large holds (the entries are of a large page), in the
-    same 2 MiB page, or, if huge holds as well (of a 1 GiB page), in the same 1 GiB page (huge
-    counts only with large).
+    same 2 MiB page, or, if huge or m4 holds as well (of a 1 GiB or a 4 MiB page), in the same
+    1 GiB or 4 MiB page (huge and m4 count only with large).
     INVLPG invalidates every TLB entry of the page containing its address, the several entries
     a large page may be cached as included (SDM Vol. 2, INVLPG, note 1; Vol. 3A §4.10.2.3), and
     INVPCID individual-address likewise (Vol. 2, INVPCID, note 1); INVVPID individual-address
@@ -51,19 +53,27 @@ def page_hit(va: object, large: object, huge: object = False) -> object:
     which a large page's entry is; AMD's INVLPGA (APM Vol. 3) is read as INVLPG for another
     ASID."""
     in_1g = va & PAGE_1G_MASK == WATCHED_VA & PAGE_1G_MASK
+    in_4m = va & PAGE_4M_MASK == WATCHED_VA
     return (va & PAGE_MASK == WATCHED_VA) \
-        | (large & ((va & LARGE_PAGE_MASK == WATCHED_VA) | (huge & in_1g)))
+        | (large & ((va & LARGE_PAGE_MASK == WATCHED_VA) | (huge & in_1g) | (m4 & in_4m)))
 
 
-def page_size(large: bool, huge: bool) -> int:
+def page_bits(v: Vcpu) -> tuple[object, object, object]:
+    """The watched page's size as page_hit and Inval.covers take it: (large, huge, m4)."""
+    return v.page_large, v.page_1g, v.page_4m
+
+
+def page_size(large: bool, huge: bool, m4: bool) -> int:
     """The size in bytes of a watched page with these attributes (Vcpu.page_large,
-    Vcpu.page_1g)."""
-    return bits.PAGE_1G if huge else bits.PAGE_2M if large else bits.PAGE_4K
+    Vcpu.page_1g, Vcpu.page_4m)."""
+    if not large:
+        return bits.PAGE_4K
+    return bits.PAGE_1G if huge else bits.PAGE_4M if m4 else bits.PAGE_2M
 
 
-def page_attributes(size: int) -> tuple[bool, bool]:
-    """(page_large, page_1g) of a watched page of size bytes (one of PAGE_SIZES)."""
-    return size != bits.PAGE_4K, size == bits.PAGE_1G
+def page_attributes(size: int) -> tuple[bool, bool, bool]:
+    """(page_large, page_1g, page_4m) of a watched page of size bytes (one of PAGE_SIZES)."""
+    return size != bits.PAGE_4K, size == bits.PAGE_1G, size == bits.PAGE_4M
 
 
 class Globals(StrEnum):
@@ -99,10 +109,11 @@ class Inval:
     globals: Globals = Globals.BY_PCID
 
     def covers(self, vpid: int, pcid: int, glob: object = False, large: object = False,
-               huge: object = False) -> object:
+               huge: object = False, m4: object = False) -> object:
         """Does it cover the watched page's translation cached under tag (vpid, pcid), global
-        if glob holds, as entries of a large page if large holds, a 1 GiB one if huge holds as
-        well (page_hit)?  A condition, not a branch: symbolic tags give one term."""
+        if glob holds, as entries of a large page if large holds, a 1 GiB or 4 MiB one if huge
+        or m4 holds as well (page_hit)?  A condition, not a branch: symbolic tags give one
+        term."""
         hit = True
         if self.vpid is not None:
             hit = hit & (self.vpid == vpid)
@@ -114,7 +125,7 @@ class Inval:
             same = self.pcid == pcid
             hit = hit & ((same | glob) if self.globals is Globals.ALL else same)
         if self.va is not None:
-            hit = hit & page_hit(self.va, large, huge)
+            hit = hit & page_hit(self.va, large, huge, m4)
         return hit
 
 

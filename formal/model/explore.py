@@ -25,7 +25,7 @@ from formal.model import events as ev
 from formal.model.kvm import Mechanism
 from formal.model.machine import enter, execute
 from formal.model.properties import ModelError, Violation
-from formal.model.scope import not_modeled
+from formal.model.scope import initial_not_modeled, not_modeled
 from formal.model.state import Config, Regs, Vcpu
 from formal.model.trace import Trace
 
@@ -97,9 +97,11 @@ def search(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
     frontier: list[_Node] = []
     for page in PAGES:
         for regs in INITIAL:
-            large, huge = arch.page_attributes(page[1])
-            vs = tuple(Vcpu(regs=copy.copy(regs), page_global=page[0], page_large=large,
-                            page_1g=huge) for _ in policies)
+            size = arch.page_attributes(page[1])
+            if initial_not_modeled(regs, *size):
+                continue
+            vs = tuple(Vcpu(regs=copy.copy(regs), page_global=page[0], page_large=size[0],
+                            page_1g=size[1], page_4m=size[2]) for _ in policies)
             try:
                 for policy, v in zip(policies, vs, strict=True):
                     policy.start(v)

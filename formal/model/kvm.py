@@ -323,9 +323,9 @@ class Mechanism:
         # hardware walks the guest's tables its copies carry the guest's G themselves: the
         # record's global part is global, its non-global part is not.
         glob = arch.global_translation(v)
-        # The architecture's page is the guest's: 2 MiB or 1 GiB for a large watched page,
-        # however the hardware holds it (_hardware_invalidates).
-        size = v.page_large, v.page_1g
+        # The architecture's page is the guest's: 2 MiB, 4 MiB or 1 GiB for a large watched
+        # page, however the hardware holds it (_hardware_invalidates).
+        size = arch.page_bits(v)
         for inval in invals:
             for root in linear_roots:
                 hit = root.valid & inval.covers(arch.tag_vpid(root.tag),
@@ -429,16 +429,16 @@ class Mechanism:
         Elsewhere it walks KVM's shadow tables."""
         return self.cfg.nested_tdp if ctx else self.cfg.tdp_enabled
 
-    def hw_size(self, v: Vcpu, ctx: int) -> tuple[object, object]:
-        """(large, huge) of the entries the hardware holds the watched page as in ghost context
+    def hw_size(self, v: Vcpu, ctx: int) -> tuple[object, object, object]:
+        """(large, huge, m4) of the entries the hardware holds the watched page as in ghost context
         ctx, which decide the addresses whose invalidation reaches them (arch.page_hit): the
         guest's page where it walks the guest's tables, whose PDE or PDPTE maps the large
-        page.  Through KVM's shadow tables it holds 4 KiB entries: KVM maps a guest large page
-        with 4 KiB SPTEs in a direct shadow page whenever the host does not back it with a huge
-        page (mmu.c kvm_mmu_hugepage_adjust; for example while dirty logging disallows huge
-        pages), and the model takes that case."""
+        page (arch.page_size).  Through KVM's shadow tables it holds 4 KiB entries: KVM maps a
+        guest large page with 4 KiB SPTEs in a direct shadow page whenever the host does not
+        back it with a huge page (mmu.c kvm_mmu_hugepage_adjust; for example while dirty
+        logging disallows huge pages), and the model takes that case."""
         walks = self.walks_guest_tables(ctx)
-        return v.page_large & walks, v.page_1g & walks
+        return v.page_large & walks, v.page_1g & walks, v.page_4m & walks
 
     def hw_page_hit(self, v: Vcpu, gva: int) -> object:
         """Whether a hardware per-address flush of gva KVM makes (INVVPID individual-address,

@@ -9,10 +9,15 @@ from formal.model import events as ev
 from formal.model.state import Config, Regs, Vcpu
 from formal.model.values import is_symbolic, neg, truth
 
-# A large watched page is a PDE with PS=1 in PAE and 4-level paging; 32-bit paging would read
-# the same PDE as a 4 MiB page or, with CR4.PSE=0, as a page table (SDM Vol. 3A §4.3), and a
-# CR4.PSE toggle changes that without an invalidation (§4.10.4.1): not modelled.
-LARGE_PAGING32 = "a large watched page under 32-bit paging is not modeled"
+# The watched page has one size for a whole trace, so a paging mode that would map it at another
+# size, or not at all, is not modelled.  A 2 MiB page is a PDE with PS=1 in PAE and 4-level
+# paging; 32-bit paging would read the same PDE as a 4 MiB page or, with CR4.PSE=0, as a page
+# table (SDM Vol. 3A §4.3), and a CR4.PSE toggle changes that without an invalidation
+# (§4.10.4.1).
+LARGE_PAGING32 = "a 2 MiB or 1 GiB watched page under 32-bit paging is not modeled"
+# A 4 MiB page is a 32-bit PDE with PS=1 and CR4.PSE=1 (§4.3); CR4.PSE=0 would read it as a page
+# table, PAE and 4-level paging as a 2 MiB page or not at all (§4.4.2, §4.5.4).
+PAGE_4M_ELSEWHERE = "a 4 MiB watched page is modeled only under 32-bit paging with CR4.PSE=1"
 # A 1 GiB page is a PDPTE with PS=1, which only 4-level and 5-level paging have (SDM Vol. 3A
 # §4.5.4); PAE paging's PDPTE has no PS bit (§4.4.1, Table 4-8: bit 7 reserved), so its table
 # would not map the page at all.
@@ -48,21 +53,26 @@ def _asked(v: Vcpu, e: ev.Event) -> tuple[object, object, object] | None:
     return None
 
 
-def page_not_modeled(cr0: object, cr4: object, efer: object, large: object,
-                     huge: object) -> str | None:
-    """Why a watched page of these attributes (Vcpu.page_large, Vcpu.page_1g) under these
-    registers is outside the model, or None."""
-    small = large & paging32(cr0, cr4)
+def page_not_modeled(cr0: object, cr4: object, efer: object, large: object, huge: object,
+                     m4: object) -> str | None:
+    """Why a watched page of these attributes (Vcpu.page_large, Vcpu.page_1g, Vcpu.page_4m)
+    under these registers is outside the model, or None."""
+    p32 = paging32(cr0, cr4)
+    pse32 = p32 & truth(cr4 & bits.CR4_PSE)
+    wrong = [(large & neg(m4) & p32, LARGE_PAGING32), (huge & legacy_paging(cr0, efer),
+                                                       HUGE_LEGACY),
+             (m4 & truth(cr0 & bits.CR0_PG) & neg(pse32), PAGE_4M_ELSEWHERE)]
     # One branch where the page is modelled: a symbolic execution forks once per event here.
-    if small | (huge & legacy_paging(cr0, efer)):
-        return LARGE_PAGING32 if not is_symbolic() and small else HUGE_LEGACY
+    if wrong[0][0] | wrong[1][0] | wrong[2][0]:
+        return "a large watched page under a paging mode that does not map it is not modeled" \
+            if is_symbolic() else next(why for bad, why in wrong if bad)
     return None
 
 
-def initial_not_modeled(regs: Regs, large: object, huge: object) -> str | None:
+def initial_not_modeled(regs: Regs, large: object, huge: object, m4: object) -> str | None:
     """Why an initial state is outside the model (a large watched page under a paging mode
-    that does not map it), or None."""
-    return page_not_modeled(regs.cr0, regs.cr4, regs.efer, large, huge)
+    that does not map it at its size), or None."""
+    return page_not_modeled(regs.cr0, regs.cr4, regs.efer, large, huge, m4)
 
 
 def not_modeled(cfg: Config, v: Vcpu, e: ev.Event) -> str | None:
@@ -85,7 +95,7 @@ def not_modeled(cfg: Config, v: Vcpu, e: ev.Event) -> str | None:
             "not modeled"
     asked = _asked(v, e)
     if asked is not None:
-        why = page_not_modeled(*asked, v.page_large, v.page_1g)
+        why = page_not_modeled(*asked, v.page_large, v.page_1g, v.page_4m)
         if why:
             return why
     if isinstance(e, ev.VmEntry) and cfg.nested == "svm" and e.vpid > 0xFFFF:

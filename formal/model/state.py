@@ -222,12 +222,14 @@ class Vcpu:
     # .global_translation): an attribute of the page, fixed for a whole trace.
     page_global: bool = False
     # The watched page is a large page: a PDE with PS=1 maps it in every table set, in PAE and
-    # 4-level paging, a 2 MiB page, or with page_1g a PDPTE with PS=1, a 1 GiB page (4-level
-    # and 5-level paging only); an invalidation of any address in it reaches it
-    # (formal.model.arch.page_hit).  Both fixed for a whole trace; a trace with a large page
-    # never runs 32-bit paging, nor PAE paging with a 1 GiB one (formal.model.scope).
+    # 4-level paging a 2 MiB page; with page_1g a PDPTE with PS=1, a 1 GiB page (4-level and
+    # 5-level paging only); with page_4m a 32-bit PDE with PS=1, a 4 MiB page (32-bit paging
+    # with CR4.PSE=1 only).  An invalidation of any address in it reaches it
+    # (formal.model.arch.page_hit).  All fixed for a whole trace, which never runs a paging mode
+    # that would map the page at another size or not at all (formal.model.scope).
     page_large: bool = False
     page_1g: bool = False
+    page_4m: bool = False
     smm: bool = False
     # SMRAM state-save area: the registers RSM restores (SDM §34.4.1).
     smram: Regs = field(default_factory=lambda: Regs(0, 0, 0, 0))

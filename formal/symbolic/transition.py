@@ -278,16 +278,19 @@ def _merge_state(cfg: Config, paths: list[Path], per_path: list[dict[str, FNode]
 def initial_relation(shape: Single, cfg: Config, pre: dict[str, Sym],
                      props: tuple[str, ...] = PROPERTIES) -> tuple[int, FNode, dict, FNode]:
     """The initial states: any legal register state (KVM_SET_SREGS's checks, in L1, outside
-    SMM), a global or non-global watched page of 4 KiB, 2 MiB or 1 GiB (one a paging mode maps:
-    formal.model.scope), KVM's MMU set up for it and the first guest entry
-    made (Machine.start); with two policies, both vCPUs from the same registers, page and
+    SMM), a global or non-global watched page of 4 KiB, 2 MiB, 4 MiB or 1 GiB (one the paging
+    mode maps: formal.model.scope), KVM's MMU set up for it and the first guest entry made
+    (Machine.start); with two policies, both vCPUs from the same registers, page and
     watched tags."""
     regs = {r: fresh(f"init.{r}", "bv") for r in ("cr0", "cr3", "cr4", "efer")}
     watched = [fresh(f"init.hw.{ctx}.tag", "bv") for ctx in (0, 1)]
     page_global = fresh("init.page_global", "bool")
     page_large = fresh("init.page_large", "bool")
-    # A 1 GiB page is a large page: the free bit counts only with page_large.
-    page_1g = fresh("init.page_1g", "bool") & page_large
+    # A 1 GiB or 4 MiB page is a large page: each free bit counts only with page_large, the
+    # 4 MiB one only without the 1 GiB one.
+    huge = fresh("init.page_1g", "bool")
+    page_1g = huge & page_large
+    page_4m = fresh("init.page_4m", "bool") & page_large & neg(huge)
 
     def run():
         state = shape.template()
@@ -296,11 +299,12 @@ def initial_relation(shape: Single, cfg: Config, pre: dict[str, Sym],
             v.page_global = page_global
             v.page_large = page_large
             v.page_1g = page_1g
+            v.page_4m = page_4m
             for ctx, records in enumerate(v.hw):
                 if not is_fixed(cfg, f"hw.{ctx}.0.tag"):
                     records[0].tag = watched[ctx]
         if arch.sregs_error(Regs(**regs)) \
-                or initial_not_modeled(Regs(**regs), page_large, page_1g):
+                or initial_not_modeled(Regs(**regs), page_large, page_1g, page_4m):
             return "illegal", state, []
         try:
             viol = shape.start(cfg, state, props)
