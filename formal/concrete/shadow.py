@@ -71,8 +71,8 @@ REGION_END = 0x0400_0000
 # pages to distinct L1 pages, so using one table's shadow root for another is seen.
 EPT_STEP = 0x1000_0000
 EPT_TABLE_STEP = 0x1_0000_0000
-# A large watched page's 2 MiB frames: above every 4 KiB one (PAE and 4-level PDEs reach them;
-# 32-bit paging never maps a large watched page, formal.model.scope).  A 1 GiB page's frames
+# A 2 MiB watched page's frames: above every 4 KiB one (PAE and 4-level PDEs reach them; 32-bit
+# paging never maps a 2 MiB page, formal.model.scope).  A 1 GiB page's frames
 # (4-level PDPTEs reach them) lie 64 GiB apart from 1 TiB up, so that no L2 frame plus the
 # offsets L1's EPT/NPT tables add (EPT_STEP, EPT_TABLE_STEP) meets another within 16 tables or
 # 256 writes of one.  A 4 MiB page's frames lie below 4 GiB, where a 32-bit PDE reaches them
@@ -145,9 +145,8 @@ class GuestWorld:
     watched page has G=1 (formal.model.state.Vcpu.page_global); with a page_size of 2 MiB the
     PD entry maps a 2 MiB page with PS=1 (Vcpu.page_large) in a 2 MiB frame of its own, with
     1 GiB the 4-level PDPT entry maps a 1 GiB page (Vcpu.page_1g), with 4 MiB the 32-bit PDE a
-    4 MiB page (Vcpu.page_4m); the tables below are then
-    unreachable, and the probe pages (formal.concrete.emulation.PROBES) lie inside the large
-    page, with its rights."""
+    4 MiB page (Vcpu.page_4m); the tables below are then unreachable, and the probe pages
+    (formal.concrete.emulation.PROBES) lie inside the large page, with its rights."""
 
     page_global: bool = False
     page_size: int = PAGE_4K
@@ -272,8 +271,8 @@ class ShadowPage:
 class Seen:
     """A translation the guest may get: its guest-physical address, rights (None without
     paging), where it comes from, whether the hardware holds it as a global entry (SDM
-    Vol. 3A §4.10.2.4: usable under any PCID) and as an entry of a page of which size (an
-    invalidation of any address in it reaches it: formal.model.arch.page_hit)."""
+    Vol. 3A §4.10.2.4: usable under any PCID) and the size of the page it holds the entry as
+    (an invalidation of any address in that page reaches it: formal.model.arch.page_hit)."""
 
     gpa: int
     perms: Perms | None
