@@ -11,8 +11,8 @@ from jsonschema import Draft202012Validator
 
 from formal.cli import schemas
 from formal.engines.search import ENGINES
+from formal.model import arch, jsondoc
 from formal.model import events as ev
-from formal.model import jsondoc
 from formal.model.properties import PROPERTIES
 from formal.model.state import CONFIGS
 from formal.model.trace import _OPTIONAL
@@ -35,6 +35,8 @@ def test_the_trace_schema_has_every_event_with_exactly_its_fields():
         assert defs[op].get("required", []) == [n for n in names
                                                 if n not in _OPTIONAL.get(op, {})], op
     assert schemas.schema("trace")["properties"]["config"]["enum"] == list(CONFIGS)
+    page = schemas.schema("trace")["properties"]["page"]["properties"]
+    assert page["size"]["enum"] == list(arch.PAGE_SIZES)
 
 
 def test_the_proof_script_schema_names_the_engines_properties_and_configs():
