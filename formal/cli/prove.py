@@ -289,11 +289,9 @@ def alone(ob: Obligation, single: Proof) -> Proof:
     has none that its base lacks."""
     assert ob.base is not None and single.result.verdict == Verdict.PROVED
     r = single.result
-    return Proof(ob, replace(r, certificate=(
+    return replace(single, obligation=ob, alone=True, result=replace(r, certificate=(
         f"{ob.policy} alone has no violation of {', '.join(ob.props)} (so none {ob.base} "
-        f"lacks): {r.certificate}")), single.paths, single.times, single.vacuity,
-        dump_failures=single.dump_failures, stored=single.stored, cached=single.cached,
-        alone=True)
+        f"lacks): {r.certificate}")))
 
 
 def _alone_stored(ob: Obligation, certificates: Path) -> Obligation | None:
