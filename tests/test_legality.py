@@ -51,6 +51,10 @@ CASES = [
      "#GP: INVPCID with PCID != 0 while CR4.PCIDE=0"),
     ("invpcid_noncanonical", LONG_MODE, ev.Invpcid(0, 0, 0x0000_8000_0000_0000),
      "#GP: INVPCID individual-address with a non-canonical address"),
+    ("invlpg_above_4g_under_pae", LEGACY_PAE, ev.Invlpg(0x1_0040_0000),
+     "invalid: INVLPG's address has 32 bits outside IA-32e mode"),
+    ("invlpg_above_4g_without_paging", NO_PAGING, ev.Invlpg(0x1_0040_0000),
+     "invalid: INVLPG's address has 32 bits outside IA-32e mode"),
     ("invpcid_pcid_too_wide", PCID_ON, ev.Invpcid(1, 0x1000, 0),
      "#GP: INVPCID descriptor bits 63:12 are reserved"),
     ("rsm_outside_smm", LONG_MODE, ev.Rsm(), "#UD: RSM outside SMM"),
@@ -109,6 +113,24 @@ def test_legal_nested_neighbours_do_not_fault(config, event):
 def test_legal_neighbours_of_the_rules_do_not_fault(event):
     rec = machine("v6.6", regs=PCID_ON).step(0, event)
     assert rec.fault is None
+
+
+@pytest.mark.parametrize("regs,event", [
+    (LONG_MODE, ev.Invlpg(0x1_0040_0000)), (LEGACY_PAE, ev.Invlpg(0xFFFF_F000)),
+    # INVPCID type 0 uses all 64 bits of its address in every mode (SDM Vol. 2, INVPCID).
+    (LEGACY_PAE, ev.Invpcid(0, 0, 0x1_0040_0000))])
+def test_addresses_above_4g_are_legal_where_an_instruction_can_name_them(regs, event):
+    rec = machine("v6.6", "shadow", regs).step(0, event)
+    assert rec.fault is None
+
+
+def test_invlpga_above_4g_outside_long_mode_is_invalid():
+    m = machine("v6.6", "nested-npt", LEGACY_PAE)
+    before = m.v.clone()
+    rec = m.step(0, ev.Invlpga(0x1_0040_0000, 1))
+    assert rec.fault == "invalid: INVLPGA's address is EAX, 32 bits, outside long mode"
+    assert rec.actions == [] and m.v == before
+    assert machine("v6.6", "nested-npt").step(0, ev.Invlpga(0x1_0040_0000, 1)).fault is None
 
 
 def test_pcide_enable_is_legal_in_long_mode_with_pcid_zero():

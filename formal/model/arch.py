@@ -327,9 +327,20 @@ def _wrmsr_efer(cfg: Config, v: Vcpu, e: ev.WrmsrEfer) -> ArchStep:
     return ArchStep(None, replace(v.regs, efer=with_lma(v.regs.cr0, e.value)))
 
 
+def _address_above_4g(v: Vcpu, va: object) -> object:
+    """A linear address above 4 GiB outside IA-32e mode, which no instruction can name there:
+    outside IA-32e mode linear addresses have 32 bits (SDM Vol. 3A §3.4; §9.8.5: IA-32e
+    mode is EFER.LMA=1).  INVPCID's and INVVPID's descriptor addresses are not linear addresses
+    of the current mode: INVPCID type 0 uses all 64 bits in every mode (SDM Vol. 2, INVPCID),
+    and INVVPID's names L2's."""
+    return truth(va >> 32) & neg(truth(v.regs.efer & bits.EFER_LMA))
+
+
 def _invlpg(cfg: Config, v: Vcpu, e: ev.Invlpg) -> ArchStep:
     # SDM INVLPG: the page in the current PCID, and global entries in all PCIDs; a NOP for a
     # non-canonical address.
+    if _address_above_4g(v, e.va):
+        return _fault(v, "invalid: INVLPG's address has 32 bits outside IA-32e mode")
     if not canonical(e.va):
         return ArchStep(None, v.regs)
     return ArchStep(None, v.regs, (Inval(f"INVLPG {e.va:#x}", vpid(v), pcid(v.regs), e.va,
@@ -484,6 +495,9 @@ def _invlpga(cfg: Config, v: Vcpu, e: ev.Invlpga) -> ArchStep:
     if e.asid >> 32:
         # The ASID operand is ECX (AMD APM Vol. 3, INVLPGA): an event names at most 32 bits.
         return _fault(v, "invalid: INVLPGA's ASID is ECX, 32 bits")
+    if _address_above_4g(v, e.va):
+        # rAX is EAX outside long mode (AMD APM Vol. 3, INVLPGA; the address size).
+        return _fault(v, "invalid: INVLPGA's address is EAX, 32 bits, outside long mode")
     return ArchStep(None, v.regs, (Inval(f"INVLPGA {e.va:#x} ASID {e.asid:#x}", e.asid,
                                          va=e.va),))
 
