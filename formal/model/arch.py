@@ -76,6 +76,14 @@ def page_attributes(size: int) -> tuple[bool, bool, bool]:
     return size != bits.PAGE_4K, size == bits.PAGE_1G, size == bits.PAGE_4M
 
 
+def watching(regs: Regs, page_global: bool, size: int) -> Vcpu:
+    """A vCPU with a copy of regs, watching a page of these attributes (Trace.page_global,
+    Trace.page_size)."""
+    large, huge, m4 = page_attributes(size)
+    return Vcpu(regs=replace(regs), page_global=page_global, page_large=large, page_1g=huge,
+                page_4m=m4)
+
+
 class Globals(StrEnum):
     """What an invalidation does to global translations (SDM Vol. 3A §4.10.4.1)."""
 

@@ -88,9 +88,7 @@ class Machine:
         self.props = props
         self.causes: dict[object, StaleCause] = {}
         self.flushes: dict[object, StaleCause] = {}
-        self.v = Vcpu(regs=Regs(initial.cr0, initial.cr3, initial.cr4, initial.efer),
-                      page_global=page_global)
-        self.v.page_large, self.v.page_1g, self.v.page_4m = arch.page_attributes(page_size)
+        self.v = arch.watching(initial, page_global, page_size)
 
     def start(self) -> StepRecord:
         """Initial state: KVM's MMU set up for the registers, then the first guest entry."""

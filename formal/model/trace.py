@@ -9,7 +9,7 @@
 Registers, addresses and page-table pointers are hex strings; small operands (INVPCID/INVVPID
 type, PCID, VPID, ASID) may be JSON integers or hex strings; both obey the same width rule, at
 most 64 bits.  "page" (optional) gives the watched page's attributes: "global" (default false)
-is its PTE's G bit, "size" (default "4K") is "4K", "2M" or "1G".  Every problem is reported as
+is its PTE's G bit, "size" (default "4K") is "4K", "2M", "4M" or "1G".  Every problem is reported as
 one TraceError naming the source, the event index and the field.  The command line first
 validates a file against its JSON Schema (formal/cli/schemas/trace.schema.json); these checks
 hold for every caller.
@@ -51,7 +51,7 @@ class Trace:
     # The watched page's PTE has G=1 (formal.model.state.Vcpu.page_global).
     page_global: bool = False
     # The watched page's size in bytes, one of arch.PAGE_SIZES (formal.model.state.Vcpu
-    # .page_large, .page_1g).
+    # .page_large, .page_1g, .page_4m).
     page_size: int = bits.PAGE_4K
 
 
