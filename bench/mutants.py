@@ -58,7 +58,7 @@ from formal.model.kvm import Mechanism
 from formal.model.machine import Machine
 from formal.model.properties import PROPERTIES, ModelError
 from formal.model.scope import not_modeled
-from formal.model.state import CONFIGS
+from formal.model.state import CONFIGS, Page
 from formal.model.trace import Trace
 from specs import POLICIES
 
@@ -339,7 +339,7 @@ def probes(sequences: int, seed: int, pages: tuple[bool, ...] = (False,)) -> lis
                      ("uniform", uniform_trace(rng, config, SHORT))]
             for how, t in drawn:
                 for page in pages:
-                    paged = replace(t, page_global=page)
+                    paged = replace(t, page=Page(global_=page))
                     out.append(Probe(f"{how}:{config}#{i}{'/global' if page else ''}", paged,
                                      _violations(paged, base)))
     return out

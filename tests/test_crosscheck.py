@@ -29,7 +29,7 @@ from formal.model.explore import VAS
 from formal.model.machine import Machine
 from formal.model.properties import PROPERTIES
 from formal.model.scope import initial_not_modeled, not_modeled
-from formal.model.state import CONFIGS, Regs
+from formal.model.state import CONFIGS, DEFAULT_PAGE, Page, Regs
 from specs import POLICIES
 from tests.conftest import LONG_MODE, SAMPLED_PAGES, TRACES, initial_for
 from tests.test_random_sequences import CR0S, CR4S, EFERS, PGDS, events
@@ -68,12 +68,12 @@ NESTED = st.one_of(
 
 
 def modelled(policy: str, config: str, events: list[ev.Event],
-             initial: Regs = LONG_MODE, page: tuple[bool, int] = (False, PAGE_4K)) -> trace.Trace:
+             initial: Regs = LONG_MODE, page: Page = DEFAULT_PAGE) -> trace.Trace:
     """The events the model covers, in order (as tests/test_random_sequences.run picks them),
-    as a trace with the watched page (global, size); VM entries get L1's EPTP/nCR3 0x9000
-    under nested TDP."""
+    as a trace with the watched page; VM entries get L1's EPTP/nCR3 0x9000 under nested
+    TDP."""
     cfg = CONFIGS[config]
-    m = Machine(POLICIES[policy](cfg), initial, PROPS, *page)
+    m = Machine(POLICIES[policy](cfg), initial, PROPS, page)
     m.start()
     kept = []
     for e in events:
@@ -83,13 +83,12 @@ def modelled(policy: str, config: str, events: list[ev.Event],
             continue
         m.step(len(kept), e)
         kept.append(e)
-    return trace.Trace(policy, config, initial, tuple(kept), "", *page)
+    return trace.Trace(policy, config, initial, tuple(kept), "", page)
 
 
 def abstract_verdict(t: trace.Trace) -> int | None:
     """The event of the first violation (-1: the first entry), or None."""
-    m = Machine(POLICIES[t.policy](CONFIGS[t.config]), t.initial, PROPS, t.page_global,
-                t.page_size)
+    m = Machine(POLICIES[t.policy](CONFIGS[t.config]), t.initial, PROPS, t.page)
     if m.start().violations:
         return -1
     for i, e in enumerate(t.events):
@@ -99,12 +98,12 @@ def abstract_verdict(t: trace.Trace) -> int | None:
 
 
 def check(policy: str, config: str, events: list[ev.Event],
-          initial: Regs = LONG_MODE, page: tuple[bool, int] = (False, PAGE_4K)) -> int | None:
-    """Assert that both levels give the same verdict; return it (abstract_verdict's).  A large
-    page under an initial paging mode that does not map it (not modelled) becomes a 4 KiB
-    one."""
-    if initial_not_modeled(initial, *arch.page_attributes(page[1])):
-        page = (page[0], PAGE_4K)
+          initial: Regs = LONG_MODE, page: Page = DEFAULT_PAGE) -> int | None:
+    """Assert that both levels give the same verdict; return it (abstract_verdict's).  A page
+    under an initial paging mode that does not map it so (not modelled: a large one, or an
+    execute-disable one) becomes a 4 KiB one with XD=0 and its other rights."""
+    if initial_not_modeled(arch.watching(initial, page)):
+        page = replace(page, size=PAGE_4K, nx=False)
     t = modelled(policy, config, events, initial, page)
     abstract = abstract_verdict(t)
     concrete = replay(t)
@@ -191,7 +190,7 @@ def templated(draw: st.DrawFn, templates: list[trace.Trace],
 def test_corpus_traces_agree_on_every_cell(name, policy, config):
     """The hand-written bugs, which the random draws reach rarely, on every cell."""
     t = trace.load(TRACES / name)
-    check(policy, config, list(t.events), t.initial, (t.page_global, t.page_size))
+    check(policy, config, list(t.events), t.initial, t.page)
 
 
 # Disagreements resolved in formal/, each on the cells where it was found: both levels now hold.

@@ -233,7 +233,7 @@ def test_bmc_refutes_the_hypothetical_patch_with_a_replayed_shortest_counterexam
     assert r.verdict == "refuted", r.reason
     index, prop, message = cex.violation
     assert (index, prop) == (2, "freshness")
-    size = cex.trace.page_size
+    size = cex.trace.page.size
     assert len(cex.trace.events) == 3 and size in (PAGE_2M, PAGE_1G)
     last = cex.trace.events[-1]
     assert isinstance(last, ev.Invlpg) or isinstance(last, ev.Invpcid) and last.type == 0

@@ -16,7 +16,7 @@ from formal.concrete.shadow import HwContext, Seen
 from formal.model import arch, bits, properties, simulate, trace
 from formal.model import events as ev
 from formal.model.machine import Machine
-from formal.model.state import CONFIGS, Copies, HwTlb, Regs, Vcpu
+from formal.model.state import CONFIGS, Copies, HwTlb, Page, Regs, Vcpu
 from specs import POLICIES
 from tests.conftest import TRACES
 
@@ -78,7 +78,7 @@ def test_a_translation_is_global_only_with_cr4_pge():
 def test_a_stale_global_entry_is_used_under_another_pcid_only_where_the_hardware_walks_g(
         config, page_global, violated):
     policy = POLICIES["v6.6"](CONFIGS[config])
-    m = Machine(policy, replace(PCID1, cr3=0x1002), page_global=page_global)
+    m = Machine(policy, replace(PCID1, cr3=0x1002), page=Page(global_=page_global))
     m.start()
     glob = policy.hw_global(m.v, 0)
     m.v.hw[0] = [HwTlb(tag=0x001, local=Copies(old=not glob, stale=not glob),
@@ -96,9 +96,9 @@ def test_the_concrete_hardware_context_serves_global_entries_under_every_pcid():
 
 def test_the_trace_names_a_global_page_and_round_trips():
     t = trace.load(TRACE)
-    assert t.page_global
+    assert t.page.global_
     assert trace.parse(trace.dumps(t)) == t
-    assert '"page"' not in trace.dumps(replace(t, page_global=False))
+    assert '"page"' not in trace.dumps(replace(t, page=replace(t.page, global_=False)))
 
 
 @pytest.mark.parametrize("page,message", [
@@ -129,7 +129,7 @@ def test_a_policy_that_resyncs_only_the_current_pcid_is_stale_only_for_a_global_
     assert (run.violation[0], run.violation[1].prop) == (3, "freshness")
     out = replay(t, cls)
     assert (out.event, out.observed, out.allowed) == (3, 0x200_0000, (0x200_2000, 0x200_1000))
-    plain = replace(t, page_global=False)
+    plain = replace(t, page=replace(t.page, global_=False))
     assert simulate.run(plain, cls).violation is None
     assert replay(plain, cls).event is None
     base = trace.load(TRACE)
@@ -153,7 +153,7 @@ def test_a_global_entry_cached_under_one_pcid_lets_a_root_of_another_keep_its_ol
     on the abstract level only (Mechanism._share_global)."""
     t = trace.Trace("509bfe3-no-pcide-free", "shadow", replace(PCID1, cr3=0x1002),
                     (ev.MovCr3(NOFLUSH | other_tables), ev.Invlpg(VA), ev.GuestPteWrite(0x1000),
-                     ev.MovCr3(NOFLUSH | 0x1002)), "test", page_global)
+                     ev.MovCr3(NOFLUSH | 0x1002)), "test", Page(global_=page_global))
     cls = POLICIES[t.policy]
     run, out = simulate.run(t, cls), replay(t, cls)
     if violated:
@@ -195,7 +195,7 @@ def test_a_global_copy_kept_past_a_missed_pge_flush_is_seen_at_both_levels(polic
     "Global pages")."""
     t = trace.Trace(policy, "nested-ept", replace(PCID1, cr3=0x1000, cr4=0x20),
                     (ev.VmEntry(0x8001_0033, 0x11000, 0x20, 0xD00, 0x9000, 0),
-                     ev.MovCr4(0x200A0), ev.MovCr4(0x60020), third), "test", True)
+                     ev.MovCr4(0x200A0), ev.MovCr4(0x60020), third), "test", Page(global_=True))
     out = replay(t, POLICIES[policy])
     run = simulate.run(t, POLICIES[policy])
     if policy == "v6.6" and read is not None:

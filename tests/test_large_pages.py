@@ -18,7 +18,7 @@ from formal.model import arch, explore, simulate, trace
 from formal.model import events as ev
 from formal.model.bits import PAGE_1G, PAGE_2M, PAGE_4K, PAGE_4M
 from formal.model.scope import HUGE_LEGACY, LARGE_PAGING32, PAGE_4M_ELSEWHERE, not_modeled
-from formal.model.state import CONFIGS, Regs, Vcpu
+from formal.model.state import CONFIGS, Page, Regs, Vcpu
 from specs import POLICIES
 from tests.conftest import PSE32, TRACES
 
@@ -138,7 +138,7 @@ def test_a_4m_page_on_both_levels():
     4 MiB frame below 4 GiB."""
     t = trace.Trace("v6.6", "shadow", PSE32, (
         ev.MovCr3(0x900000), ev.Invlpg(0x600000), ev.MovCr4(0x90), ev.MovCr3(0x1000),
-        ev.Invlpg(0x700000), ev.Smi(), ev.Rsm()), page_size=PAGE_4M)
+        ev.Invlpg(0x700000), ev.Smi(), ev.Rsm()), page=Page(size=PAGE_4M))
     assert trace.parse(trace.dumps(t), "x") == t and '"size": "4M"' in trace.dumps(t)
     for config in ("shadow", "tdp", "nested-ept"):
         other = replace(t, config=config)
@@ -152,7 +152,7 @@ def test_a_4m_page_on_both_levels():
     (replace(PAE, cr4=0), PAGE_2M, "a 2 MiB or 1 GiB watched page under 32-bit"),
     (PAE, PAGE_1G, "a 1 GiB watched page under 32-bit or PAE paging")])
 def test_a_trace_starting_in_a_mode_that_does_not_map_its_page_is_rejected(initial, size, why):
-    t = replace(trace.load(F10), initial=initial, events=(), page_size=size)
+    t = replace(trace.load(F10), initial=initial, events=(), page=Page(size=size))
     for run in (lambda: simulate.run(t, POLICIES["v6.6"]), lambda: replay(t, POLICIES["v6.6"])):
         with pytest.raises(NotModeled, match=f"initial: {why}"):
             run()
@@ -160,9 +160,9 @@ def test_a_trace_starting_in_a_mode_that_does_not_map_its_page_is_rejected(initi
 
 def test_the_page_size_in_a_trace():
     t = trace.load(F10_1G)
-    assert t.page_size == PAGE_1G and '"size": "1G"' in trace.dumps(t)
+    assert t.page.size == PAGE_1G and '"size": "1G"' in trace.dumps(t)
     assert trace.parse(trace.dumps(t), "x") == t
-    assert '"page"' not in trace.dumps(replace(t, page_size=PAGE_4K))
+    assert '"page"' not in trace.dumps(replace(t, page=replace(t.page, size=PAGE_4K)))
     for bad, said in (('{"size": "8M"}', '"8M"'), ('{"size": 2}', "2"), ('{"large": true}', "")):
         doc = trace.dumps(t).replace('{\n  "size": "1G"\n }', bad)
         with pytest.raises(trace.TraceError,
@@ -172,14 +172,14 @@ def test_the_page_size_in_a_trace():
 
 def test_f10_on_both_levels_and_only_with_a_large_page_under_shadow_paging():
     t = trace.load(F10)
-    assert t.page_size == PAGE_2M and trace.parse(trace.dumps(t), "x").page_size == PAGE_2M
+    assert t.page.size == PAGE_2M and trace.parse(trace.dumps(t), "x").page.size == PAGE_2M
     run = simulate.run(t, POLICIES["v6.6"])
     assert run.violation is not None
     index, v = run.violation
     assert (index, v.prop) == (2, "freshness") and "since INVLPG 0x500000" in v.message
     out = replay(t, POLICIES["v6.6"])
     assert (out.event, out.observed, out.allowed) == (2, 0x1_0020_0000, (0x1_0000_0000,))
-    for other in (replace(t, page_size=PAGE_4K), replace(t, config="tdp")):
+    for other in (replace(t, page=replace(t.page, size=PAGE_4K)), replace(t, config="tdp")):
         assert not simulate.run(other, POLICIES["v6.6"]).violated
         assert not replay(other, POLICIES["v6.6"]).violated
 
@@ -195,7 +195,7 @@ def test_f10_with_a_1g_page_from_another_2m_region_of_it():
     out = replay(t, POLICIES["v6.6"])
     assert (out.event, out.observed, out.allowed) == (2, 0x110_0040_0000, (0x100_0040_0000,))
     assert "since INVLPG 0x10400000 at event 2" in out.message
-    for other in (replace(t, page_size=PAGE_2M), replace(t, config="tdp")):
+    for other in (replace(t, page=replace(t.page, size=PAGE_2M)), replace(t, config="tdp")):
         assert not simulate.run(other, POLICIES["v6.6"]).violated
         assert not replay(other, POLICIES["v6.6"]).violated
 
@@ -203,7 +203,7 @@ def test_f10_with_a_1g_page_from_another_2m_region_of_it():
 def test_the_explicit_search_finds_f10_as_the_shortest_in_v6_6_shadow():
     found = explore.search(POLICIES["v6.6"], CONFIGS["shadow"], ("freshness",),
                            {"mov_cr3", "invlpg"}, 3, 120)
-    assert found is not None and found.page_size == PAGE_2M
+    assert found is not None and found.page.size == PAGE_2M
     assert [e.op for e in found.events] == ["mov_cr3", "mov_cr3", "invlpg"]
     assert found.events[-1] == ev.Invlpg(OTHER_4K)
 

@@ -14,11 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from formal.model import events as ev
-from formal.model.bits import PAGE_4K
 from formal.model.machine import Machine
 from formal.model.properties import PROPERTIES
 from formal.model.scope import not_modeled
-from formal.model.state import CONFIGS
+from formal.model.state import CONFIGS, DEFAULT_PAGE, Page
 from formal.symbolic.execution import get_leaf, leaves
 from formal.symbolic.transition import build
 from specs import POLICIES
@@ -57,12 +56,11 @@ def agree(policy: str, config: str, data) -> None:
 
 
 def agree_on(policy: str, config: str, events: list[ev.Event],
-             page: tuple[bool, int] = (False, PAGE_4K)) -> None:
-    """The relation and the simulator agree step by step on events, with the watched page
-    (global, size)."""
+             page: Page = DEFAULT_PAGE) -> None:
+    """The relation and the simulator agree step by step on events, with the watched page."""
     cfg = CONFIGS[config]
     rel = relation(policy, config)
-    m = Machine(POLICIES[policy](cfg), initial_for(page), PROPERTIES, *page)
+    m = Machine(POLICIES[policy](cfg), initial_for(page), PROPERTIES, page)
     m.start()
     kinds = {er.name for er in rel.events}
     for i, e in enumerate(events):

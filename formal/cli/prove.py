@@ -29,7 +29,7 @@ from formal.model import simulate as model_simulate
 from formal.model.bits import CR4_LA57
 from formal.model.properties import PROPERTIES, ModelError
 from formal.model.simulate import Run
-from formal.model.state import CONFIGS, Regs
+from formal.model.state import CONFIGS, Page, Regs
 from formal.model.trace import Trace
 from formal.solvers import Deadline, Inconclusive
 from formal.symbolic import product
@@ -526,15 +526,16 @@ def extract_trace(rel: Relation, w: engines.Witness, how: str) -> Trace:
     s0 = un.state(0)
     side = "" if "regs.cr0" in s0 else "new."  # a product's registers: the new policy's
     regs = Regs(*(w.values[s0[f"{side}regs.{r}"]] for r in ("cr0", "cr3", "cr4", "efer")))
-    page_global, large, huge, m4 = (bool(w.values[s0[f"{side}page_{a}"]])
-                                    for a in ("global", "large", "1g", "4m"))
+    page = {a: bool(w.values[s0[f"{side}page_{a}"]])
+            for a in ("global", "large", "1g", "4m", "user", "writable", "nx")}
     events = []
     for i in range(1, w.depth + 1):
         er = un.events[w.values[un.sel(i)]]
         ops = {f: w.values[var] for f, var in un.ops(i, er).items()}
         events.append(ev.EVENT_TYPES[er.name](**ops))
-    return Trace(rel.policy, rel.config, regs, tuple(events), how, page_global,
-                 arch.page_size(large, huge, m4))
+    return Trace(rel.policy, rel.config, regs, tuple(events), how, Page(
+        page["global"], arch.page_size(page["large"], page["1g"], page["4m"]), page["user"],
+        page["writable"], page["nx"]))
 
 
 def counterexample(rel: Relation, r: Result, props: tuple[str, ...]) -> Counterexample:

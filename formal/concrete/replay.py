@@ -10,7 +10,9 @@ is one oracle per VPID context: L1 (VPID 0) and L2 per VPID12 (L2 with VPID12 = 
 with L1; every VM entry and exit then flushes both, SDM Vol. 3C §28.3.3.1, so separate oracles
 are equivalent).  After KVM's guest entry the guest reads WATCHED_VA (a user read, CPL 3): the
 concrete level says every translation it may get (the active root's and whatever the hardware TLB
-holds under the current PCID), and the first one the oracle forbids is reported.
+holds under the current PCID), and the first one the oracle forbids is reported.  On a
+supervisor page (Page.user false) the read is a supervisor one, CPL 0: either way the read is one
+the page's rights allow whatever CR0.WP, CR4.SMEP/SMAP and EFER.NXE are (SDM Vol. 3A §4.6.1).
 
 L1's EPT/NPT (nested-ept, nested-npt): no event invalidates guest-physical mappings (INVEPT is not
 modelled; VM entries and exits without VPID invalidate linear and combined mappings only, SDM
@@ -215,7 +217,7 @@ def _prepare(world: GuestWorld, regs: Regs) -> None:
 
 def _check(t: Trace, ctx: _Contexts, policy: ConcreteMmuMixin, index: int,
            v: Vcpu) -> ReplayOutcome | None:
-    """The guest's user read of VA after entry: the first translation it may get that the
+    """The guest's read of VA after entry: the first translation it may get that the
     architecture forbids, as an outcome (without the trace filled in)."""
     key = _key(v)
     allowed = ctx.allowed(key, v)
@@ -242,7 +244,7 @@ def _emulated(t: Trace, world: GuestWorld, index: int, v: Vcpu) -> ReplayOutcome
 
 def _after_entry(t: Trace, ctx: _Contexts, policy: ConcreteMmuMixin, index: int,
                  v: Vcpu) -> ReplayOutcome | None:
-    """What the guest observes after an entry: its user read of VA, then the accesses KVM
+    """What the guest observes after an entry: its read of VA, then the accesses KVM
     emulates."""
     return _check(t, ctx, policy, index, v) or _emulated(t, ctx.world, index, v)
 
@@ -264,7 +266,8 @@ def _forbidden(t: Trace, ctx: _Contexts, index: int, v: Vcpu, seen: Seen,
         seen_text = f"GPA {seen.gpa:#x} with rights {seen.perms}"
     else:
         seen_text = f"GPA {seen.gpa:#x}"
-    message = (f"{where}, {level} user read of VA {VA:#x} returned {seen_text} ({seen.via}); "
+    cpl = "user" if t.page.user else "supervisor"
+    message = (f"{where}, {level} {cpl} read of VA {VA:#x} returned {seen_text} ({seen.via}); "
                f"the architecture allows only GPA {only}{since}")
     return ReplayOutcome(t, index, seen.gpa, gpas, message, index + 1)
 
@@ -275,14 +278,14 @@ def replay(t: Trace, policy_cls: type[Mechanism]) -> ReplayOutcome:
     when the levels contradict themselves."""
     cfg = CONFIGS[t.config]
     check_initial(t)
-    world = GuestWorld(page_global=t.page_global, page_size=t.page_size)
+    world = GuestWorld(t.page)
     for pgd in _pgds(t):
         world.add_pgd(pgd)
     _prepare(world, t.initial)
     policy = concrete_policy(policy_cls)(cfg, world)
     ctx = _Contexts(cfg, world)
     ctx.start(None, t.initial)
-    m = Machine(policy, t.initial, page_global=t.page_global, page_size=t.page_size)
+    m = Machine(policy, t.initial, page=t.page)
     m.start()
     found = _after_entry(t, ctx, policy, -1, m.v)
     for i, e in enumerate(t.events):

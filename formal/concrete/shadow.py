@@ -31,7 +31,8 @@ which only say whether a root is unsync (mmu.c is_unsync_root); no access reads 
 What the concrete level does not model: guest writes to non-leaf tables (the traces write only leaf
 PTEs; KVM keeps non-leaf guest tables write-protected, so the path to the leaf table is always the
 current one), zapping (no event zaps a shadow page), and permission bits of roles
-(a root built for another CR0.WP/SMEP/SMAP/NX regime serves the same user read of a user page).
+(a root built for another CR0.WP/SMEP/SMAP/NX regime serves the same read of the watched page,
+a user read of a user page or a supervisor read of a supervisor one).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from formal.model.arch import Inval
 from formal.model.bits import PAGE_1G, PAGE_2M, PAGE_4K, PAGE_4M
 from formal.model.kvm import Mechanism
 from formal.model.properties import ModelError
-from formal.model.state import Config, Mmu, Nested, Regs, Root, Vcpu
+from formal.model.state import DEFAULT_PAGE, Config, Mmu, Nested, Page, Regs, Root, Vcpu
 
 # Paging structures other than the roots (which sit at the pgds' own addresses) and the guest's
 # data pages live in these regions of guest-physical memory, below 4 GiB so that 32-bit paging
@@ -141,15 +142,14 @@ class Tables:
 class GuestWorld:
     """Guest-physical memory and the guest's page tables: each pgd maps WATCHED_VA to a data page
     of its own; each guest PTE write points that leaf at a fresh data page, so an out-of-sync
-    translation always differs from the current one.  With page_global every leaf of the
-    watched page has G=1 (formal.model.state.Vcpu.page_global); with a page_size of 2 MiB the
+    translation always differs from the current one.  Every leaf of the watched page has the
+    page's G, U/S, R/W and XD bits (formal.model.state.Page); with a size of 2 MiB the
     PD entry maps a 2 MiB page with PS=1 (Vcpu.page_large) in a 2 MiB frame of its own, with
     1 GiB the 4-level PDPT entry maps a 1 GiB page (Vcpu.page_1g), with 4 MiB the 32-bit PDE a
     4 MiB page (Vcpu.page_4m); the tables below are then unreachable, and the probe pages
     (formal.concrete.emulation.PROBES) lie inside the large page, with its rights."""
 
-    page_global: bool = False
-    page_size: int = PAGE_4K
+    page: Page = DEFAULT_PAGE
     mem: Memory = field(default_factory=Memory)
     tables: dict[int, Tables] = field(default_factory=dict)
     alloc: FrameAllocator = field(default_factory=lambda: FrameAllocator(TABLES_BASE))
@@ -180,7 +180,7 @@ class GuestWorld:
         self.mem.write(t.pdpt, t.pd | TABLE_FLAGS)
         self.mem.write(t.large_leaf, t.pt | TABLE_FLAGS)
         self.mem.write(t.leaf, self.data.alloc() | self.leaf_flags)
-        if self.page_size != PAGE_4K:
+        if self.page.size != PAGE_4K:
             self.mem.write(*self._mapping(t))
         for k, (va, flags) in enumerate(PROBES):
             index, frame = (va >> 12) & 0x1FF, PROBE_FRAMES + k * PAGE_4K
@@ -207,8 +207,10 @@ class GuestWorld:
 
     @property
     def leaf_flags(self) -> int:
-        """The flags of the watched page's leaf PTE."""
-        return LEAF_FLAGS | (PTE_G if self.page_global else 0)
+        """The flags of the watched page's leaf entry (SDM Vol. 3A Table 4-19 and 4-18)."""
+        page = self.page
+        return PTE_P | (PTE_G if page.global_ else 0) | (PTE_US if page.user else 0) \
+            | (PTE_RW if page.writable else 0) | (PTE_XD if page.nx else 0)
 
     def new_leaf(self, pgd: int) -> tuple[int, int]:
         """(address, value) of a guest write pointing the entry that maps pgd's watched page
@@ -219,12 +221,12 @@ class GuestWorld:
         """(address, value) of the entry that maps the watched page under t, pointed at a fresh
         page: its PTE, or its PDE or PDPTE with PS=1 for a large page (a 4 MiB page's 32-bit
         PDE as the root frame's first 8 bytes, as format_root lays them out)."""
-        if self.page_size == PAGE_4M:
+        if self.page.size == PAGE_4M:
             t.pde_4m = self.m4.alloc() | self.leaf_flags | PTE_PS
             return t.root, t.pde_4m << 32 * _PDE32_INDEX
-        if self.page_size == PAGE_1G:
+        if self.page.size == PAGE_1G:
             return t.huge_leaf, self.huge.alloc() | self.leaf_flags | PTE_PS
-        if self.page_size == PAGE_2M:
+        if self.page.size == PAGE_2M:
             return t.large_leaf, self.large.alloc() | self.leaf_flags | PTE_PS
         return t.leaf, self.data.alloc() | self.leaf_flags
 
@@ -355,7 +357,7 @@ class ConcreteMmuMixin(Mechanism):
         if self._is_ept_root(v, root):
             self.world.add_ept(root.pgd)
             return self.world.ept_leaf[root.pgd & _ADDR] >> 12, root.role & ~roles.LEVEL_MASK | 1
-        level = _LEAF_LEVEL[self.world.page_size]
+        level = _LEAF_LEVEL[self.world.page.size]
         role = root.role & ~roles.LEVEL_MASK | level
         t = self.world.add_pgd(root.pgd)
         if root.role & roles.HAS_4_BYTE_GPTE:
@@ -559,8 +561,9 @@ class ConcreteMmuMixin(Mechanism):
         # A large page's SPTEs map its frames in order (the direct shadow pages below the
         # guest's PDE or PDPTE, paging_tmpl.h FNAME(fetch)): WATCHED_VA's offset in the page
         # picks the frame.
-        offset = arch.WATCHED_VA & (self.world.page_size - 1)
-        return Seen(gpte & _ADDR & ~(self.world.page_size - 1) | offset, leaf_perms(gpte),
+        size = self.world.page.size
+        offset = arch.WATCHED_VA & (size - 1)
+        return Seen(gpte & _ADDR & ~(size - 1) | offset, leaf_perms(gpte),
                     f"via {where}")
 
     def _hardware_walk(self, regs: Regs) -> Seen | None:
@@ -578,7 +581,7 @@ class ConcreteMmuMixin(Mechanism):
                     found.global_ and regs.cr4 & bits.CR4_PGE != 0, found.page_size)
 
     def observable(self, v: Vcpu) -> list[Seen]:
-        """Everything a user read of the watched page may return now: the active root's
+        """Everything a read of the watched page may return now: the active root's
         translation, then whatever the running context's TLB holds under the current PCID and
         as global entries."""
         out = []

@@ -13,11 +13,12 @@ from enum import StrEnum
 
 from formal.model import bits
 from formal.model import events as ev
-from formal.model.state import Config, Regs, Vcpu, Vendor
+from formal.model.state import Config, Page, Regs, Vcpu, Vendor
 from formal.model.values import ite, neg, on, truth
 
-# The one guest virtual page the abstract model watches: a user page, global or not
-# (Vcpu.page_global), of 4 KiB, 2 MiB, 4 MiB or 1 GiB (Vcpu.page_large, page_4m, page_1g).
+# The one guest virtual page the abstract model watches: global or not (Vcpu.page_global), of
+# 4 KiB, 2 MiB, 4 MiB or 1 GiB (Vcpu.page_large, page_4m, page_1g), user or supervisor,
+# writable or read-only, executable or not (Vcpu.page_user, page_writable, page_nx).
 # Invalidations of other pages leave it alone; guest_pte_write edits the entry that maps it.
 WATCHED_VA = 0x400000
 PAGE_MASK = ~(bits.PAGE_4K - 1)
@@ -76,12 +77,13 @@ def page_attributes(size: int) -> tuple[bool, bool, bool]:
     return size != bits.PAGE_4K, size == bits.PAGE_1G, size == bits.PAGE_4M
 
 
-def watching(regs: Regs, page_global: bool, size: int) -> Vcpu:
-    """A vCPU with a copy of regs, watching a page of these attributes (Trace.page_global,
-    Trace.page_size)."""
-    large, huge, m4 = page_attributes(size)
-    return Vcpu(regs=replace(regs), page_global=page_global, page_large=large, page_1g=huge,
-                page_4m=m4)
+def watching(regs: Regs, page: Page) -> Vcpu:
+    """A vCPU with a copy of regs, watching a page of these attributes."""
+    large, huge, m4 = page_attributes(page.size)
+    return Vcpu(regs=replace(regs), page_global=page.global_, page_large=large, page_1g=huge,
+                page_4m=m4, page_user=page.user, page_writable=page.writable,
+                page_nx=page.nx)
+
 
 
 class Globals(StrEnum):

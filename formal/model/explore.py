@@ -24,7 +24,7 @@ from formal.model.kvm import Mechanism
 from formal.model.machine import enter, execute
 from formal.model.properties import ModelError, Violation
 from formal.model.scope import initial_not_modeled, not_modeled
-from formal.model.state import Config, Regs, Vcpu
+from formal.model.state import Config, Page, Regs, Vcpu
 from formal.model.trace import Trace
 
 TABLES = (0x1000, 0x2000)
@@ -38,12 +38,12 @@ CR0_BITS = (bits.CR0_PG, bits.CR0_WP)
 # 2 MiB page and one of its 1 GiB page outside that (hits only when the watched page is that
 # large, arch.page_hit).
 VAS = (arch.WATCHED_VA, arch.WATCHED_VA | 0x10_0000, arch.WATCHED_VA | 0x1000_0000)
-# The watched page's attributes (Trace.page_global, Trace.page_size) tried, large pages
-# first: an invalidation of another 4 KiB page of a large page is a violation one event sooner
-# than F1's (docs/findings.md F10), and breadth-first search meets it earlier at each depth
-# (docs/performance.md, "Large pages first").
-PAGES = ((False, bits.PAGE_2M), (False, bits.PAGE_1G), (False, bits.PAGE_4K),
-         (True, bits.PAGE_4K))
+# The watched pages tried, large ones first: an invalidation of another 4 KiB page of a large
+# page is a violation one event sooner than F1's (docs/findings.md F10), and breadth-first
+# search meets it earlier at each depth (docs/performance.md, "Large pages first").  Each is a
+# user page with R/W=1 and XD=0: no step reads those bits but the scope's XD rule
+# (formal.model.state.Vcpu.page_nx), so other values would only repeat the search.
+PAGES = (Page(size=bits.PAGE_2M), Page(size=bits.PAGE_1G), Page(), Page(global_=True))
 CR4_BITS = (bits.CR4_PGE, bits.CR4_PCIDE, bits.CR4_PAE, bits.CR4_PSE, bits.CR4_SMEP,
             bits.CR4_SMAP, bits.CR4_PKE)
 
@@ -79,7 +79,7 @@ class _Node:
     parent: _Node | None
     event: ev.Event | None
     initial: Regs
-    page: tuple[bool, int]
+    page: Page
 
 
 def search(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
@@ -98,9 +98,9 @@ def search(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
     frontier: list[_Node] = []
     for page in PAGES:
         for regs in INITIAL:
-            if initial_not_modeled(regs, *arch.page_attributes(page[1])):
+            vs = tuple(arch.watching(regs, page) for _ in policies)
+            if initial_not_modeled(vs[0]):
                 continue
-            vs = tuple(arch.watching(regs, *page) for _ in policies)
             try:
                 for policy, v in zip(policies, vs, strict=True):
                     policy.start(v)
@@ -110,7 +110,7 @@ def search(policy_cls: type[Mechanism], cfg: Config, props: tuple[str, ...],
                 continue
             if added:
                 return Trace(policy_cls.name, cfg.name, regs, (), "found by explicit search",
-                             *page)
+                             page)
             frontier.append(_Node(vs, _pickled(vs), None, None, regs, page))
     for _ in range(depth):
         nxt: list[_Node] = []
@@ -163,4 +163,4 @@ def _trace(policy_cls: type[Mechanism], cfg: Config, node: _Node) -> Trace:
         found.append(at.event)
         at = at.parent
     return Trace(policy_cls.name, cfg.name, node.initial, tuple(reversed(found)),
-                 "found by explicit search", *node.page)
+                 "found by explicit search", node.page)

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from formal.model import arch, bits, properties
+from formal.model import arch, properties
 from formal.model import events as ev
 from formal.model.properties import ModelError, StaleCause, Violation, root_key
-from formal.model.state import HwTlb, Regs, Vcpu
+from formal.model.state import DEFAULT_PAGE, HwTlb, Page, Regs, Vcpu
 from formal.model.values import is_symbolic
 
 if TYPE_CHECKING:
@@ -83,12 +83,12 @@ class Machine:
 
     def __init__(self, policy: Mechanism, initial: Regs,
                  props: tuple[str, ...] = properties.PROPERTIES,
-                 page_global: bool = False, page_size: int = bits.PAGE_4K) -> None:
+                 page: Page = DEFAULT_PAGE) -> None:
         self.policy = policy
         self.props = props
         self.causes: dict[object, StaleCause] = {}
         self.flushes: dict[object, StaleCause] = {}
-        self.v = arch.watching(initial, page_global, page_size)
+        self.v = arch.watching(initial, page)
 
     def start(self) -> StepRecord:
         """Initial state: KVM's MMU set up for the registers, then the first guest entry."""

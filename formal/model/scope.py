@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from formal.model import bits
 from formal.model import events as ev
-from formal.model.state import Config, Regs, Vcpu
+from formal.model.state import Config, Vcpu
 from formal.model.values import is_symbolic, neg, truth
 
 # The watched page has one size for a whole trace, so a paging mode that would map it at another
@@ -23,6 +23,14 @@ PAGE_4M_ELSEWHERE = "a 4 MiB watched page is modeled only under 32-bit paging wi
 # would not map the page at all.
 HUGE_LEGACY = "a 1 GiB watched page under 32-bit or PAE paging is not modeled " \
     "(only 4-level and 5-level paging map one)"
+# XD is bit 63 of a PAE or 4-level paging entry, reserved unless EFER.NXE=1 (SDM Vol. 3A §4.4.2,
+# §4.5.4: a reserved bit set makes the entry map nothing); 32-bit paging's entries have no XD
+# bit (§4.3).  A change of EFER.NXE needs no invalidation (§4.10.4.1 lists none), so an
+# execute-disable page under NXE=0 would be a page that is and is not mapped.  A 4 MiB page
+# is a 32-bit PDE, so an execute-disable one is none.
+NX_ELSEWHERE = "an execute-disable watched page is modeled only at 4 KiB, 2 MiB or 1 GiB, " \
+    "and while paging is on only under PAE or 4-level paging with EFER.NXE=1 (its XD bit is " \
+    "reserved otherwise)"
 
 
 def paging32(cr0: object, cr4: object) -> object:
@@ -53,26 +61,28 @@ def _asked(v: Vcpu, e: ev.Event) -> tuple[object, object, object] | None:
     return None
 
 
-def page_not_modeled(cr0: object, cr4: object, efer: object, large: object, huge: object,
-                     m4: object) -> str | None:
-    """Why a watched page of these attributes (Vcpu.page_large, Vcpu.page_1g, Vcpu.page_4m)
-    under these registers is outside the model, or None."""
+def page_not_modeled(cr0: object, cr4: object, efer: object, v: Vcpu) -> str | None:
+    """Why v's watched page (Vcpu.page_large, page_1g, page_4m, page_nx) under these
+    registers is outside the model, or None."""
+    paging = truth(cr0 & bits.CR0_PG)
     p32 = paging32(cr0, cr4)
     pse32 = p32 & truth(cr4 & bits.CR4_PSE)
-    wrong = [(large & neg(m4) & p32, LARGE_PAGING32), (huge & legacy_paging(cr0, efer),
-                                                       HUGE_LEGACY),
-             (m4 & truth(cr0 & bits.CR0_PG) & neg(pse32), PAGE_4M_ELSEWHERE)]
+    wrong = [(v.page_large & neg(v.page_4m) & p32, LARGE_PAGING32),
+             (v.page_1g & legacy_paging(cr0, efer), HUGE_LEGACY),
+             (v.page_4m & paging & neg(pse32), PAGE_4M_ELSEWHERE),
+             (v.page_nx & (v.page_4m | paging & (p32 | neg(truth(efer & bits.EFER_NX)))),
+              NX_ELSEWHERE)]
     # One branch where the page is modelled: a symbolic execution forks once per event here.
-    if wrong[0][0] | wrong[1][0] | wrong[2][0]:
-        return "a large watched page under a paging mode that does not map it is not modeled" \
+    if wrong[0][0] | wrong[1][0] | wrong[2][0] | wrong[3][0]:
+        return "a watched page under a paging mode that does not map it so is not modeled" \
             if is_symbolic() else next(why for bad, why in wrong if bad)
     return None
 
 
-def initial_not_modeled(regs: Regs, large: object, huge: object, m4: object) -> str | None:
-    """Why an initial state is outside the model (a large watched page under a paging mode
-    that does not map it at its size), or None."""
-    return page_not_modeled(regs.cr0, regs.cr4, regs.efer, large, huge, m4)
+def initial_not_modeled(v: Vcpu) -> str | None:
+    """Why v's initial state is outside the model (its watched page under a paging mode that
+    does not map it with its size and XD bit), or None."""
+    return page_not_modeled(v.regs.cr0, v.regs.cr4, v.regs.efer, v)
 
 
 def not_modeled(cfg: Config, v: Vcpu, e: ev.Event) -> str | None:
@@ -95,7 +105,7 @@ def not_modeled(cfg: Config, v: Vcpu, e: ev.Event) -> str | None:
             "not modeled"
     asked = _asked(v, e)
     if asked is not None:
-        why = page_not_modeled(*asked, v.page_large, v.page_1g, v.page_4m)
+        why = page_not_modeled(*asked, v)
         if why:
             return why
     if isinstance(e, ev.VmEntry) and cfg.nested == "svm" and e.vpid > 0xFFFF:

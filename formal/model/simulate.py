@@ -34,7 +34,7 @@ def check_initial(trace: Trace) -> None:
     err = arch.sregs_error(trace.initial)
     if err:
         raise NotModeled(f"initial: registers are not a legal state: {err}")
-    why = initial_not_modeled(trace.initial, *arch.page_attributes(trace.page_size))
+    why = initial_not_modeled(arch.watching(trace.initial, trace.page))
     if why:
         raise NotModeled(f"initial: {why}")
 
@@ -48,8 +48,7 @@ def run(trace: Trace, policy_cls: type[Mechanism], stop_at_violation: bool = Tru
     trace."""
     policy = policy_cls(CONFIGS[trace.config])
     check_initial(trace)
-    m = Machine(policy, trace.initial, page_global=trace.page_global,
-                page_size=trace.page_size)
+    m = Machine(policy, trace.initial, page=trace.page)
     records: list[StepRecord] = []
     keep = records.append if on_record is None else on_record
     start = m.start()

@@ -12,6 +12,7 @@ import copy
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
+from formal.model import bits
 from formal.model.values import ite, neg
 
 # kvm_host.h: KVM_MMU_NUM_PREV_ROOTS (v4.19, commit b94742c9 "KVM: x86: Add multi-entry LRU cache
@@ -213,6 +214,23 @@ class HwTlb:
         self.glob.require(glob)
 
 
+@dataclass(frozen=True)
+class Page:
+    """The watched page's attributes, fixed for a whole trace (a trace's "page" field): the G,
+    U/S, R/W and XD bits of the entry that maps it, and its size in bytes (one of
+    formal.model.arch.PAGE_SIZES).  The table entries above it allow everything."""
+
+    global_: bool = False
+    size: int = bits.PAGE_4K
+    user: bool = True
+    writable: bool = True
+    nx: bool = False
+
+
+# A trace's page when it names none: user, writable, executable, non-global, 4 KiB.
+DEFAULT_PAGE = Page()
+
+
 @dataclass(slots=True)
 class Vcpu:
     """The whole state: architecture, KVM, ghost."""
@@ -230,6 +248,15 @@ class Vcpu:
     page_large: bool = False
     page_1g: bool = False
     page_4m: bool = False
+    # The watched page's U/S, R/W and XD bits (Page.user, .writable, .nx).  SDM Vol. 3A
+    # §4.10.2.2: a TLB entry caches them, and CR0.WP, CR4.SMEP/SMAP and EFER.NXE apply when the
+    # entry is used, so no invalidation rule of the architecture, and no flush or reuse decision
+    # of KVM, reads them.  The one rule that does is the scope's: XD is reserved unless
+    # EFER.NXE=1 under PAE or 4-level paging (formal.model.scope).  They are state so that a
+    # proof covers every kind of page, and a counterexample names the page it ran on.
+    page_user: bool = True
+    page_writable: bool = True
+    page_nx: bool = False
     smm: bool = False
     # SMRAM state-save area: the registers RSM restores (SDM §34.4.1).
     smram: Regs = field(default_factory=lambda: Regs(0, 0, 0, 0))

@@ -2,14 +2,16 @@
 
     {"format": "flushproof-trace/1", "policy": "v5.18", "config": "shadow",
      "initial": {"cr0": "0x80010033", "cr3": "0x1000", "cr4": "0x20", "efer": "0xd00"},
-     "page": {"global": true},
+     "page": {"global": true, "user": false},
      "events": [{"op": "mov_cr3", "value": "0x8000000000002001"},
                 {"op": "invpcid", "type": 1, "pcid": 0}]}
 
 Registers, addresses and page-table pointers are hex strings; small operands (INVPCID/INVVPID
 type, PCID, VPID, ASID) may be JSON integers or hex strings; both obey the same width rule, at
-most 64 bits.  "page" (optional) gives the watched page's attributes: "global" (default false)
-is its PTE's G bit, "size" (default "4K") is "4K", "2M", "4M" or "1G".  Every problem is reported as
+most 64 bits.  "page" (optional) gives the watched page's attributes (formal.model.state.Page):
+"global" (default false), "user" (default true), "writable" (default true) and "nx" (default
+false) are the G, U/S, R/W and XD bits of the entry that maps it, "size" (default "4K") is
+"4K", "2M", "4M" or "1G".  Every problem is reported as
 one TraceError naming the source, the event index and the field.  The command line first
 validates a file against its JSON Schema (formal/cli/schemas/trace.schema.json); these checks
 hold for every caller.
@@ -24,9 +26,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from formal.errors import Malformed
-from formal.model import arch, bits, jsondoc
+from formal.model import arch, jsondoc
 from formal.model import events as ev
-from formal.model.state import CONFIGS, Regs
+from formal.model.state import CONFIGS, DEFAULT_PAGE, Page, Regs
 
 FORMAT = "flushproof-trace/1"
 _HEX = re.compile(r"0x[0-9a-fA-F]{1,16}")
@@ -48,11 +50,7 @@ class Trace:
     initial: Regs
     events: tuple[ev.Event, ...]
     description: str = ""
-    # The watched page's PTE has G=1 (formal.model.state.Vcpu.page_global).
-    page_global: bool = False
-    # The watched page's size in bytes, one of arch.PAGE_SIZES (formal.model.state.Vcpu
-    # .page_large, .page_1g, .page_4m).
-    page_size: int = bits.PAGE_4K
+    page: Page = DEFAULT_PAGE
 
 
 def _hex(where: str, name: str, raw: object, small: bool) -> int:
@@ -153,28 +151,34 @@ def from_doc(doc: object, source: str = "trace") -> Trace:
     desc = doc.get("description", "")
     if not isinstance(desc, str):
         raise TraceError(f"{source}: field 'description': expected a string")
-    glob, size = _page(source, doc)
-    return Trace(policy, config, Regs(**regs), parsed, desc, glob, size)
+    return Trace(policy, config, Regs(**regs), parsed, desc, _page(source, doc))
 
 
-def _page(source: str, doc: dict) -> tuple[bool, int]:
-    """The page field's global attribute (false by default) and size (4 KiB by default)."""
+# The page field's flags: the name in a trace, Page's field.
+_PAGE_FLAGS = {"global": "global_", "user": "user", "writable": "writable", "nx": "nx"}
+
+
+def _page(source: str, doc: dict) -> Page:
+    """The page field's attributes, each absent one Page's default."""
     page = doc.get("page", {})
     if not isinstance(page, dict):
         raise TraceError(f"{source}: field 'page': expected an object")
-    extra = set(page) - {"global", "size"}
+    extra = set(page) - set(_PAGE_FLAGS) - {"size"}
     if extra:
         raise TraceError(f"{source}: page: unknown field '{sorted(extra)[0]}'")
-    glob = page.get("global", False)
-    if not isinstance(glob, bool):
-        raise TraceError(f"{source}: page: field 'global': expected true or false, "
-                         f"got {jsondoc.show(glob)}")
+    flags = {}
+    for name, attr in _PAGE_FLAGS.items():
+        flag = page.get(name, getattr(DEFAULT_PAGE, attr))
+        if not isinstance(flag, bool):
+            raise TraceError(f"{source}: page: field '{name}': expected true or false, "
+                             f"got {jsondoc.show(flag)}")
+        flags[attr] = flag
     size = page.get("size", "4K")
     if size not in arch.PAGE_SIZES:
         names = ", ".join(map(jsondoc.show, arch.PAGE_SIZES))
         raise TraceError(f"{source}: page: field 'size': expected one of {names}, "
                          f"got {jsondoc.show(size)}")
-    return glob, arch.PAGE_SIZES[size]
+    return Page(size=arch.PAGE_SIZES[size], **flags)
 
 
 def override(t: Trace, policy: str | None, config: str | None) -> Trace:
@@ -207,9 +211,10 @@ def dumps(t: Trace) -> str:
     doc: dict[str, object] = {
         "format": FORMAT, "policy": t.policy, "config": t.config,
         "initial": {k: f"{getattr(t.initial, k):#x}" for k in ("cr0", "cr3", "cr4", "efer")}}
-    page: dict[str, object] = {"global": True} if t.page_global else {}
-    if t.page_size != bits.PAGE_4K:
-        page["size"] = next(name for name, size in arch.PAGE_SIZES.items() if size == t.page_size)
+    page: dict[str, object] = {name: getattr(t.page, attr) for name, attr in _PAGE_FLAGS.items()
+                               if getattr(t.page, attr) != getattr(DEFAULT_PAGE, attr)}
+    if t.page.size != DEFAULT_PAGE.size:
+        page["size"] = next(name for name, size in arch.PAGE_SIZES.items() if size == t.page.size)
     if page:
         doc["page"] = page
     doc["events"] = [event_to_json(e) for e in t.events]

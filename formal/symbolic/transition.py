@@ -278,8 +278,9 @@ def _merge_state(cfg: Config, paths: list[Path], per_path: list[dict[str, FNode]
 def initial_relation(shape: Single, cfg: Config, pre: dict[str, Sym],
                      props: tuple[str, ...] = PROPERTIES) -> tuple[int, FNode, dict, FNode]:
     """The initial states: any legal register state (KVM_SET_SREGS's checks, in L1, outside
-    SMM), a global or non-global watched page of 4 KiB, 2 MiB, 4 MiB or 1 GiB (one the paging
-    mode maps: formal.model.scope), KVM's MMU set up for it and the first guest entry made
+    SMM), a watched page of any attributes (global or not; 4 KiB, 2 MiB, 4 MiB or 1 GiB; user
+    or supervisor; writable or not; executable or not) that the paging mode maps so
+    (formal.model.scope), KVM's MMU set up for it and the first guest entry made
     (Machine.start); with two policies, both vCPUs from the same registers, page and
     watched tags."""
     regs = {r: fresh(f"init.{r}", "bv") for r in ("cr0", "cr3", "cr4", "efer")}
@@ -291,6 +292,7 @@ def initial_relation(shape: Single, cfg: Config, pre: dict[str, Sym],
     huge = fresh("init.page_1g", "bool")
     page_1g = huge & page_large
     page_4m = fresh("init.page_4m", "bool") & page_large & neg(huge)
+    rights = {a: fresh(f"init.page_{a}", "bool") for a in ("user", "writable", "nx")}
 
     def run():
         state = shape.template()
@@ -300,11 +302,11 @@ def initial_relation(shape: Single, cfg: Config, pre: dict[str, Sym],
             v.page_large = page_large
             v.page_1g = page_1g
             v.page_4m = page_4m
+            v.page_user, v.page_writable, v.page_nx = rights.values()
             for ctx, records in enumerate(v.hw):
                 if not is_fixed(cfg, f"hw.{ctx}.0.tag"):
                     records[0].tag = watched[ctx]
-        if arch.sregs_error(Regs(**regs)) \
-                or initial_not_modeled(Regs(**regs), page_large, page_1g, page_4m):
+        if arch.sregs_error(Regs(**regs)) or initial_not_modeled(shape.vcpus(state)[0][1]):
             return "illegal", state, []
         try:
             viol = shape.start(cfg, state, props)
