@@ -3,6 +3,8 @@ system, and KVM obligations restricted to the events that matter."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from pysmt.shortcuts import (
     BV,
@@ -27,7 +29,7 @@ from formal.engines.system import EventRelation, Relation
 from formal.model import events as ev
 from formal.model.bits import PAGE_1G, PAGE_2M
 from formal.model.properties import PROPERTIES
-from formal.model.state import CONFIGS
+from formal.model.state import CONFIGS, Page
 from formal.symbolic.execution import fresh
 from formal.symbolic.transition import build, record_lemmas, symbolic_state
 from specs import POLICIES
@@ -234,6 +236,8 @@ def test_bmc_refutes_the_hypothetical_patch_with_a_replayed_shortest_counterexam
     index, prop, message = cex.violation
     assert (index, prop) == (2, "freshness")
     size = cex.trace.page.size
+    # A plain page, preferred (prove.preferences): the rights change no step.
+    assert replace(cex.trace.page, size=PAGE_2M, global_=False) == Page(size=PAGE_2M)
     assert len(cex.trace.events) == 3 and size in (PAGE_2M, PAGE_1G)
     last = cex.trace.events[-1]
     assert isinstance(last, ev.Invlpg) or isinstance(last, ev.Invpcid) and last.type == 0

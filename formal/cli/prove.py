@@ -11,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from pysmt.fnode import FNode
-from pysmt.shortcuts import BV, And, BVAnd, EqualsOrIff, Or
+from pysmt.shortcuts import BV, And, BVAnd, EqualsOrIff, Not, Or
 
 from formal.cli import policies, store
 from formal.concrete.replay import ReplayOutcome
@@ -499,11 +499,14 @@ _CR4S = {("mov_cr4", "value"), ("set_sregs", "cr4"), ("vmentry", "cr4")}
 
 def preferences(un: Unroller, depth: int) -> list[FNode]:
     """What makes a counterexample readable (and replayable on the concrete MMU), tried in
-    order as one extra constraint, the first satisfiable one kept: addresses below 16 MiB
-    (CR3's bit 63, NOFLUSH, left free) and no 5-level paging; first also with CR3 bits 11:5
-    clear, so a PAE PDPT reads as a page address (the concrete level replays either:
+    order as one extra constraint, the first satisfiable one kept: a plain watched page (user,
+    writable, executable: its rights change no step, docs/model.md "Page rights"), addresses
+    below 16 MiB (CR3's bit 63, NOFLUSH, left free) and no 5-level paging; first also with CR3
+    bits 11:5 clear, so a PAE PDPT reads as a page address (the concrete level replays either:
     formal.concrete.paging.pdpt_address)."""
     s0 = un.state(0)
+    plain = [var if n.endswith(("page_user", "page_writable")) else Not(var)
+             for n, var in s0.items() if n.endswith(("page_user", "page_writable", "page_nx"))]
     addrs = [var for n, var in s0.items() if n.endswith("regs.cr3")]
     cr4s = [var for n, var in s0.items() if n.endswith("regs.cr4")]
     for i in range(1, depth + 1):
@@ -517,7 +520,7 @@ def preferences(un: Unroller, depth: int) -> list[FNode]:
     small = [EqualsOrIff(BVAnd(a, BV(0x7FFF_FFFF_FF00_0000, 64)), zero) for a in addrs]
     no_la57 = [EqualsOrIff(BVAnd(c, BV(CR4_LA57, 64)), zero) for c in cr4s]
     page_aligned = [EqualsOrIff(BVAnd(a, BV(0xFE0, 64)), zero) for a in addrs]
-    return [And(small + no_la57 + page_aligned), And(small + no_la57)]
+    return [And(plain + small + no_la57 + page_aligned), And(plain + small + no_la57)]
 
 
 def extract_trace(rel: Relation, w: engines.Witness, how: str) -> Trace:
