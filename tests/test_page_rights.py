@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 from pysmt.shortcuts import And, Not
 
+from formal.cli import render
 from formal.concrete.pte import PTE_P, PTE_XD
 from formal.concrete.replay import replay
 from formal.concrete.shadow import GuestWorld
@@ -119,3 +120,11 @@ def test_the_initial_states_hold_every_right_and_no_execute_disable_4m_page():
     assert ck.sat("rights", And(rel.init, Not(user), Not(writable), nx))
     assert ck.sat("rights", And(rel.init, user, writable, Not(nx)))
     assert not ck.sat("nx-4m", And(rel.init, nx, rel.pre["page_4m"]))
+
+
+def test_simulate_names_a_page_that_is_not_plain():
+    t = replace(trace.load(F10), page=replace(SUPERVISOR_RO_NX, size=PAGE_2M))
+    head = render.outcome_text(simulate.run(t, POLICIES["v6.6"])).splitlines()[1]
+    assert head == "watched page: VA 0x400000, 2 MiB, supervisor, read-only, execute-disable"
+    plain = render.outcome_text(simulate.run(trace.load(F1), POLICIES["v5.17"]))
+    assert "watched page" not in plain

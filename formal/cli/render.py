@@ -10,10 +10,10 @@ from formal import solvers
 from formal.cli import policies
 from formal.cli.prove import Proof
 from formal.engines.search import Verdict
-from formal.model import bits, events, trace
+from formal.model import arch, bits, events, trace
 from formal.model.machine import NATIVE, StepRecord
 from formal.model.simulate import Run
-from formal.model.state import CONFIGS, Vendor
+from formal.model.state import CONFIGS, DEFAULT_PAGE, Page, Vendor
 from formal.model.trace import event_to_json
 
 
@@ -39,9 +39,23 @@ def record_text(rec: StepRecord) -> list[str]:
 
 def _head_text(t: trace.Trace) -> list[str]:
     lines = [f"policy {t.policy}, config {t.config}, {len(t.events)} events"]
+    if t.page != DEFAULT_PAGE:
+        lines.append(page_text(t.page))
     if t.description:
         lines.append(t.description)
     return lines
+
+
+_SIZES = {bits.PAGE_4K: "4 KiB", bits.PAGE_2M: "2 MiB", bits.PAGE_4M: "4 MiB",
+          bits.PAGE_1G: "1 GiB"}
+
+
+def page_text(page: Page) -> str:
+    """The watched page in words: its size and each attribute that is not a plain page's."""
+    words = [_SIZES[page.size]] + [word for word, on in (
+        ("global", page.global_), ("supervisor", not page.user),
+        ("read-only", not page.writable), ("execute-disable", page.nx)) if on]
+    return f"watched page: VA {arch.WATCHED_VA:#x}, {', '.join(words)}"
 
 
 def _verdict_text(out: Run) -> str:
