@@ -3,7 +3,7 @@ root-reuse code, generated from the spec source with `ast`, each decided against
 by CI.
 
     python bench/mutants.py [--no-proofs] [--budget SECONDS] [--sequences N] [--limit N]
-        [--bound 2] [--timeout 120] [--json OUT]
+        [--bound 2] [--timeout 120] [--shard K/N] [--json OUT]
 
 Generation walks the MRO of specs.POLICIES["v6.6"] (v6.6 -> v6.4 -> v5.18 -> ... -> common)
 and, for every target method that v6.6 actually runs (its own definition, or the one an
@@ -28,6 +28,8 @@ Deciding a mutant:
    "bmc", --bound, --timeout, base="v6.6") on tdp and shadow: refuted (a counterexample the
    base does not have, replayed) kills, proved = equivalent, bounded = survived within the
    bound.  --budget caps the seconds spent in this stage.
+--shard K/N decides every N-th mutant from the K-th (0-based), so that N processes share the
+campaign; their --json outputs together are the whole.
 """
 
 from __future__ import annotations
@@ -443,6 +445,7 @@ def main() -> None:
     ap.add_argument("--global-pages", action="store_true",
                     help="run every random sequence with a global watched page too")
     ap.add_argument("--limit", type=int, default=0, help="the first N mutants only")
+    ap.add_argument("--shard", default="0/1", help="K/N: every N-th mutant from the K-th")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     console = Console()
@@ -450,6 +453,8 @@ def main() -> None:
     ms = list(generate())
     if a.limit:
         ms = ms[:a.limit]
+    k, n = (int(x) for x in a.shard.split("/"))
+    ms = ms[k::n]
     for m in ms:
         register(m)
     ps = probes(a.sequences, a.seed, (False, True) if a.global_pages else (False,))
