@@ -3,7 +3,7 @@ root-reuse code, generated from the spec source with `ast`, each decided against
 by CI.
 
     python bench/mutants.py [--no-proofs] [--budget SECONDS] [--sequences N] [--limit N]
-        [--bound 2] [--timeout 120] [--shard K/N] [--json OUT]
+        [--bound 2] [--timeout 120] [--shard K/N] [--only NAME,...] [--json OUT]
 
 Generation walks the MRO of specs.POLICIES["v6.6"] (v6.6 -> v6.4 -> v5.18 -> ... -> common)
 and, for every target method that v6.6 actually runs (its own definition, or the one an
@@ -29,7 +29,8 @@ Deciding a mutant:
    base does not have, replayed) kills, proved = equivalent, bounded = survived within the
    bound.  --budget caps the seconds spent in this stage.
 --shard K/N decides every N-th mutant from the K-th (0-based), so that N processes share the
-campaign; their --json outputs together are the whole.
+campaign; their --json outputs together are the whole.  --only decides the named mutants
+(v6.6-mut-NNN) only: the rest of a stopped shard.
 """
 
 from __future__ import annotations
@@ -446,6 +447,7 @@ def main() -> None:
                     help="run every random sequence with a global watched page too")
     ap.add_argument("--limit", type=int, default=0, help="the first N mutants only")
     ap.add_argument("--shard", default="0/1", help="K/N: every N-th mutant from the K-th")
+    ap.add_argument("--only", default="", help="comma-separated mutant names to decide")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     console = Console()
@@ -455,6 +457,9 @@ def main() -> None:
         ms = ms[:a.limit]
     k, n = (int(x) for x in a.shard.split("/"))
     ms = ms[k::n]
+    if a.only:
+        only = set(a.only.split(","))
+        ms = [m for m in ms if m.name in only]
     for m in ms:
         register(m)
     ps = probes(a.sequences, a.seed, (False, True) if a.global_pages else (False,))
