@@ -207,7 +207,9 @@ class GuestWorld:
 
     @property
     def leaf_flags(self) -> int:
-        """The flags of the watched page's leaf entry (SDM Vol. 3A Table 4-19 and 4-18)."""
+        """The flags of the watched page's leaf entry: P, R/W, U/S, G and XD are bits 0, 1, 2, 8 and
+        63 of a PAE or 4-level entry (SDM Vol. 3A §4.4.2, §4.5.4), the first four of a 32-bit one
+        (§4.3)."""
         page = self.page
         return PTE_P | (PTE_G if page.global_ else 0) | (PTE_US if page.user else 0) \
             | (PTE_RW if page.writable else 0) | (PTE_XD if page.nx else 0)
