@@ -50,9 +50,17 @@ def test_json_report_carries_the_verdict_and_violation(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert code == 1
     assert doc["verdict"] == "violated"
+    assert doc["page"] == {"size": "4K", "global": False, "user": True, "writable": True,
+                           "nx": False}
     assert doc["violation"]["event"] == 4 and doc["violation"]["property"] == "freshness"
     assert [s["index"] for s in doc["steps"]] == [-1, 0, 1, 2, 3, 4]
     assert doc["steps"][5]["event"] == {"op": "mov_cr3", "value": "0x8000000000002000"}
+
+
+def test_json_report_names_a_global_page(capsys):
+    main(["simulate", str(TRACES / "global-invlpg-other-pcid.json"), "--json", "--quiet"])
+    assert json.loads(capsys.readouterr().out)["page"] == {
+        "size": "4K", "global": True, "user": True, "writable": True, "nx": False}
 
 
 def test_policy_override(capsys):

@@ -120,7 +120,8 @@ def record_json(rec: StepRecord) -> dict[str, object]:
 
 
 def _json_head(t: trace.Trace, steps: bool) -> str:
-    head = f'{{\n "policy": {json.dumps(t.policy)},\n "config": {json.dumps(t.config)}'
+    head = (f'{{\n "policy": {json.dumps(t.policy)},\n "config": {json.dumps(t.config)},\n'
+            f' "page": {json.dumps(trace.page_to_json(t.page))}')
     return head + (',\n "steps": [\n  ' if steps else "")
 
 

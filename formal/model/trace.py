@@ -207,14 +207,23 @@ def event_to_json(e: ev.Event) -> dict[str, object]:
     return out
 
 
+def page_to_json(page: Page, every: bool = True) -> dict[str, object]:
+    """The page field of a trace for page: every attribute, or (every=False) those that
+    differ from DEFAULT_PAGE's."""
+    out: dict[str, object] = {
+        "size": next(name for name, size in arch.PAGE_SIZES.items() if size == page.size)}
+    out |= {name: getattr(page, attr) for name, attr in _PAGE_FLAGS.items()}
+    if every:
+        return out
+    default = page_to_json(DEFAULT_PAGE)
+    return {name: value for name, value in out.items() if value != default[name]}
+
+
 def dumps(t: Trace) -> str:
     doc: dict[str, object] = {
         "format": FORMAT, "policy": t.policy, "config": t.config,
         "initial": {k: f"{getattr(t.initial, k):#x}" for k in ("cr0", "cr3", "cr4", "efer")}}
-    page: dict[str, object] = {name: getattr(t.page, attr) for name, attr in _PAGE_FLAGS.items()
-                               if getattr(t.page, attr) != getattr(DEFAULT_PAGE, attr)}
-    if t.page.size != DEFAULT_PAGE.size:
-        page["size"] = next(name for name, size in arch.PAGE_SIZES.items() if size == t.page.size)
+    page = page_to_json(t.page, every=False)
     if page:
         doc["page"] = page
     doc["events"] = [event_to_json(e) for e in t.events]
