@@ -433,6 +433,14 @@ def differential(m: Mutant, configs: tuple[str, ...], bound: int, timeout: float
     return "unknown", "; ".join(verdicts)
 
 
+def _shard(text: str) -> tuple[int, int]:
+    """--shard's K/N, with 0 <= K < N."""
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
+        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {text!r}")
+    return int(k), int(n)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-proofs", action="store_true", help="the cheap stage only")
@@ -446,7 +454,8 @@ def main() -> None:
     ap.add_argument("--global-pages", action="store_true",
                     help="run every random sequence with a global watched page too")
     ap.add_argument("--limit", type=int, default=0, help="the first N mutants only")
-    ap.add_argument("--shard", default="0/1", help="K/N: every N-th mutant from the K-th")
+    ap.add_argument("--shard", type=_shard, default=(0, 1),
+                    help="K/N: every N-th mutant from the K-th")
     ap.add_argument("--only", default="", help="comma-separated mutant names to decide")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
@@ -455,7 +464,7 @@ def main() -> None:
     ms = list(generate())
     if a.limit:
         ms = ms[:a.limit]
-    k, n = (int(x) for x in a.shard.split("/"))
+    k, n = a.shard
     ms = ms[k::n]
     if a.only:
         only = set(a.only.split(","))
