@@ -107,6 +107,8 @@ def test_cli_replay_exit_codes_and_json(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert (doc["verdict"], doc["event"], doc["observed"], doc["allowed"]) == \
         ("forbidden", 1, "0x2000000", ["0x2001000"])
+    assert doc["page"] == {"size": "4K", "global": False, "user": True, "writable": True,
+                           "nx": False}
 
 
 def test_cli_replay_bad_input_exits_3(tmp_path, capsys):

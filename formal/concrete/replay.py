@@ -37,7 +37,7 @@ from formal.model.properties import ModelError
 from formal.model.scope import not_modeled
 from formal.model.simulate import check_initial
 from formal.model.state import CONFIGS, Config, Regs, Vcpu
-from formal.model.trace import Trace
+from formal.model.trace import Trace, page_to_json
 
 VA = arch.WATCHED_VA
 
@@ -312,6 +312,7 @@ def outcome_json(out: ReplayOutcome) -> dict[str, object]:
     """The outcome as data (`flushproof replay --json`)."""
     return {
         "policy": out.trace.policy, "config": out.trace.config,
+        "page": page_to_json(out.trace.page),
         "verdict": "forbidden" if out.violated else "holds",
         "event": out.event, "observed": None if out.observed is None else f"{out.observed:#x}",
         "allowed": [f"{g:#x}" for g in out.allowed], "message": out.message,
