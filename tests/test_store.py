@@ -188,3 +188,33 @@ def test_the_shipped_certificates_are_well_formed():
         assert path.name == f"{cell.stem()}.json"
         found = store.load(shipped, cell)
         assert found is not None and len(found.lemmas) == record["lemmas"]
+
+
+def _formal_names(files) -> set[str]:
+    return {str(p.relative_to(store._FORMAL)) for p in files if p.is_relative_to(store._FORMAL)}
+
+
+def test_the_fingerprint_hashes_what_builds_and_checks_a_relation_and_nothing_else():
+    """The layers' files and the model files they import, read from the imports; not the
+    trace format, the explicit search or the simulator, which no relation depends on."""
+    layers = [p for layer in store._LAYERS for p in (store._FORMAL / layer).rglob("*.py")]
+    names = _formal_names(store._imported(layers))
+    assert {"__init__.py", "errors.py", "model/__init__.py", "model/state.py", "model/kvm.py",
+            "model/events.py", "model/properties.py", "symbolic/transition.py",
+            "engines/search.py", "solvers/z3.py"} <= names
+    assert not names & {"model/trace.py", "model/explore.py", "model/simulate.py",
+                        "model/jsondoc.py"}
+    assert not any(n.startswith(("cli/", "concrete/")) for n in names)
+
+
+def test_a_policy_file_s_imports_of_formal_are_in_its_fingerprint(tmp_path):
+    """A policy file that imports a module the layers do not (here the trace format, as
+    `from P import M` and as `import P.M`) has that module, and the packages on the way, in its
+    fingerprint's files, with what it imports in turn."""
+    for i, line in enumerate(("from formal.model import trace", "import formal.model.trace")):
+        f = tmp_path / f"p{i}.py"
+        f.write_text(f"{line}\nfrom specs.v6_6 import V6_6\n")
+        assert _formal_names(store._imported([f])) == {
+            "__init__.py", "errors.py", "model/__init__.py", "model/arch.py", "model/bits.py",
+            "model/events.py", "model/jsondoc.py", "model/state.py", "model/trace.py",
+            "model/values.py"}

@@ -19,12 +19,14 @@ the policy again.  An entry that is not what `save_relation` writes is rebuilt, 
 
 from __future__ import annotations
 
+import ast
 import gzip
 import hashlib
 import inspect
 import json
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -40,9 +42,13 @@ from formal.errors import Malformed
 FORMAT = "flushproof-certificate/1"
 # The default store, relative to the current directory (prove), or beside a proof script.
 DEFAULT_DIR = Path("proofs") / "certificates"
-# flushproof's own code the relation and its checking depend on: the model the policies run
-# on, their symbolic execution, the engines and the solver seam.
-_LAYERS = ("model", "symbolic", "engines", "solvers")
+# The layers of flushproof that build a relation and check its certificates: symbolic
+# execution, the engines and the solver seam.  The fingerprint hashes their files and every file
+# of formal/ those import (the model the policies run on, formal.errors), read from the imports
+# (_imported): a file none of them imports (the trace format, the explicit search, the
+# simulator) is not in it, so changing it stales no certificate.
+_LAYERS = ("symbolic", "engines", "solvers")
+_FORMAL = Path(__file__).resolve().parent.parent  # formal/
 
 
 class Corrupt(Malformed):
@@ -80,9 +86,9 @@ class Stored:
 
 def fingerprint(cell: Cell) -> str:
     """sha256 over every source the cell's relation and its check are built from: flushproof's
-    model, symbolic execution, engines and solver seam, the files of every class the policy
-    (and its base) inherits from (specs/ or a policy file), the solvers' versions, and the
-    cell."""
+    symbolic execution, engines and solver seam and the files of formal/ they import, the files
+    of every class the policy (and its base) inherits from (specs/ or a policy file) and the
+    files of formal/ those import, the solvers' versions, and the cell."""
     h = hashlib.sha256(FORMAT.encode())
     for part in (_own_sources(), *(_policy_sources(p) for p in (cell.policy, cell.base) if p),
                  json.dumps(solvers.versions(), sort_keys=True),
@@ -91,14 +97,49 @@ def fingerprint(cell: Cell) -> str:
     return h.hexdigest()
 
 
+def _imported(files: Iterable[Path]) -> list[Path]:
+    """files and every file of formal/ they import, directly or through another, with the
+    package __init__.py files those imports run; sorted.  Imports are read from the source
+    (inside functions too), as tests/test_layers.py reads them; formal/ imports nothing by a
+    computed name but formal.solvers its solver modules, which are in _LAYERS."""
+    seen: set[Path] = set()
+    todo = [Path(f).resolve() for f in files]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                # `from P import M` imports module P.M when there is one
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                if parts[0] != "formal":
+                    continue
+                for k in range(1, len(parts) + 1):  # each package on the way, then the module
+                    where = _FORMAL.parent.joinpath(*parts[:k])
+                    todo += [f for f in (where / "__init__.py", where.with_suffix(".py"))
+                             if f.is_file()]
+    return sorted(seen)
+
+
+def _hash_formal(files: Iterable[Path]) -> str:
+    """sha256 over each file of formal/ among files: its path there and its bytes."""
+    h = hashlib.sha256()
+    for path in files:
+        if path.is_relative_to(_FORMAL):
+            h.update(str(path.relative_to(_FORMAL)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 @cache
 def _own_sources() -> str:
-    root = Path(__file__).resolve().parent.parent  # formal/
-    h = hashlib.sha256()
-    for layer in _LAYERS:
-        for path in sorted((root / layer).rglob("*.py")):
-            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
+    return _hash_formal(_imported(p for layer in _LAYERS for p in (_FORMAL / layer).rglob("*.py")))
 
 
 def _policy_sources(name: str) -> str:
@@ -111,6 +152,7 @@ def _policy_sources(name: str) -> str:
             files.append(where)
     for where in files:
         h.update(Path(where).read_bytes())
+    h.update(_hash_formal(_imported(files)).encode())
     return h.hexdigest()
 
 
