@@ -435,10 +435,10 @@ def differential(m: Mutant, configs: tuple[str, ...], bound: int, timeout: float
 
 def _shard(text: str) -> tuple[int, int]:
     """--shard's K/N, with 0 <= K < N."""
-    k, _, n = text.partition("/")
-    if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
+    m = re.fullmatch(r"([0-9]+)/([0-9]+)", text)
+    if m is None or int(m[1]) >= int(m[2]):
         raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {text!r}")
-    return int(k), int(n)
+    return int(m[1]), int(m[2])
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -218,3 +220,62 @@ def test_a_policy_file_s_imports_of_formal_are_in_its_fingerprint(tmp_path):
             "__init__.py", "errors.py", "model/__init__.py", "model/arch.py", "model/bits.py",
             "model/events.py", "model/jsondoc.py", "model/state.py", "model/trace.py",
             "model/values.py"}
+
+
+@pytest.fixture
+def formal_copy(tmp_path, monkeypatch) -> Path:
+    """A copy of formal/ that the fingerprint reads instead of the real one."""
+    copy = tmp_path / "formal"
+    shutil.copytree(store._FORMAL, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(store, "_FORMAL", copy)
+    store._own_sources.cache_clear()
+    yield copy
+    store._own_sources.cache_clear()
+
+
+def test_an_edit_stales_the_fingerprint_only_where_a_relation_imports_it(formal_copy):
+    before = store._own_sources()
+    with (formal_copy / "model" / "trace.py").open("a") as f:
+        f.write("# the trace format, edited\n")
+    store._own_sources.cache_clear()
+    assert store._own_sources() == before
+    with (formal_copy / "model" / "state.py").open("a") as f:
+        f.write("# the model, edited\n")
+    store._own_sources.cache_clear()
+    assert store._own_sources() != before
+
+
+def test_a_relative_import_is_followed(formal_copy):
+    transition = formal_copy / "symbolic" / "transition.py"
+    trace = formal_copy / "model" / "trace.py"
+    assert trace not in store._imported([transition])
+    with transition.open("a") as f:
+        f.write("from ..model import trace  # noqa\n")
+    assert trace in store._imported([transition])
+
+
+def test_what_python_imports_for_a_relation_is_in_the_fingerprint():
+    """Every formal/ file that importing the layers, each solver backend and every shipped
+    policy loads is among the files the fingerprint reads (the layers' and the policies')."""
+    layers = ", ".join(repr(x) for x in store._LAYERS)
+    code = ("import sys, pathlib, inspect, importlib\n"
+            "import formal\n"
+            "root = pathlib.Path(formal.__file__).resolve().parent\n"
+            f"layers = [p for layer in ({layers},) for p in (root / layer).rglob('*.py')]\n"
+            "for p in layers:\n"
+            "    name = '.'.join(p.relative_to(root.parent).with_suffix('').parts)\n"
+            "    importlib.import_module(name.removesuffix('.__init__'))\n"
+            "from formal import solvers\n"
+            "for s in solvers.BACKENDS:\n"
+            "    solvers._module(s)\n"
+            "from specs import POLICIES\n"
+            "loaded = {pathlib.Path(m.__file__).resolve() for n, m in sys.modules.items()\n"
+            "          if n == 'formal' or n.startswith('formal.')}\n"
+            "files = {inspect.getsourcefile(sys.modules[c.__module__])\n"
+            "         for p in POLICIES.values() for c in p.__mro__[:-1]}\n"
+            "from formal.cli import store\n"
+            "read = set(store._imported(layers)) | set(store._imported(files))\n"
+            "print(len(loaded), sorted(str(p) for p in loaded - read))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parent.parent).stdout.split()
+    assert int(out[0]) > 20 and out[1:] == ["[]"]

@@ -100,32 +100,47 @@ def fingerprint(cell: Cell) -> str:
 def _imported(files: Iterable[Path]) -> list[Path]:
     """files and every file of formal/ they import, directly or through another, with the
     package __init__.py files those imports run; sorted.  Imports are read from the source
-    (inside functions too), as tests/test_layers.py reads them; formal/ imports nothing by a
-    computed name but formal.solvers its solver modules, which are in _LAYERS."""
+    (inside functions too, relative ones resolved), as tests/test_layers.py reads them;
+    formal/ imports nothing by a computed name but formal.solvers its solver modules, which
+    are in _LAYERS (tests/test_store.py checks the closure against what Python imports)."""
     seen: set[Path] = set()
     todo = [Path(f).resolve() for f in files]
     while todo:
         path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                # `from P import M` imports module P.M when there is one
-                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            else:
-                continue
-            for name in names:
-                parts = name.split(".")
-                if parts[0] != "formal":
-                    continue
-                for k in range(1, len(parts) + 1):  # each package on the way, then the module
-                    where = _FORMAL.parent.joinpath(*parts[:k])
-                    todo += [f for f in (where / "__init__.py", where.with_suffix(".py"))
-                             if f.is_file()]
+        if path not in seen:
+            seen.add(path)
+            stat = path.stat()
+            todo += _imports_of(path, stat.st_mtime_ns, stat.st_size)
     return sorted(seen)
+
+
+@cache
+def _imports_of(path: Path, mtime_ns: int, size: int) -> tuple[Path, ...]:
+    """The files of formal/ that the source at path imports itself (keyed by its modification
+    time and size, so an edited file is read again)."""
+    package = list(path.relative_to(_FORMAL.parent).parent.parts) \
+        if path.is_relative_to(_FORMAL.parent) else []
+    out: list[Path] = []
+    for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            # `from . import M` is relative to path's package; `from P import M` imports module
+            # P.M when there is one
+            stem = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join(stem + ([node.module] if node.module else []))
+            names = [module] + [f"{module}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] != "formal":
+                continue
+            for k in range(1, len(parts) + 1):  # each package on the way, then the module
+                where = _FORMAL.parent.joinpath(*parts[:k])
+                out += [f for f in (where / "__init__.py", where.with_suffix(".py"))
+                        if f.is_file()]
+    return tuple(out)
 
 
 def _hash_formal(files: Iterable[Path]) -> str:
