@@ -173,3 +173,35 @@ def test_the_products_bmc_depths_are_answered_by_bitwuzla_and_modelled_by_z3(no_
                    prefer=prove.preferences)
     assert (r.label, r.bound) == ("refuted", 1) and r.witness is not None  # z3's model
     assert asked == ["bitwuzla", "bitwuzla"]  # depth 0 unsatisfiable, depth 1 satisfiable
+
+
+def test_a_base_proved_alone_for_some_properties_leaves_only_the_others_to_the_product(
+        no_smap_reset, v66_mov_cr4, capsys):
+    """The converse over metadata and pgd: v6.6's stored certificate covers metadata only, so
+    it decides metadata (re-checked) and the product is searched for pgd alone, which houdini
+    proves on it; the verdict is the product's, and both proofs are named."""
+    argv = ["prove", "--policy-file", EXAMPLE, "--base", "v6.6", "--config", "tdp",
+            "--property", "metadata", "--property", "pgd", "--bound", "2", "--event", "mov_cr4",
+            "--cex", "/dev/null", "--certificates", str(v66_mov_cr4)]
+    assert main(argv) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert f"converse: violations of v6.6 that {no_smap_reset} removes: none of metadata (v6.6 " \
+        "alone has none); of pgd: none (proved by houdini)" in lines
+    assert main(argv + ["--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    Draft202012Validator(schema("prove-result")).validate(doc)
+    assert (doc["verdict"], doc["violation"]["property"], doc["alone"]) == (
+        "refuted", "metadata", [])
+    conv = doc["converse"]
+    assert (conv["verdict"], conv["engine"], conv["alone"]) == ("proved", "houdini",
+                                                                 ["metadata"])
+    assert conv["properties"] == ["metadata", "pgd"]
+    assert conv["certificate"].startswith(
+        f"v6.6 alone has no violation of metadata (so none {no_smap_reset} lacks): stored ")
+    assert "; on the product, inductive invariant re-checked by yices in 4 one-shot queries " \
+        "(initiation; consecution per path and safety for each of 1 event kinds): " \
+        in conv["certificate"]
+    assert conv["stored"].startswith("re-checked the stored certificate ")
+    assert conv["checker"]["queries"] == 4  # the product's; the policy's are in its certificate
+    assert conv["times"]["alone recheck"] > 0 and conv["times"]["houdini"] > 0
+    assert conv["paths"] == {"mov_cr4": 7, "initial": 100}  # the product's relation

@@ -157,8 +157,9 @@ class Proof:
     # stored certificate, warm-started houdini from one, or wrote one.
     stored: str = ""
     cached: bool = False  # the relation came from the relation cache, not symbolic execution
-    # A differential decided by its policy's own proof (alone): paths and times are that proof's
-    alone: bool = False
+    # The properties of a differential that its policy's own proof decided (alone, partly_alone):
+    # when all of them, paths and times are that proof's; else the product decided the rest.
+    alone: tuple[str, ...] = ()
 
 
 def vacuity(rel: Relation, props: tuple[str, ...], bound: int, ck: Checker,
@@ -226,10 +227,15 @@ def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0]
         started = time.perf_counter()
         proof = run(single, dump_dir, checker, jobs, progress, certificates,
                     relations=relations)
-        if proof.result.verdict == Verdict.PROVED:
-            return alone(ob, proof)
+        rest = tuple(p for p in ob.props if p not in single.props)
         if ob.timeout is not None:  # the product has what is left of the timeout
             ob = replace(ob, timeout=max(ob.timeout - (time.perf_counter() - started), 1e-6))
+        if proof.result.verdict == Verdict.PROVED:
+            if not rest:
+                return alone(ob, proof)
+            return partly_alone(ob, proof, run(replace(ob, props=rest), dump_dir, checker, jobs,
+                                               progress, certificates, use_stored, save,
+                                               relations))
     t0 = time.perf_counter()
     deadline = Deadline.after(ob.timeout)
     proof = Proof(ob, Result(Verdict.UNKNOWN, ob.engine))
@@ -289,24 +295,46 @@ def alone(ob: Obligation, single: Proof) -> Proof:
     has none that its base lacks."""
     assert ob.base is not None and single.result.verdict == Verdict.PROVED
     r = single.result
-    return replace(single, obligation=ob, alone=True, result=replace(r, certificate=(
+    return replace(single, obligation=ob, alone=ob.props, result=replace(r, certificate=(
         f"{ob.policy} alone has no violation of {', '.join(ob.props)} (so none {ob.base} "
         f"lacks): {r.certificate}")))
 
 
+def partly_alone(ob: Obligation, single: Proof, rest: Proof) -> Proof:
+    """ob, a differential obligation, decided for some of its properties by `single` (ob's
+    policy alone violates none of them, as in `alone`) and for the others by `rest`, the
+    proof of ob over those on the product: ob's verdict is rest's (a counterexample of rest is
+    a shortest one of ob, as ob's policy has none of single's properties at all), its times
+    both proofs'."""
+    assert ob.base is not None and single.result.verdict == Verdict.PROVED
+    done = single.obligation.props
+    r = rest.result
+    why = (f"{ob.policy} alone has no violation of {', '.join(done)} (so none {ob.base} "
+           f"lacks): {single.result.certificate}")
+    return replace(rest, obligation=ob, alone=done,
+                   times={f"alone {k}": v for k, v in single.times.items()} | rest.times,
+                   stored="; ".join(s for s in (single.stored, rest.stored) if s),
+                   result=replace(r, certificate=f"{why}; on the product, {r.certificate}")
+                   if r.verdict == Verdict.PROVED else r)
+
+
 def _alone_stored(ob: Obligation, certificates: Path) -> Obligation | None:
-    """ob's policy alone, over ob's event kinds or else over all, as an obligation whose stored
-    certificate, found from today's sources, covers ob's properties (re-checking it decides
-    the differential ob: alone); None when there is no such certificate."""
+    """ob's policy alone, over ob's event kinds or else over all, and over those of ob's
+    properties that a stored certificate found from today's sources covers (the most of
+    them), as an obligation (re-checking the certificate decides the differential ob for
+    those: alone, partly_alone); None when no such certificate covers any."""
+    best: Obligation | None = None
     for events in dict.fromkeys((ob.events, None)):
         single = replace(ob, base=None, events=events, engine="houdini")
         try:
             found = store.load(certificates, _cell(single))
         except store.Corrupt:
             continue  # not used: the product is searched as without a store
-        if found is not None and found.current and set(ob.props) <= set(found.properties):
-            return single
-    return None
+        covered = tuple(p for p in ob.props if found is not None and found.current
+                        and p in found.properties)
+        if covered and (best is None or len(covered) > len(best.props)):
+            best = replace(single, props=covered)
+    return best
 
 
 def relation(ob: Obligation, deadline: Deadline | None = None,

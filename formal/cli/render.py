@@ -159,6 +159,12 @@ def proof_text(proof: Proof, cex_path: Path | None) -> str:
     if ob.base is not None:
         lines.append(f"differential: the violations {ob.policy} has at an event where "
                      f"{ob.base} has none (the two run in lockstep on the same events)")
+    whole = proof.alone == ob.props
+    if proof.alone and not whole:
+        rest = [p for p in ob.props if p not in proof.alone]
+        lines.append(f"{', '.join(proof.alone)}: {ob.policy} alone has none (its stored "
+                     f"certificate, re-checked), so none {ob.base} lacks; the product decides "
+                     f"{', '.join(rest)}")
     only = ""
     if ob.events is not None:
         lines.append(f"events: only {', '.join(ob.events)} (the environment is restricted: "
@@ -166,7 +172,7 @@ def proof_text(proof: Proof, cex_path: Path | None) -> str:
         only = f" (for executions of {', '.join(ob.events)} only)"
     paths = ", ".join(f"{k} {n}" for k, n in proof.paths.items())
     source = " (the cached relation)" if proof.cached else ""
-    if proof.alone:
+    if whole:
         source += f" of {ob.policy} alone"
     lines.append(f"symbolic execution{source}: paths per handler: {paths}")
     if proof.vacuity:
@@ -225,6 +231,7 @@ def proof_json(proof: Proof, cex_path: Path | None) -> dict[str, object]:
         "checker": {"solver": r.checker, "queries": r.checked, "by": r.by}
         if r.checker else None,
         "stored": proof.stored or None, "relation_cached": proof.cached,
+        "alone": list(proof.alone),
         "vacuity": {"ok": not proof.vacuity, "failures": proof.vacuity},
         "paths": proof.paths, "times": proof.times, "solvers": solvers.versions(),
         "trace": None if cex is None else json.loads(trace.dumps(cex.trace)),
@@ -239,13 +246,17 @@ def converse_text(proof: Proof) -> str:
     removes (the base's, at events where the patched policy has none)."""
     r, ob, cex = proof.result, proof.obligation, proof.counterexample
     head = f"converse: violations of {ob.policy} that {ob.base} removes: "
+    rest = [p for p in ob.props if p not in proof.alone]
+    if proof.alone and rest:  # the verdict below is about the rest
+        head += (f"none of {', '.join(proof.alone)} ({ob.policy} alone has none); of "
+                 f"{', '.join(rest)}: ")
     if r.verdict == Verdict.REFUTED and cex is not None and cex.violation is not None:
         index, prop, message = cex.violation
         events = "; ".join(e.describe() for e in cex.trace.events)
         return (f"{head}{prop} at event {index} ({r.bound} events: {events})\n"
                 f"  {message}\n")
     if r.verdict == Verdict.PROVED:
-        how = f"{ob.policy} alone has none, proved by {r.engine}" if proof.alone else \
+        how = f"{ob.policy} alone has none, proved by {r.engine}" if not rest else \
             f"proved by {r.engine}"
         return f"{head}none ({how})\n"
     if r.verdict == Verdict.BOUNDED:
