@@ -228,14 +228,16 @@ def run(ob: Obligation, dump_dir: Path | None = None, checker: str = CHECKERS[0]
         proof = run(single, dump_dir, checker, jobs, progress, certificates,
                     relations=relations)
         rest = tuple(p for p in ob.props if p not in single.props)
-        if ob.timeout is not None:  # the product has what is left of the timeout
-            ob = replace(ob, timeout=max(ob.timeout - (time.perf_counter() - started), 1e-6))
+        if proof.result.verdict == Verdict.PROVED and not rest:
+            return alone(ob, proof)
+        # the product has what is left of the timeout
+        left = None if ob.timeout is None else \
+            max(ob.timeout - (time.perf_counter() - started), 1e-6)
         if proof.result.verdict == Verdict.PROVED:
-            if not rest:
-                return alone(ob, proof)
-            return partly_alone(ob, proof, run(replace(ob, props=rest), dump_dir, checker, jobs,
-                                               progress, certificates, use_stored, save,
-                                               relations))
+            return partly_alone(ob, proof, run(replace(ob, props=rest, timeout=left), dump_dir,
+                                               checker, jobs, progress, certificates, use_stored,
+                                               save, relations))
+        ob = replace(ob, timeout=left)
     t0 = time.perf_counter()
     deadline = Deadline.after(ob.timeout)
     proof = Proof(ob, Result(Verdict.UNKNOWN, ob.engine))
