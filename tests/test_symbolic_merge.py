@@ -58,7 +58,7 @@ def _cut_names(monkeypatch) -> list[str]:
 
 def _assert_same_relation(plain, cut) -> None:
     """No cut variable is left, and z3 finds no state and operands where the two differ: one
-    query per field that is not the same term (one query for all fields once took 43.7 s in a
+    query per field (one query for all fields once took 43.7 s in a
     test worker where it takes 0.3 s alone, z3's search depending on its context's history;
     per field they take 0.6 s together)."""
     terms = [cut.steps, cut.model_error, cut.not_modeled, *cut.post.values(),

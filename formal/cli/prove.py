@@ -332,8 +332,9 @@ def _alone_stored(ob: Obligation, certificates: Path) -> Obligation | None:
             found = store.load(certificates, _cell(single))
         except store.Corrupt:
             continue  # not used: the product is searched as without a store
-        covered = tuple(p for p in ob.props if found is not None and found.current
-                        and p in found.properties)
+        if found is None or not found.current:
+            continue
+        covered = tuple(p for p in ob.props if p in found.properties)
         if covered and (best is None or len(covered) > len(best.props)):
             best = replace(single, props=covered)
     return best
